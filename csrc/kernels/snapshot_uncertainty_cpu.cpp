@@ -1,0 +1,206 @@
+#include <algorithm>
+#include <vector>
+
+#include "common.h"
+#include "snapshot_uncertainty.h"
+
+namespace mpts {
+namespace {
+
+// Items are processed in blocks held class-major ([C][B]) in thread-local scratch, so every
+// per-class step is a unit-stride loop across items and vectorises even for C = 10.
+template <typename T>
+struct BlockState {
+  int64_t B, C;
+  std::vector<T> logit, mean, m2;  // [C][B]
+  std::vector<T> ent, mx, sum, dot;  // [B]
+  BlockState(int64_t B_, int64_t C_)
+      : B(B_), C(C_), logit(B_ * C_), mean(B_ * C_), m2(B_ * C_), ent(B_), mx(B_), sum(B_), dot(B_) {}
+
+  void zero() {
+    std::fill(mean.begin(), mean.end(), T(0));
+    std::fill(m2.begin(), m2.end(), T(0));
+    std::fill(ent.begin(), ent.end(), T(0));
+  }
+
+  // state rows n0..n0+bn from (N, C) arrays and back
+  void load(const T* gmean, const T* gm2, const T* gent, int64_t n0, int64_t bn) {
+    for (int64_t b = 0; b < bn; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        mean[c * B + b] = gmean[(n0 + b) * C + c];
+        m2[c * B + b] = gm2[(n0 + b) * C + c];
+      }
+    for (int64_t b = 0; b < bn; ++b) ent[b] = gent[n0 + b];
+  }
+  void store(T* gmean, T* gm2, T* gent, int64_t n0, int64_t bn) const {
+    for (int64_t b = 0; b < bn; ++b)
+      for (int64_t c = 0; c < C; ++c) {
+        gmean[(n0 + b) * C + c] = mean[c * B + b];
+        gm2[(n0 + b) * C + c] = m2[c * B + b];
+      }
+    for (int64_t b = 0; b < bn; ++b) gent[n0 + b] = ent[b];
+  }
+
+  // Folds snapshot rows n0..n0+bn of `logits` ((N, C) row-major) into the state;
+  // `count` snapshots were folded before.
+  void fold(const T* logits, int64_t n0, int64_t bn, int64_t count) {
+    T* lt = logit.data();
+    const T* src = logits + n0 * C;
+    for (int64_t b = 0; b < bn; ++b)
+      for (int64_t c = 0; c < C; ++c) lt[c * B + b] = src[b * C + c];
+    T* mxp = mx.data();
+    T* sp = sum.data();
+    T* dp = dot.data();
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) mxp[b] = lt[b];
+    for (int64_t c = 1; c < C; ++c) {
+      const T* l = lt + c * B;
+#pragma omp simd
+      for (int64_t b = 0; b < bn; ++b) mxp[b] = l[b] > mxp[b] ? l[b] : mxp[b];
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) {
+      sp[b] = 0;
+      dp[b] = 0;
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      T* l = lt + c * B;
+#pragma omp simd
+      for (int64_t b = 0; b < bn; ++b) {
+        const T sh = l[b] - mxp[b];  // inf - inf = NaN: non-finite logits poison the item
+        const T e = fast_exp(sh);
+        l[b] = e;
+        sp[b] += e;
+        dp[b] += e * sh;  // 0 * -inf = NaN likewise
+      }
+    }
+    T* ep = ent.data();
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) {
+      const T inv = T(1) / sp[b];
+      ep[b] += fast_log(sp[b]) - dp[b] * inv;  // H(p) = log sum e - sum p (l - max)
+      sp[b] = inv;
+    }
+    const T inv_count = T(1) / static_cast<T>(count + 1);
+    for (int64_t c = 0; c < C; ++c) {
+      const T* e = lt + c * B;
+      T* mu = mean.data() + c * B;
+      T* q = m2.data() + c * B;
+#pragma omp simd
+      for (int64_t b = 0; b < bn; ++b) {
+        const T p = e[b] * sp[b];
+        const T delta = p - mu[b];
+        mu[b] += delta * inv_count;
+        q[b] += delta * (p - mu[b]);  // Welford: no sum-of-squares cancellation
+      }
+    }
+  }
+
+  void finalize(int64_t n0, int64_t bn, int64_t N, int64_t count, T* scores) {
+    T* H = scores + kEntropy * N + n0;
+    T* bald = scores + kBald * N + n0;
+    T* var = scores + kVariance * N + n0;
+    T* margin = scores + kMargin * N + n0;
+    T* lc = scores + kLeastConfidence * N + n0;
+    T* top1 = mx.data();
+    T* top2 = sum.data();
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) {
+      H[b] = 0;
+      var[b] = 0;
+      top1[b] = 0;
+      top2[b] = 0;
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const T* mu = mean.data() + c * B;
+      const T* q = m2.data() + c * B;
+#pragma omp simd
+      for (int64_t b = 0; b < bn; ++b) {
+        const T p = mu[b];
+        H[b] -= (p != p) ? p : xlogx(p);
+        var[b] += q[b];
+        const T lo = p < top1[b] ? p : top1[b];
+        top2[b] = lo > top2[b] ? lo : top2[b];
+        top1[b] = p > top1[b] ? p : top1[b];
+      }
+    }
+    const T inv_count = T(1) / static_cast<T>(count);
+    const T var_scale = count > 1 ? T(1) / static_cast<T>(count - 1) : T(0);
+    const T* ep = ent.data();
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) {
+      const T mi = H[b] - ep[b] * inv_count;
+      bald[b] = mi > T(0) ? mi : (mi != mi ? mi : T(0));
+      var[b] *= var_scale;
+      margin[b] = top1[b] - top2[b];
+      lc[b] = T(1) - top1[b];
+    }
+  }
+};
+
+int64_t block_items(int64_t C) { return C <= 64 ? 64 : 16; }
+
+}  // namespace
+
+template <typename T>
+void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
+  const int64_t B = block_items(C);
+  const int64_t nblocks = (N + B - 1) / B;
+#pragma omp parallel
+  {
+    BlockState<T> st(B, C);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
+      st.zero();
+      for (int64_t s = 0; s < S; ++s) st.fold(logits[s], n0, bn, s);
+      st.finalize(n0, bn, N, S, scores);
+    }
+  }
+}
+
+template <typename T>
+void snapshot_accumulate_cpu(const T* logits, int64_t N, int64_t C, int64_t count, T* mean, T* m2,
+                             T* ent_sum) {
+  const int64_t B = block_items(C);
+  const int64_t nblocks = (N + B - 1) / B;
+#pragma omp parallel
+  {
+    BlockState<T> st(B, C);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
+      st.load(mean, m2, ent_sum, n0, bn);
+      st.fold(logits, n0, bn, count);
+      st.store(mean, m2, ent_sum, n0, bn);
+    }
+  }
+}
+
+template <typename T>
+void snapshot_finalize_cpu(const T* mean, const T* m2, const T* ent_sum, int64_t N, int64_t C,
+                           int64_t count, T* scores) {
+  const int64_t B = block_items(C);
+  const int64_t nblocks = (N + B - 1) / B;
+#pragma omp parallel
+  {
+    BlockState<T> st(B, C);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
+      st.load(mean, m2, ent_sum, n0, bn);
+      st.finalize(n0, bn, N, count, scores);
+    }
+  }
+}
+
+#define MPTS_INSTANTIATE(T)                                                                       \
+  template void snapshot_scores_cpu<T>(const T* const*, int64_t, int64_t, int64_t, T*);          \
+  template void snapshot_accumulate_cpu<T>(const T*, int64_t, int64_t, int64_t, T*, T*, T*);     \
+  template void snapshot_finalize_cpu<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                         T*);
+MPTS_INSTANTIATE(float)
+MPTS_INSTANTIATE(double)
+#undef MPTS_INSTANTIATE
+
+}  // namespace mpts

@@ -1,0 +1,140 @@
+// CPU registrations: validate, make contiguous, call the framework-free kernels.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "aten_gemm.h"
+#include "checks.h"
+#include "rbf_mmd.h"
+#include "sensitivity.h"
+#include "snapshot_uncertainty.h"
+
+namespace mpts_torch {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> rbf_mmd2_cpu(const at::Tensor& x, const at::Tensor& y,
+                                                at::ArrayRef<double> scales, bool unbiased,
+                                                bool with_grad) {
+  check_float(x, "x", false);
+  check_same(x, y, "x", "y");
+  check_dim(x, "x", 2);
+  check_dim(y, "y", 2);
+  TORCH_CHECK_VALUE(x.size(1) == y.size(1), "x and y must have the same feature dim, got ",
+                    x.size(1), " and ", y.size(1));
+  const int64_t n = x.size(0), m = y.size(0), d = x.size(1);
+  TORCH_CHECK_VALUE(n >= (unbiased ? 2 : 1) && m >= (unbiased ? 2 : 1),
+                    "x and y need at least ", unbiased ? 2 : 1, " rows, got ", n, " and ", m);
+  mpts::MmdScales sc;
+  TORCH_CHECK_VALUE(mpts::make_mmd_scales(scales.data(), static_cast<int>(scales.size()), &sc),
+                    "scales must be 1..", mpts::MmdScales::kMax, " positive finite numbers");
+  const auto w = mpts::make_mmd_weights(n, m, unbiased);
+  at::Tensor z = at::cat({x, y}, 0).contiguous();
+  at::Tensor grad = with_grad ? at::empty_like(z) : at::Tensor();
+  double v = 0;
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "rbf_mmd2_cpu", [&] {
+    v = mpts::rbf_mmd2_cpu<scalar_t>(z.data_ptr<scalar_t>(), n, m, d, sc, w,
+                                     with_grad ? grad.data_ptr<scalar_t>() : nullptr,
+                                     aten_gemm<scalar_t>(z.options()));
+  });
+  at::Tensor value = at::scalar_tensor(v, x.options());
+  if (!with_grad) return {value, at::empty({0, d}, x.options())};
+  return {value, grad};
+}
+
+at::Tensor snapshot_scores_cpu(const at::Tensor& logits) {
+  check_float(logits, "logits", false);
+  check_dim(logits, "logits", 3);
+  const int64_t S = logits.size(0), N = logits.size(1), C = logits.size(2);
+  TORCH_CHECK_VALUE(S >= 1 && C >= 1, "logits must have S >= 1 and C >= 1, got ", logits.sizes());
+  at::Tensor l = logits.contiguous();
+  at::Tensor scores = at::empty({mpts::kNumScores, N}, l.options());
+  AT_DISPATCH_FLOATING_TYPES(l.scalar_type(), "snapshot_scores_cpu", [&] {
+    std::vector<const scalar_t*> ptrs(S);
+    for (int64_t s = 0; s < S; ++s) ptrs[s] = l.data_ptr<scalar_t>() + s * N * C;
+    mpts::snapshot_scores_cpu<scalar_t>(ptrs.data(), S, N, C, scores.data_ptr<scalar_t>());
+  });
+  return scores;
+}
+
+void check_state(const at::Tensor& mean, const at::Tensor& m2, const at::Tensor& ent_sum) {
+  check_float(mean, "mean", false);
+  check_dim(mean, "mean", 2);
+  check_same(mean, m2, "mean", "m2");
+  check_same(mean, ent_sum, "mean", "ent_sum");
+  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes() && ent_sum.dim() == 1 &&
+                        ent_sum.size(0) == mean.size(0),
+                    "accumulator state shapes disagree");
+  TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
+                    "accumulator state must be contiguous");
+}
+
+void snapshot_accumulate_cpu(at::Tensor mean, at::Tensor m2, at::Tensor ent_sum,
+                             const at::Tensor& logits, int64_t count) {
+  check_state(mean, m2, ent_sum);
+  check_same(mean, logits, "state", "logits");
+  TORCH_CHECK_VALUE(logits.sizes() == mean.sizes(), "logits must have shape ", mean.sizes(),
+                    ", got ", logits.sizes());
+  at::Tensor l = logits.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(l.scalar_type(), "snapshot_accumulate_cpu", [&] {
+    mpts::snapshot_accumulate_cpu<scalar_t>(l.data_ptr<scalar_t>(), l.size(0), l.size(1), count,
+                                            mean.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
+                                            ent_sum.data_ptr<scalar_t>());
+  });
+}
+
+at::Tensor snapshot_finalize_cpu(const at::Tensor& mean, const at::Tensor& m2,
+                                 const at::Tensor& ent_sum, int64_t count) {
+  check_state(mean, m2, ent_sum);
+  TORCH_CHECK_VALUE(count >= 1, "no snapshot has been accumulated");
+  at::Tensor scores = at::empty({mpts::kNumScores, mean.size(0)}, mean.options());
+  AT_DISPATCH_FLOATING_TYPES(mean.scalar_type(), "snapshot_finalize_cpu", [&] {
+    mpts::snapshot_finalize_cpu<scalar_t>(mean.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
+                                          ent_sum.data_ptr<scalar_t>(), mean.size(0),
+                                          mean.size(1), count, scores.data_ptr<scalar_t>());
+  });
+  return scores;
+}
+
+at::Tensor sensitivity_cpu(const at::Tensor& x, const at::Tensor& V, const at::Tensor& b_v,
+                           const at::Tensor& W, const at::Tensor& b_w, int64_t norm,
+                           bool sigmoid_output) {
+  check_float(x, "x", false);
+  check_same(x, V, "x", "V");
+  check_same(x, b_v, "x", "b_v");
+  check_same(x, W, "x", "W");
+  check_same(x, b_w, "x", "b_w");
+  check_dim(x, "x", 2);
+  check_dim(V, "V", 2);
+  check_dim(b_v, "b_v", 1);
+  check_dim(W, "W", 2);
+  check_dim(b_w, "b_w", 1);
+  const int64_t P = x.size(0), I = x.size(1), J = V.size(0), K = W.size(0);
+  TORCH_CHECK_VALUE(V.size(1) == I && b_v.size(0) == J && W.size(1) == J && b_w.size(0) == K,
+                    "sensitivity shapes disagree: x ", x.sizes(), ", V ", V.sizes(), ", b_v ",
+                    b_v.sizes(), ", W ", W.sizes(), ", b_w ", b_w.sizes());
+  TORCH_CHECK_VALUE(norm == 0 || norm == 1 || norm == 2, "norm code must be 0, 1 or 2");
+  at::Tensor phi = at::empty({P}, x.options());
+  at::Tensor xc = x.contiguous(), Vc = V.contiguous(), bvc = b_v.contiguous(),
+             Wc = W.contiguous(), bwc = b_w.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sensitivity_cpu", [&] {
+    mpts::sensitivity_cpu<scalar_t>(xc.data_ptr<scalar_t>(), Vc.data_ptr<scalar_t>(),
+                                    bvc.data_ptr<scalar_t>(), Wc.data_ptr<scalar_t>(),
+                                    bwc.data_ptr<scalar_t>(), P, I, J, K,
+                                    static_cast<mpts::SensNorm>(norm), sigmoid_output,
+                                    phi.data_ptr<scalar_t>(), aten_gemm<scalar_t>(x.options()));
+  });
+  return phi;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mpts_fast, CPU, m) {
+  m.impl("rbf_mmd2", &rbf_mmd2_cpu);
+  m.impl("snapshot_scores", &snapshot_scores_cpu);
+  m.impl("snapshot_accumulate", &snapshot_accumulate_cpu);
+  m.impl("snapshot_finalize", &snapshot_finalize_cpu);
+  m.impl("sensitivity", &sensitivity_cpu);
+}
+
+}  // namespace mpts_torch

@@ -1,0 +1,42 @@
+"""Argument validation with errors that name the argument and say what was expected."""
+from __future__ import annotations
+
+import torch
+
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def tensor(value, name: str, dim: int | None = None) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in _FLOATS:
+        raise TypeError(f"{name} must be a floating tensor (float32, float64, float16, bfloat16), got {value.dtype}")
+    if dim is not None and value.dim() != dim:
+        raise ValueError(f"{name} must be {dim}-D, got shape {tuple(value.shape)}")
+    return value
+
+
+def same_device(**tensors: torch.Tensor) -> torch.device:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"{k} on {v}" for k, v in devices.items())
+        raise ValueError(f"all inputs must be on one device, got {listing}")
+    return next(iter(devices.values()))
+
+
+def common_dtype(**tensors: torch.Tensor) -> torch.dtype:
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{k}: {t.dtype}" for k, t in tensors.items())
+        raise TypeError(f"all inputs must share one dtype, got {listing}")
+    return dtypes.pop()
+
+
+def finite(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def choice(value, name: str, options) -> None:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")

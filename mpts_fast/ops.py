@@ -1,0 +1,368 @@
+"""The public drop-in ops. Each runs the native kernel (C++/OpenMP on CPU, CUDA on GPU) when one
+serves the tensors' device and dtype, and the plain-PyTorch version in
+:mod:`mpts_fast.reference` otherwise (see :mod:`mpts_fast._native` for MPTS_FAST_BACKEND).
+
+Dtypes: float32 and float64 on CPU; float32, float16 and bfloat16 on CUDA (fp32 accumulation;
+float64 on CUDA runs the reference). float16/bfloat16 on CPU are computed in float32.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+from mpts_fast import _checks, _native, reference
+from mpts_fast._types import SnapshotScores
+
+__all__ = [
+    "rbf_mmd2",
+    "mmd_bandwidths",
+    "snapshot_uncertainty",
+    "SnapshotAccumulator",
+    "SnapshotScores",
+    "sensitivity",
+    "sensitivity_matrix",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype the native kernels run in for inputs of `dtype` on `device`."""
+    if dtype in _HALF:
+        return torch.float32
+    return dtype
+
+
+def _native_for(op: str, device: torch.device, dtype: torch.dtype) -> bool:
+    if device.type == "cuda" and dtype == torch.float64:
+        return False  # CUDA kernels are fp32; the float64 reference is the exact path there
+    return _native.use_native(op, device)
+
+
+# ----------------------------------------------------------------------------- MMD
+
+BandwidthArg = Union[None, float, Sequence[float], torch.Tensor]
+
+
+def mmd_bandwidths(x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float = 2.0) -> torch.Tensor:
+    """Default RBF bandwidths sigma_q for rbf_mmd2 (DAN-style ladder), without gradient.
+
+    2 sigma_q^2 = h * mul^(q - num // 2), q = 0..num-1, where h is the mean pairwise squared
+    distance over the joint set [x; y] (diagonal excluded), computed in O((n + m) d).
+    If all points coincide (h = 0), h = 1 is used.
+
+    x: (n, d), y: (m, d). Returns (num,) in x's dtype and device.
+    """
+    _validate_pair(x, y)
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if not (mul > 0 and mul != float("inf")):
+        raise ValueError(f"mul must be a positive finite number, got {mul!r}")
+    return reference.mmd_bandwidths(x, y, num, mul)
+
+
+def _validate_pair(x, y) -> None:
+    _checks.tensor(x, "x", 2)
+    _checks.tensor(y, "y", 2)
+    _checks.same_device(x=x, y=y)
+    _checks.common_dtype(x=x, y=y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same number of columns, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError("x and y must have at least one column (feature)")
+
+
+def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
+    if isinstance(sigmas, torch.Tensor):
+        if sigmas.dim() > 1:
+            raise ValueError(f"sigmas must be a float or a 1-D tensor, got shape {tuple(sigmas.shape)}")
+        values = [float(v) for v in sigmas.detach().reshape(-1).tolist()]
+    elif isinstance(sigmas, (int, float)):
+        values = [float(sigmas)]
+    else:
+        try:
+            values = [float(v) for v in sigmas]
+        except TypeError:
+            raise TypeError(f"sigmas must be None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}") from None
+    if not 1 <= len(values) <= 16:
+        raise ValueError(f"sigmas must hold 1 to 16 bandwidths, got {len(values)}")
+    for v in values:
+        if not (v > 0 and v != float("inf")):
+            raise ValueError(f"sigmas must be positive and finite, got {values}")
+    return [2.0 * v * v for v in values]
+
+
+def rbf_mmd2(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigmas: BandwidthArg = None,
+    *,
+    estimator: str = "biased",
+) -> torch.Tensor:
+    """Squared MMD between samples x and y under a sum of Gaussian RBF kernels.
+
+    k(a, b) = sum_q exp(-||a - b||^2 / (2 sigma_q^2)). sigmas: a float, a sequence or a 1-D
+    tensor (treated as constants: no gradient flows to them); None uses mmd_bandwidths(x, y).
+    estimator: "biased" (V-statistic, diagonals included; Eq. 6 of the MPTS paper) or
+    "unbiased" (U-statistic, diagonals excluded; needs n, m >= 2).
+
+    x: (n, d), y: (m, d) floating tensors on one device. Returns a 0-dim tensor, differentiable
+    in x and y (first order). The native path never holds an n x m matrix: tiles of
+    ||a||^2 + ||b||^2 - 2 a.b are computed by GEMM and reduced in a fused epilogue, and the
+    gradient is accumulated in the same pass.
+    """
+    _validate_pair(x, y)
+    _checks.choice(estimator, "estimator", ("biased", "unbiased"))
+    unbiased = estimator == "unbiased"
+    need = 2 if unbiased else 1
+    if x.shape[0] < need or y.shape[0] < need:
+        raise ValueError(
+            f"the {estimator} estimator needs at least {need} rows in x and y, got x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    scales = reference.bandwidth_scales(x, y) if sigmas is None else _scales_from_sigmas(sigmas)
+    if not _native_for("rbf_mmd2", x.device, x.dtype):
+        value = reference.rbf_mmd2(x, y, scales, unbiased)
+        if not torch.isfinite(value.detach()):
+            _checks.finite(x, "x")
+            _checks.finite(y, "y")
+        return value
+    cdt = _compute_dtype(x.dtype, x.device)
+    with_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    value, _ = torch.ops.mpts_fast.rbf_mmd2(x.to(cdt), y.to(cdt), scales, unbiased, with_grad)
+    if not torch.isfinite(value.detach()):
+        _checks.finite(x, "x")
+        _checks.finite(y, "y")
+    return value.to(x.dtype)
+
+
+def _mmd_setup_context(ctx, inputs, output) -> None:
+    x, y = inputs[0], inputs[1]
+    ctx.n = x.shape[0]
+    ctx.with_grad = inputs[4]
+    ctx.save_for_backward(output[1])
+
+
+def _mmd_backward(ctx, grad_value, _grad_z):
+    if torch.is_grad_enabled():
+        raise RuntimeError("mpts_fast.ops.rbf_mmd2 supports first-order gradients only (no create_graph)")
+    if not ctx.with_grad:
+        raise RuntimeError("rbf_mmd2 was called with with_grad=False; no gradient was computed")
+    (grad_z,) = ctx.saved_tensors
+    g = grad_value * grad_z
+    return g[: ctx.n], g[ctx.n :], None, None, None
+
+
+# ------------------------------------------------------------------- snapshot scores
+
+
+def _validate_logits(logits, name: str, dim: int) -> None:
+    _checks.tensor(logits, name, dim)
+    if logits.shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one class (last dim), got shape {tuple(logits.shape)}")
+
+
+def _raise_if_nonfinite_scores(scores: torch.Tensor, name: str) -> None:
+    # The kernels let NaN/inf logits poison the item's scores; checking the (5, N) result
+    # costs far less than a separate pass over the (S, N, C) input.
+    if scores.numel() and not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
+    """Uncertainty scores of the mean softmax of S snapshots, in one pass over the logits.
+
+    logits: (S, N, C) from S snapshots (or MC-dropout passes, or ensemble members). With
+    p_s = softmax(logits_s) and pbar = mean_s p_s, returns SnapshotScores of (N,) tensors:
+    entropy = -sum_c pbar log pbar; bald = entropy - mean_s H(p_s) (clamped at 0);
+    variance = sum_c sample variance of p_s over s (S - 1 denominator, 0 when S = 1);
+    margin = pbar(1st) - pbar(2nd); least_confidence = 1 - max pbar. Scores are float32
+    (float64 for float64 logits).
+    """
+    _validate_logits(logits, "logits", 3)
+    if logits.shape[0] < 1:
+        raise ValueError(f"logits must hold at least one snapshot (dim 0), got shape {tuple(logits.shape)}")
+    if logits.shape[1] == 0:
+        empty = logits.new_zeros((0,), dtype=_compute_dtype(logits.dtype, logits.device))
+        return SnapshotScores(*(empty.clone() for _ in range(5)))
+    if not _native_for("snapshot_uncertainty", logits.device, logits.dtype):
+        out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
+        _raise_if_nonfinite_scores(torch.stack(out), "logits")
+        return out
+    if logits.device.type == "cpu":
+        logits = logits.to(_compute_dtype(logits.dtype, logits.device))
+    scores = torch.ops.mpts_fast.snapshot_scores(logits)
+    _raise_if_nonfinite_scores(scores, "logits")
+    return SnapshotScores.from_stacked(scores)
+
+
+class SnapshotAccumulator:
+    """Streams snapshots one (N, C) batch of logits at a time; O(N C) memory.
+
+    acc = SnapshotAccumulator(n, num_classes, device="cuda")
+    for model in snapshots: acc.update(model_logits)      # (n, C) each
+    scores = acc.scores()                                 # same as snapshot_uncertainty(stack)
+
+    The state (Welford mean and M2 per class, summed snapshot entropy) is float32, or float64
+    with dtype=torch.float64.
+    """
+
+    def __init__(self, n: int, num_classes: int, device=None, dtype: torch.dtype = torch.float32) -> None:
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.n, self.num_classes = n, num_classes
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.count = 0
+        self._state = reference.SnapshotMoments(n, num_classes, self.device, dtype)
+
+    def update(self, logits_s: torch.Tensor) -> "SnapshotAccumulator":
+        """Fold in one snapshot's logits (n, C), or several as (S, n, C)."""
+        _checks.tensor(logits_s, "logits_s")
+        if logits_s.dim() == 3:
+            for one in logits_s:
+                self.update(one)
+            return self
+        if tuple(logits_s.shape) != (self.n, self.num_classes):
+            raise ValueError(f"logits_s must have shape ({self.n}, {self.num_classes}), got {tuple(logits_s.shape)}")
+        if logits_s.device != self.device:
+            raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
+        st = self._state
+        if self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype):
+            if self.device.type == "cpu" or st.mean.dtype == torch.float64:
+                logits_s = logits_s.to(st.mean.dtype)
+            torch.ops.mpts_fast.snapshot_accumulate(st.mean, st.m2, st.ent_sum, logits_s, self.count)
+        elif self.n:
+            st.update(logits_s, self.count)
+        self.count += 1
+        return self
+
+    def scores(self) -> SnapshotScores:
+        """Scores of the snapshots folded in so far (at least one)."""
+        if self.count == 0:
+            raise ValueError("SnapshotAccumulator.scores() needs at least one update()")
+        st = self._state
+        if self.n == 0:
+            return SnapshotScores(*(st.ent_sum.clone() for _ in range(5)))
+        if _native_for("SnapshotAccumulator", self.device, st.mean.dtype):
+            scores = torch.ops.mpts_fast.snapshot_finalize(st.mean, st.m2, st.ent_sum, self.count)
+            _raise_if_nonfinite_scores(scores, "logits_s")
+            return SnapshotScores.from_stacked(scores)
+        out = st.scores(self.count)
+        _raise_if_nonfinite_scores(torch.stack(out), "logits_s")
+        return out
+
+
+# ------------------------------------------------------------------------ sensitivity
+
+_NORM_CODES = {"l1": 1, "l2": 2, "inf": 0}
+
+
+def _validate_network(x, V, b_v, W, b_w, output: str) -> None:
+    _checks.tensor(x, "x", 2)
+    _checks.tensor(V, "V", 2)
+    _checks.tensor(b_v, "b_v", 1)
+    _checks.tensor(W, "W", 2)
+    _checks.tensor(b_w, "b_w", 1)
+    _checks.same_device(x=x, V=V, b_v=b_v, W=W, b_w=b_w)
+    _checks.common_dtype(x=x, V=V, b_v=b_v, W=W, b_w=b_w)
+    _checks.choice(output, "output", ("sigmoid", "linear"))
+    P, I = x.shape
+    J, K = V.shape[0], W.shape[0]
+    if I < 1 or J < 1 or K < 1:
+        raise ValueError(f"inputs, hidden units and outputs must be >= 1, got I={I}, J={J}, K={K}")
+    if V.shape[1] != I:
+        raise ValueError(f"V must have shape (J, {I}) to match x {tuple(x.shape)}, got {tuple(V.shape)}")
+    if b_v.shape[0] != J:
+        raise ValueError(f"b_v must have shape ({J},) to match V {tuple(V.shape)}, got {tuple(b_v.shape)}")
+    if W.shape[1] != J:
+        raise ValueError(f"W must have shape (K, {J}) to match V {tuple(V.shape)}, got {tuple(W.shape)}")
+    if b_w.shape[0] != K:
+        raise ValueError(f"b_w must have shape ({K},) to match W {tuple(W.shape)}, got {tuple(b_w.shape)}")
+    for name, t in (("x", x), ("V", V), ("b_v", b_v), ("W", W), ("b_w", b_w)):
+        _checks.finite(t, name)
+
+
+def sensitivity(
+    x: torch.Tensor,
+    V: torch.Tensor,
+    b_v: torch.Tensor,
+    W: torch.Tensor,
+    b_w: torch.Tensor,
+    *,
+    norm: str = "l1",
+    output: str = "sigmoid",
+) -> torch.Tensor:
+    """Engelbrecht pattern informativeness phi(p) = max_k ||S[p, k, :]|| (SASLA).
+
+    Network: y = sigmoid(x V^T + b_v), o = sigmoid(y W^T + b_w) (output="linear": no sigmoid,
+    and the o (1 - o) factor is 1). S[p,k,i] = o_k (1 - o_k) sum_j W[k,j] y_j (1 - y_j) V[j,i].
+    norm: "l1" (sum-norm, the default), "l2" or "inf" over the inputs i.
+
+    x: (P, I), V: (J, I), b_v: (J,), W: (K, J), b_w: (K,). Returns (P,). The (P, K, I) tensor is
+    never stored (use sensitivity_matrix for it). Not differentiable.
+    """
+    _validate_network(x, V, b_v, W, b_w, output)
+    _checks.choice(norm, "norm", tuple(_NORM_CODES))
+    if x.shape[0] == 0:
+        return x.new_zeros((0,))
+    if not _native_for("sensitivity", x.device, x.dtype):
+        with torch.no_grad():
+            return reference.sensitivity(x, V, b_v, W, b_w, norm, output)
+    cdt = _compute_dtype(x.dtype, x.device)
+    args = [t.detach().to(cdt) for t in (x, V, b_v, W, b_w)]
+    phi = torch.ops.mpts_fast.sensitivity(*args, _NORM_CODES[norm], output == "sigmoid")
+    return phi.to(x.dtype)
+
+
+def sensitivity_matrix(
+    x: torch.Tensor,
+    V: torch.Tensor,
+    b_v: torch.Tensor,
+    W: torch.Tensor,
+    b_w: torch.Tensor,
+    *,
+    output: str = "sigmoid",
+) -> torch.Tensor:
+    """The full output-sensitivity tensor S (P, K, I) of `sensitivity` (for small P and tests;
+    memory P K I). Differentiable."""
+    _validate_network(x, V, b_v, W, b_w, output)
+    return reference.sensitivity_matrix(x, V, b_v, W, b_w, output)
+
+
+# ---------------------------------------------------------------- op registrations
+
+
+def _register() -> None:
+    if _native._C is None:
+        return
+    lib = "mpts_fast::"
+
+    @torch.library.register_fake(lib + "rbf_mmd2")
+    def _(x, y, scales, unbiased, with_grad):
+        rows = x.shape[0] + y.shape[0] if with_grad else 0
+        return x.new_empty(()), x.new_empty((rows, x.shape[1]))
+
+    @torch.library.register_fake(lib + "snapshot_scores")
+    def _(logits):
+        return logits.new_empty((5, logits.shape[1]), dtype=torch.float32 if logits.dtype in _HALF else logits.dtype)
+
+    @torch.library.register_fake(lib + "snapshot_accumulate")
+    def _(mean, m2, ent_sum, logits, count):
+        return None
+
+    @torch.library.register_fake(lib + "snapshot_finalize")
+    def _(mean, m2, ent_sum, count):
+        return mean.new_empty((5, mean.shape[0]))
+
+    @torch.library.register_fake(lib + "sensitivity")
+    def _(x, V, b_v, W, b_w, norm, sigmoid_output):
+        return x.new_empty((x.shape[0],))
+
+    torch.library.register_autograd(lib + "rbf_mmd2", _mmd_backward, setup_context=_mmd_setup_context)
+
+
+_register()

@@ -1,0 +1,88 @@
+"""Builds mpts_fast._C: C++/OpenMP kernels always, CUDA kernels when torch is a CUDA build.
+
+MPTS_FAST_CUDA=auto|0|1 (default auto: on when torch.version.cuda and CUDA_HOME are set;
+never decided by torch.cuda.is_available(), build machines often have no GPU).
+MPTS_FAST_NATIVE_ARCH=1|0 (default 1): -march=native for the CPU kernels.
+Install with `pip install -e . --no-build-isolation` after torch, so pip never resolves torch
+again (an isolated build can pull a multi-GB CUDA torch onto a CPU machine).
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _want_cuda() -> bool:
+    import torch
+    from torch.utils import cpp_extension
+
+    mode = os.environ.get("MPTS_FAST_CUDA", "auto").lower()
+    has_toolkit = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    if mode in ("0", "off", "false"):
+        return False
+    if mode in ("1", "on", "true"):
+        if not has_toolkit:
+            raise RuntimeError(
+                "MPTS_FAST_CUDA=1 but torch is a CPU build or CUDA_HOME is unset "
+                f"(torch.version.cuda={torch.version.cuda}, CUDA_HOME={cpp_extension.CUDA_HOME})"
+            )
+        return True
+    return has_toolkit
+
+
+def _extensions():
+    from torch.utils import cpp_extension
+
+    cxx = ["-O3", "-std=c++17", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    if os.environ.get("MPTS_FAST_NATIVE_ARCH", "1") != "0":
+        cxx.append("-march=native")
+    sources = sorted(glob.glob("csrc/torch/*.cpp")) + sorted(glob.glob("csrc/kernels/*_cpu.cpp"))
+    include_dirs = [os.path.join(ROOT, "csrc/kernels"), os.path.join(ROOT, "csrc/torch")]
+    if _want_cuda():
+        sources += sorted(glob.glob("csrc/kernels/*_cuda.cu")) + sorted(glob.glob("csrc/torch/*.cu"))
+        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        return [
+            cpp_extension.CUDAExtension(
+                "mpts_fast._C",
+                sources,
+                include_dirs=include_dirs,
+                define_macros=[("MPTS_FAST_WITH_CUDA", "1")],
+                extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+                extra_link_args=["-fopenmp"],
+            )
+        ]
+    return [
+        cpp_extension.CppExtension(
+            "mpts_fast._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=["-fopenmp"],
+        )
+    ]
+
+
+def _cmdclass():
+    from torch.utils import cpp_extension
+
+    return {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
+
+
+setup(
+    name="mpts-fast",
+    version="0.1.0",
+    description="Deep active learning with fast C++/CUDA kernels: MPTS, MMD, snapshot scores, sensitivity",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mpts_fast", "mpts_fast.*"]) + ["mpts_fast.cli"],
+    package_dir={"mpts_fast.cli": "cli"},
+    ext_modules=_extensions(),
+    cmdclass=_cmdclass(),
+    install_requires=["torch>=2.1", "numpy", "click", "tqdm"],
+    extras_require={
+        "test": ["pytest", "pytest-benchmark", "expecttest"],
+        "cpu": ["faiss-cpu"],
+    },
+    entry_points={"console_scripts": ["mpts-fast=mpts_fast.cli.main:main"]},
+)
