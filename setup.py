@@ -35,14 +35,14 @@ def _want_cuda() -> bool:
 def _extensions():
     from torch.utils import cpp_extension
 
-    cxx = ["-O3", "-std=c++17", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    cxx = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
     if os.environ.get("MPTS_FAST_NATIVE_ARCH", "1") != "0":
         cxx.append("-march=native")
     sources = sorted(glob.glob("csrc/torch/*.cpp")) + sorted(glob.glob("csrc/kernels/*_cpu.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc/kernels"), os.path.join(ROOT, "csrc/torch")]
     if _want_cuda():
         sources += sorted(glob.glob("csrc/kernels/*_cuda.cu")) + sorted(glob.glob("csrc/torch/*.cu"))
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
         return [
             cpp_extension.CUDAExtension(
                 "mpts_fast._C",

@@ -1,7 +1,21 @@
-"""The mpts-fast command line (placeholder until the commands land)."""
+"""The mpts-fast command line."""
+from __future__ import annotations
+
 import click
 
+from mpts_fast.cli import demo as demo_module
+from mpts_fast.cli import info as info_module
 
-@click.group()
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mpts-fast")
 def main() -> None:
-    """mpts-fast: deep active learning with fast kernels."""
+    """mpts-fast: deep active learning with fast C++/CUDA kernels."""
+
+
+main.add_command(info_module.info)
+main.add_command(demo_module.demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+# Each target bootstraps .venv on a fresh machine (offline except for the package registries).
+# TORCH_SPEC: the torch to install when none is importable (default: the CPU wheel 2.13.0);
+# set it explicitly to install that torch even when one is importable.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+DEPS := setuptools wheel numpy pybind11 ninja click tqdm scikit-learn scipy matplotlib \
+        pytest pytest-benchmark expecttest
+CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
+export CUDA_HOME
+SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
+
+.PHONY: all build run test bench cuda-check gpu-check clean
+
+all: build
+
+$(VENV)/.bootstrapped:
+	@if [ "$(origin TORCH_SPEC)" = "file" ] && $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  echo "using the importable torch: $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && \
+	  $(VENV)/bin/pip install -q "$(TORCH_SPEC)"; \
+	fi
+	$(VENV)/bin/pip install -q $(DEPS)
+	@# faiss is optional for these ops (the selection engine uses it); never fail the bootstrap on it
+	-$(VENV)/bin/pip install -q faiss-cpu
+	touch $@
+
+$(VENV)/.built: $(VENV)/.bootstrapped $(SOURCES)
+	$(VENV)/bin/pip install -q -e . --no-build-isolation
+	touch $@
+
+build: $(VENV)/.built
+
+run: build
+	$(VENV)/bin/mpts-fast info
+	$(VENV)/bin/mpts-fast demo
+
+test: build
+	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
+	else echo "cuda-check: no nvcc on PATH, skipped"; fi
+	$(PY) -m pytest -q tests
+
+bench: build
+	$(PY) bench/run.py --device cpu --out bench/results
+
+cuda-check: $(VENV)/.bootstrapped
+	scripts/cuda_check.sh $(PY)
+
+# On a GPU machine: its own python3 and torch (nothing can be installed there), an in-place
+# CUDA build, every test (CUDA ones included), the GPU benchmarks, a results file.
+gpu-check:
+	MPTS_FAST_CUDA=1 TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" \
+	  $(PYTHON) setup.py -q build_ext --inplace
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests
+	PYTHONPATH=$(CURDIR) $(PYTHON) bench/run.py --device cuda --out bench/results
+
+clean:
+	rm -rf build $(VENV) mpts_fast/_C*.so *.egg-info

@@ -1,0 +1,165 @@
+// CUDA registrations: validate, make contiguous, launch the framework-free kernels on the
+// current stream with workspaces from PyTorch's caching allocator (no cudaMalloc per call).
+// Kept on light headers (no torch/extension.h) so nvcc can compile it against a CPU
+// torch's headers in CI (see scripts/cuda_check.sh).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "aten_gemm.h"
+#include "checks.h"
+#include "rbf_mmd_cuda.h"
+#include "sensitivity_cuda.h"
+#include "snapshot_uncertainty_cuda.h"
+
+namespace mpts_torch {
+namespace {
+
+at::Tensor workspace(size_t bytes, const at::Tensor& like) {
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+std::tuple<at::Tensor, at::Tensor> rbf_mmd2_cuda(const at::Tensor& x, const at::Tensor& y,
+                                                 at::ArrayRef<double> scales, bool unbiased,
+                                                 bool with_grad) {
+  check_float(x, "x", true);
+  check_same(x, y, "x", "y");
+  check_dim(x, "x", 2);
+  check_dim(y, "y", 2);
+  TORCH_CHECK_VALUE(x.size(1) == y.size(1), "x and y must have the same feature dim, got ",
+                    x.size(1), " and ", y.size(1));
+  const int64_t n = x.size(0), m = y.size(0), d = x.size(1);
+  TORCH_CHECK_VALUE(n >= (unbiased ? 2 : 1) && m >= (unbiased ? 2 : 1),
+                    "x and y need at least ", unbiased ? 2 : 1, " rows, got ", n, " and ", m);
+  mpts::MmdScales sc;
+  TORCH_CHECK_VALUE(mpts::make_mmd_scales(scales.data(), static_cast<int>(scales.size()), &sc),
+                    "scales must be 1..", mpts::MmdScales::kMax, " positive finite numbers");
+  const auto w = mpts::make_mmd_weights(n, m, unbiased);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor z = at::cat({x, y}, 0).to(at::kFloat).contiguous();
+  at::Tensor grad = with_grad ? at::empty_like(z) : at::Tensor();
+  at::Tensor value = at::empty({}, z.options().dtype(at::kDouble));
+  at::Tensor ws = workspace(mpts::cuda::rbf_mmd2_workspace_bytes(n, m, d, with_grad), z);
+  mpts::cuda::rbf_mmd2(z.data_ptr<float>(), n, m, d, sc, w, value.data_ptr<double>(),
+                       with_grad ? grad.data_ptr<float>() : nullptr, ws.data_ptr(),
+                       aten_gemm<float>(z.options()), c10::cuda::getCurrentCUDAStream());
+  value = value.to(x.scalar_type());
+  if (!with_grad) return {value, at::empty({0, d}, x.options())};
+  return {value, grad.to(x.scalar_type())};
+}
+
+mpts::cuda::LogitType logit_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return mpts::cuda::LogitType::kFloat32;
+    case at::kHalf:
+      return mpts::cuda::LogitType::kFloat16;
+    case at::kBFloat16:
+      return mpts::cuda::LogitType::kBFloat16;
+    default:
+      TORCH_CHECK_TYPE(false, "logits must be float32, float16 or bfloat16 on CUDA, got ",
+                       t.scalar_type());
+  }
+}
+
+at::Tensor snapshot_scores_cuda(const at::Tensor& logits) {
+  check_dim(logits, "logits", 3);
+  const auto type = logit_type(logits);
+  const int64_t S = logits.size(0), N = logits.size(1), C = logits.size(2);
+  TORCH_CHECK_VALUE(S >= 1 && C >= 1, "logits must have S >= 1 and C >= 1, got ", logits.sizes());
+  TORCH_CHECK_VALUE(C <= mpts::cuda::kMaxClassesCuda, "logits has ", C,
+                    " classes; the CUDA kernel supports at most ", mpts::cuda::kMaxClassesCuda);
+  const c10::cuda::CUDAGuard guard(logits.device());
+  // Snapshots may be strided (e.g. a slice of a bigger buffer); rows must be contiguous.
+  at::Tensor l = (logits.stride(2) == 1 && logits.stride(1) == C) ? logits : logits.contiguous();
+  at::Tensor scores = at::empty({mpts::kNumScores, N}, l.options().dtype(at::kFloat));
+  mpts::cuda::snapshot_scores(l.data_ptr(), type, S, l.stride(0), N, C, scores.data_ptr<float>(),
+                              c10::cuda::getCurrentCUDAStream());
+  return scores;
+}
+
+void check_state_cuda(const at::Tensor& mean, const at::Tensor& m2, const at::Tensor& ent_sum) {
+  TORCH_CHECK_TYPE(mean.scalar_type() == at::kFloat && m2.scalar_type() == at::kFloat &&
+                       ent_sum.scalar_type() == at::kFloat,
+                   "the CUDA accumulator state must be float32");
+  check_dim(mean, "mean", 2);
+  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes() && ent_sum.dim() == 1 &&
+                        ent_sum.size(0) == mean.size(0),
+                    "accumulator state shapes disagree");
+  TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
+                    "accumulator state must be contiguous");
+  TORCH_CHECK_VALUE(mean.size(1) <= mpts::cuda::kMaxClassesCuda, "at most ",
+                    mpts::cuda::kMaxClassesCuda, " classes on CUDA");
+}
+
+void snapshot_accumulate_cuda(at::Tensor mean, at::Tensor m2, at::Tensor ent_sum,
+                              const at::Tensor& logits, int64_t count) {
+  check_state_cuda(mean, m2, ent_sum);
+  TORCH_CHECK_VALUE(logits.device() == mean.device(), "logits and state must be on one device");
+  TORCH_CHECK_VALUE(logits.sizes() == mean.sizes(), "logits must have shape ", mean.sizes(),
+                    ", got ", logits.sizes());
+  const auto type = logit_type(logits);
+  const c10::cuda::CUDAGuard guard(mean.device());
+  at::Tensor l = logits.contiguous();
+  mpts::cuda::snapshot_accumulate(l.data_ptr(), type, l.size(0), l.size(1), count,
+                                  mean.data_ptr<float>(), m2.data_ptr<float>(),
+                                  ent_sum.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
+}
+
+at::Tensor snapshot_finalize_cuda(const at::Tensor& mean, const at::Tensor& m2,
+                                  const at::Tensor& ent_sum, int64_t count) {
+  check_state_cuda(mean, m2, ent_sum);
+  TORCH_CHECK_VALUE(count >= 1, "no snapshot has been accumulated");
+  const c10::cuda::CUDAGuard guard(mean.device());
+  at::Tensor scores = at::empty({mpts::kNumScores, mean.size(0)}, mean.options());
+  mpts::cuda::snapshot_finalize(mean.data_ptr<float>(), m2.data_ptr<float>(),
+                                ent_sum.data_ptr<float>(), mean.size(0), mean.size(1), count,
+                                scores.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
+  return scores;
+}
+
+at::Tensor sensitivity_cuda(const at::Tensor& x, const at::Tensor& V, const at::Tensor& b_v,
+                            const at::Tensor& W, const at::Tensor& b_w, int64_t norm,
+                            bool sigmoid_output) {
+  check_float(x, "x", true);
+  check_same(x, V, "x", "V");
+  check_same(x, b_v, "x", "b_v");
+  check_same(x, W, "x", "W");
+  check_same(x, b_w, "x", "b_w");
+  check_dim(x, "x", 2);
+  check_dim(V, "V", 2);
+  check_dim(b_v, "b_v", 1);
+  check_dim(W, "W", 2);
+  check_dim(b_w, "b_w", 1);
+  const int64_t P = x.size(0), I = x.size(1), J = V.size(0), K = W.size(0);
+  TORCH_CHECK_VALUE(V.size(1) == I && b_v.size(0) == J && W.size(1) == J && b_w.size(0) == K,
+                    "sensitivity shapes disagree: x ", x.sizes(), ", V ", V.sizes(), ", b_v ",
+                    b_v.sizes(), ", W ", W.sizes(), ", b_w ", b_w.sizes());
+  TORCH_CHECK_VALUE(norm == 0 || norm == 1 || norm == 2, "norm code must be 0, 1 or 2");
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto f32 = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
+  at::Tensor xc = f32(x), Vc = f32(V), bvc = f32(b_v), Wc = f32(W), bwc = f32(b_w);
+  at::Tensor phi = at::empty({P}, xc.options());
+  at::Tensor ws = workspace(mpts::cuda::sensitivity_workspace_bytes(P, I, J, K), xc);
+  mpts::cuda::sensitivity(xc.data_ptr<float>(), Vc.data_ptr<float>(), bvc.data_ptr<float>(),
+                          Wc.data_ptr<float>(), bwc.data_ptr<float>(), P, I, J, K,
+                          static_cast<mpts::SensNorm>(norm), sigmoid_output, phi.data_ptr<float>(),
+                          ws.data_ptr(), aten_gemm<float>(xc.options()),
+                          c10::cuda::getCurrentCUDAStream());
+  return phi.to(x.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mpts_fast, CUDA, m) {
+  m.impl("rbf_mmd2", &rbf_mmd2_cuda);
+  m.impl("snapshot_scores", &snapshot_scores_cuda);
+  m.impl("snapshot_accumulate", &snapshot_accumulate_cuda);
+  m.impl("snapshot_finalize", &snapshot_finalize_cuda);
+  m.impl("sensitivity", &sensitivity_cuda);
+}
+
+}  // namespace mpts_torch
