@@ -71,9 +71,15 @@ def _validate_pair(x, y) -> None:
         raise ValueError(f"x and y must have the same number of columns, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if x.shape[1] == 0:
         raise ValueError("x and y must have at least one column (feature)")
+    # O((n + m) d) against the O((n + m)^2 d) op: cheap, and a NaN/inf coordinate can otherwise
+    # vanish into a clamped distance or a zero kernel value and give a finite, wrong MMD.
+    _checks.finite(x, "x")
+    _checks.finite(y, "y")
 
 
 def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
+    if isinstance(sigmas, (str, bytes)):
+        raise TypeError(f"sigmas must be None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}")
     if isinstance(sigmas, torch.Tensor):
         if sigmas.dim() > 1:
             raise ValueError(f"sigmas must be a float or a 1-D tensor, got shape {tuple(sigmas.shape)}")
@@ -83,7 +89,7 @@ def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
     else:
         try:
             values = [float(v) for v in sigmas]
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(f"sigmas must be None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}") from None
     if not 1 <= len(values) <= 16:
         raise ValueError(f"sigmas must hold 1 to 16 bandwidths, got {len(values)}")
@@ -122,17 +128,10 @@ def rbf_mmd2(
         )
     scales = reference.bandwidth_scales(x, y) if sigmas is None else _scales_from_sigmas(sigmas)
     if not _native_for("rbf_mmd2", x.device, x.dtype):
-        value = reference.rbf_mmd2(x, y, scales, unbiased)
-        if not torch.isfinite(value.detach()):
-            _checks.finite(x, "x")
-            _checks.finite(y, "y")
-        return value
+        return reference.rbf_mmd2(x, y, scales, unbiased)
     cdt = _compute_dtype(x.dtype, x.device)
     with_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
     value, _ = torch.ops.mpts_fast.rbf_mmd2(x.to(cdt), y.to(cdt), scales, unbiased, with_grad)
-    if not torch.isfinite(value.detach()):
-        _checks.finite(x, "x")
-        _checks.finite(y, "y")
     return value.to(x.dtype)
 
 

@@ -82,7 +82,7 @@ double mmd_tile_epilogue(T* G, int64_t i0, int64_t bi, int64_t j0, int64_t bj, i
     const T c_other = (i < n) ? cxy : cyy;  // partner in y
     const T rni = rn[i];
     T* g = G + a * bj;
-    T row_ck = 0, row_w = 0;
+    T row_kx = 0, row_ky = 0, row_w = 0;
     for (int64_t b0 = 0; b0 < bj; b0 += kChunk) {
       const int64_t len = std::min(kChunk, bj - b0);
       const int64_t jb = j0 + b0;
@@ -118,18 +118,26 @@ double mmd_tile_epilogue(T* G, int64_t i0, int64_t bi, int64_t j0, int64_t bj, i
         }
       }
       T* gw = g + b0;
-#pragma omp simd reduction(+ : row_ck, row_w)
+#pragma omp simd reduction(+ : row_kx, row_ky, row_w)
       for (int64_t b = 0; b < len; ++b) {
         const int64_t j = jb + b;
+        const bool dropped = drop_diag && i == j;
         T c = (j < n) ? c_same : c_other;
-        c = (drop_diag && i == j) ? T(0) : c;
-        const T w = c * kpv[b];
-        row_ck += c * kv[b];
+        c = dropped ? T(0) : c;
+        const T k = dropped ? T(0) : kv[b];
+        row_kx += (j < n) ? k : T(0);
+        row_ky += (j < n) ? T(0) : k;
+        // A self-pair adds w_aa (z_a - z_a) = 0 to the gradient; dropping it keeps the
+        // z_a * rowsum - (W Z)_a form from cancelling a huge w_aa at small bandwidths.
+        const T w = (i == j) ? T(0) : c * kpv[b];
         row_w += w;
         gw[b] = w;  // the Gram entry is dead once D is known
       }
     }
-    total += static_cast<double>(row_ck);
+    // Kernel sums are weighted per row in double: rounding 1/n^2 etc. to T per pair would
+    // leave ~Q ulps of bias where the exact MMD is 0 (e.g. identical samples).
+    total += (i < n ? wt.xx : wt.xy) * static_cast<double>(row_kx) +
+             (i < n ? wt.xy : wt.yy) * static_cast<double>(row_ky);
     if (want_w) rowsum_w[i] += row_w;
   }
   if (want_w && colsum_w_partial != nullptr) {

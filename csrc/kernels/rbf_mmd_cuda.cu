@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
         ky += k;
       }
       if constexpr (kGrad) {
-        const float w = c * kp;
+        const float w = diag ? 0.f : c * kp;  // self-pairs add nothing to the gradient
         grow[jj] = w;
         wsum += w;
       }

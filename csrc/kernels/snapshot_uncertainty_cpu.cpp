@@ -131,7 +131,8 @@ struct BlockState {
     for (int64_t b = 0; b < bn; ++b) {
       const T mi = H[b] - ep[b] * inv_count;
       bald[b] = mi > T(0) ? mi : (mi != mi ? mi : T(0));
-      var[b] *= var_scale;
+      const T v = var[b] * var_scale;
+      var[b] = v < T(0) ? T(0) : v;  // m2 may round below 0 (FMA-contracted Welford steps)
       margin[b] = top1[b] - top2[b];
       lc[b] = T(1) - top1[b];
     }

@@ -158,7 +158,7 @@ __device__ __forceinline__ void finish_item(const float (&mean)[R], const float 
   const bool nan_out = bad || !is_finite(ent_sum);
   float bald = ent - ent_sum / float(count);
   bald = bald < 0.f ? 0.f : bald;
-  const float variance = count > 1 ? var / float(count - 1) : 0.f;
+  const float variance = count > 1 ? fmaxf(var / float(count - 1), 0.f) : 0.f;  // m2 rounds below 0
   scores[int64_t(kEntropy) * N + item] = nan_out ? NAN : ent;
   scores[int64_t(kBald) * N + item] = nan_out ? NAN : bald;
   scores[int64_t(kVariance) * N + item] = nan_out ? NAN : variance;
