@@ -1,0 +1,347 @@
+"""Shared pieces of the benchmark suite: problem sizes, input makers, timers, machine facts and
+the floors (the time the work would take at the machine's GEMM rate or memory bandwidth).
+
+Used by bench/run.py (the script that writes bench/results/*.json) and the pytest-benchmark
+suites bench/test_bench_cpu.py and bench/test_bench_cuda.py.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+# torch.OutOfMemoryError is new in torch 2.5; torch.cuda.OutOfMemoryError is older.
+OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError})
+
+# ------------------------------------------------------------------------------ sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    mmd_n: int  # n = m
+    mmd_d: int
+    mmd_big_n: int  # memory-scale case, ours only (n = m)
+    snap_S: int
+    snap_N: int
+    snap_C: int
+    sens_P: int
+    sens_K: int
+    sens_J: int
+    sens_I: int
+    sens_chunk: int  # patterns per chunk for the einsum / mm baselines
+    sens_jac_P: int  # patterns for the per-pattern autograd Jacobian baseline
+
+
+CPU_FULL = Sizes(4096, 512, 32768, 10, 1_000_000, 10, 60_000, 10, 512, 785, 2048, 256)
+CPU_QUICK = Sizes(1024, 512, 4096, 10, 100_000, 10, 6_000, 10, 512, 785, 2048, 64)
+# CUDA: the floors table sizes. mmd_n is the size the plain versions fit at (the comparison
+# size); ours also runs at CUDA_MMD_OURS_N.
+CUDA_FULL = Sizes(16384, 512, 65536, 10, 1_000_000, 10, 60_000, 10, 512, 785, 2048, 256)
+CUDA_QUICK = Sizes(4096, 512, 16384, 10, 100_000, 10, 6_000, 10, 512, 785, 2048, 64)
+
+
+def quick_from_env() -> bool:
+    return os.environ.get("MPTS_BENCH_QUICK", "0").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def sizes_for(device: str, quick: bool) -> Sizes:
+    if device == "cuda":
+        return CUDA_QUICK if quick else CUDA_FULL
+    return CPU_QUICK if quick else CPU_FULL
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def mmd_inputs(n: int, m: int, d: int, device="cpu", dtype=torch.float32, seed: int = 0):
+    """Two shifted Gaussian clouds, as leaf tensors that require grad."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=dtype)
+    y = torch.randn(m, d, generator=g, dtype=dtype).mul_(1.1).add_(0.1)  # in place: no transients
+    return x.to(device).requires_grad_(), y.to(device).requires_grad_()
+
+
+def snapshot_inputs(S: int, N: int, C: int, device="cpu", dtype=torch.float32, seed: int = 0):
+    """(S, N, C) logits: a per-item class preference plus snapshot noise."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    base = torch.randn(1, N, C, generator=g, device=device, dtype=dtype).mul_(2.0)
+    logits = torch.randn(S, N, C, generator=g, device=device, dtype=dtype)
+    return logits.add_(base)
+
+
+def sensitivity_inputs(P: int, K: int, J: int, I: int, device="cpu", dtype=torch.float32, seed: int = 0):
+    """MNIST-like inputs in [0, 1] (I = 784 pixels + 1 bias input) and a 1/sqrt(fan-in) network."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    kw = dict(generator=g, device=device, dtype=dtype)
+    x = torch.rand(P, I, **kw)
+    V = torch.randn(J, I, **kw).div_(I**0.5)
+    b_v = torch.randn(J, **kw).mul_(0.1)
+    W = torch.randn(K, J, **kw).div_(J**0.5)
+    b_w = torch.randn(K, **kw).mul_(0.1)
+    return x, V, b_v, W, b_w
+
+
+def mmd_fwd_bwd(fn: Callable, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """A closure running value = fn(x, y); value.backward() with fresh gradients each call."""
+
+    def run() -> torch.Tensor:
+        x.grad = None
+        y.grad = None
+        value = fn(x, y)
+        value.backward()
+        return value.detach()
+
+    return run
+
+
+# ------------------------------------------------------------------------------ floors
+
+
+def mmd_flops(n: int, m: int, d: int) -> float:
+    """Distance GEMMs over the upper triangle of the (n+m)^2 joint matrix, 2 d per pair over
+    half the pairs = (n+m)^2 d, plus the gradient's two GEMMs per tile = 2 (n+m)^2 d."""
+    N = n + m
+    return float(N) * N * d + 2.0 * N * N * d
+
+
+def snapshot_bytes(S: int, N: int, C: int, itemsize: int = 4) -> float:
+    """The logits read once."""
+    return float(S) * N * C * itemsize
+
+
+def sensitivity_flops(P: int, K: int, J: int, I: int) -> float:
+    """The (P K x J) @ (J x I) GEMM."""
+    return 2.0 * P * K * J * I
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_calls(fn: Callable, device="cpu", warmup: int = 1, reps: int = 3) -> dict:
+    """Run fn warmup times untimed, then reps times timed. CPU: time.perf_counter, and the share
+    of the CPU other processes used during each rep (other_cpu_share_per_rep); CUDA:
+    torch.cuda.Event pairs with a synchronize before and after each call. Seconds."""
+    is_cuda = torch.device(device).type == "cuda"
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times, shares = [], []
+    whole = CpuMonitor().__enter__() if not is_cuda else None
+    for _ in range(reps):
+        if is_cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            with CpuMonitor() as mon:
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            shares.append(mon.result["other_cpu_share"] if mon.result else None)
+    if whole is not None:
+        whole.__exit__(None, None, None)
+    out = {
+        "times_s": times,
+        "best_s": min(times),
+        "median_s": statistics.median(times),
+        "warmup": warmup,
+        "reps": reps,
+    }
+    if shares:
+        out["other_cpu_share_per_rep"] = shares
+        out["other_cpu_share_all_reps"] = whole.result["other_cpu_share"] if whole.result else None
+        best = shares[times.index(min(times))]
+        # short reps have no share of their own: fall back to the share over all reps
+        out["other_cpu_share_of_best"] = best if best is not None else out["other_cpu_share_all_reps"]
+    return out
+
+
+# ------------------------------------------------------------------------------ contention
+#
+# Timings on a small shared machine are only as good as its quietness. CpuMonitor reports how
+# much CPU *other* processes used while a measurement ran (from /proc/stat minus this
+# process's own ticks), and wait_quiet() holds a measurement back until the machine is idle.
+
+
+def _system_ticks() -> tuple[int, int, int] | None:
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    vals += [0] * (8 - len(vals))
+    total = sum(vals[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return total, vals[3] + vals[4], vals[7]
+
+
+def _self_ticks() -> int | None:
+    try:
+        with open("/proc/self/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[11]) + int(rest[12])  # utime + stime of all threads
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuMonitor:
+    """with CpuMonitor() as mon: ...; mon.result -> {"other_cpu_share", "steal_share"}: the
+    fraction of the machine's CPU capacity used by other processes (and stolen by the
+    hypervisor) during the block. None where /proc is unavailable or the block was too short
+    to measure."""
+
+    min_ticks = 40  # summed over CPUs: ~0.2 s of wall time on 2 cores at 100 Hz
+
+    def __enter__(self):
+        self._sys, self._self = _system_ticks(), _self_ticks()
+        self.result = None
+        return self
+
+    def __exit__(self, *exc):
+        sys1, self1 = _system_ticks(), _self_ticks()
+        if None in (self._sys, self._self, sys1, self1):
+            return False
+        total = sys1[0] - self._sys[0]
+        if total < self.min_ticks:  # /proc/stat counts in ticks (10 ms): too short to say
+            return False
+        busy = total - (sys1[1] - self._sys[1])
+        other = max(0, busy - (self1 - self._self))
+        self.result = {
+            "other_cpu_share": other / total,
+            "steal_share": (sys1[2] - self._sys[2]) / total,
+        }
+        return False
+
+
+def wait_quiet(max_wait_s: float = 60.0, threshold: float = 0.15, window_s: float = 0.5) -> dict:
+    """Sleep in windows until other processes use less than `threshold` of the CPU capacity
+    (or max_wait_s passed). Returns {"waited_s", "other_cpu_share"} of the last window."""
+    t0 = time.perf_counter()
+    share = None
+    while True:
+        with CpuMonitor() as mon:
+            time.sleep(window_s)
+        share = mon.result["other_cpu_share"] if mon.result else None
+        if share is None or share < threshold or time.perf_counter() - t0 >= max_wait_s:
+            return {"waited_s": time.perf_counter() - t0, "other_cpu_share": share}
+
+
+# ------------------------------------------------------------------------------ machine
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def slug(text: str) -> str:
+    text = re.sub(r"\((R|TM|tm|r)\)", "", text)
+    text = re.sub(r"\b(CPU|Processor|\d+-Core)\b", "", text, flags=re.I)
+    text = re.sub(r"@.*$", "", text)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def machine_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return slug(torch.cuda.get_device_name())
+    return f"cpu-{slug(cpu_model())}-{cpu_count()}c"
+
+
+def measure_cpu_rates(reps: int = 5) -> dict:
+    """The machine's own rates, measured in this process: float32 GEMM GFLOP/s from torch.mm
+    (4096 x 512) @ (512 x 4096), and memory bandwidth from a 400 MB tensor's sum (read) and copy
+    (read + write). Best of reps."""
+    a = torch.randn(4096, 512)
+    b = torch.randn(512, 4096)
+    c = torch.empty(4096, 4096)
+    mm = time_calls(lambda: torch.mm(a, b, out=c), warmup=2, reps=2 * reps)
+    big = torch.ones(100_000_000)  # 400 MB
+    dst = torch.empty_like(big)
+    rd = time_calls(lambda: big.sum(), warmup=1, reps=reps)
+    cp = time_calls(lambda: dst.copy_(big), warmup=1, reps=reps)
+    nbytes = big.numel() * 4
+    return {
+        "gemm_gflops": 2 * 4096 * 512 * 4096 / mm["best_s"] / 1e9,
+        "gemm_shape": "(4096x512)@(512x4096) float32",
+        "mem_read_gbs": nbytes / rd["best_s"] / 1e9,
+        "mem_copy_gbs": 2 * nbytes / cp["best_s"] / 1e9,
+        "mem_tensor_mb": nbytes / 1e6,
+    }
+
+
+# Stated H100 (SXM) peaks used for the CUDA floors, next to the measured mm rates.
+H100_STATED = {"mem_tbs": 3.0, "fp32_tflops": 60.0, "tf32_tflops": 490.0}
+
+
+def measure_cuda_rates(reps: int = 5) -> dict:
+    """float32 and TF32 GEMM rates from torch.mm 8192^3, and device-memory bandwidth from a 4 GB
+    tensor copy, measured with CUDA events."""
+    a = torch.randn(8192, 8192, device="cuda")
+    b = torch.randn(8192, 8192, device="cuda")
+    c = torch.empty(8192, 8192, device="cuda")
+    flops = 2 * 8192**3
+    prev = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        fp32 = time_calls(lambda: torch.mm(a, b, out=c), "cuda", warmup=2, reps=reps)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        tf32 = time_calls(lambda: torch.mm(a, b, out=c), "cuda", warmup=2, reps=reps)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    del a, b, c
+    big = torch.empty(1_000_000_000, device="cuda")  # 4 GB
+    dst = torch.empty_like(big)
+    cp = time_calls(lambda: dst.copy_(big), "cuda", warmup=1, reps=reps)
+    nbytes = big.numel() * 4
+    del big, dst
+    torch.cuda.empty_cache()
+    return {
+        "gemm_fp32_tflops": flops / fp32["best_s"] / 1e12,
+        "gemm_tf32_tflops": flops / tf32["best_s"] / 1e12,
+        "gemm_shape": "8192^3 float32",
+        "mem_copy_tbs": 2 * nbytes / cp["best_s"] / 1e12,
+    }
+
+
+def versions() -> dict:
+    import mpts_fast
+    from mpts_fast import _native
+
+    return {
+        "torch": torch.__version__,
+        "mpts_fast": getattr(mpts_fast, "__version__", "unknown"),
+        "mpts_fast_native_devices": _native.native_devices(),
+        "mpts_fast_backend": _native.backend_setting(),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_model": cpu_model(),
+        "cpu_count": cpu_count(),
+    }
