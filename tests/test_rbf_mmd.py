@@ -83,14 +83,9 @@ def test_value_matches_oracle(device, size, estimator, kind, gen):
     assert v64.dtype == F64 and v64.shape == () and v64.device.type == device
     assert_close64(v64, ref64, atol=1e-12 * len(sig_list), what=f"float64 {size} {estimator} {kind}")
 
-    if size == "2100" and kind in ("huge", "mixed"):
-        # Not asserted here: with a 1e3 bandwidth MMD^2 ~ 1e-9 is the difference of O(Q) block
-        # means; at this n != m the native kernel has a systematic ~5e-7 error while the plain
-        # float32 baseline's error swings between 5e-9 and 5e-7 with the data, so a 2x
-        # comparison would be a coin toss. The defect is pinned down deterministically by
-        # test_identical_points_large (strict xfail).
-        return
-    # float32: flash-attention rule, max error over 3 row orders on both sides
+    # float32: flash-attention rule, max error over 3 row orders on both sides. (With 1e3
+    # bandwidths at 2100 rows the build of 4828249 had a systematic ~5e-7 error here, 2-6x
+    # the plain float32 one; see test_identical_points_large.)
     perms_x, perms_y = permutations(gen, n, 3), permutations(gen, m, 3)
     xd, yd = x.to(device), y.to(device)
     scales = [2.0 * s * s for s in sig_list]
@@ -188,6 +183,9 @@ def test_identical_points(dtype, estimator, n, m):
 
 @pytest.mark.parametrize("estimator,n,m", [("biased", 1100, 1000), ("unbiased", 513, 513), ("unbiased", 1100, 1000)])
 def test_identical_points_large(estimator, n, m):
+    # Regression: the build of 4828249 (HEAD) gave 5.5e-6 (biased 1100/1000), -9.2e-6 (unbiased
+    # 513/513), 3.2e-6 (unbiased 1100/1000) here -- ~15 ulps of Q -- because the pair weights
+    # were rounded to float32 and c*k summed per row in float32.
     x = torch.full((n, 3), 0.75)
     y = torch.full((m, 3), 0.75)
     for sig in (None, [1.0, 2.0, 4.0]):
@@ -348,6 +346,11 @@ def test_grad_matches_oracle(device, size, estimator, kind, gen):
 
 @pytest.mark.parametrize("case", ["tiny-bandwidth-1+1", "small-bandwidth-5+4", "one-x-row-1+1025"])
 def test_grad_float32_self_pairs(case, gen):
+    # Regression: the build of 4828249 (HEAD) kept the self-pair weights
+    # w_aa = c_aa k'(0) = -c_aa sum_q 1/s_q in the gradient 4 (z_a sum_b w_ab - sum_b w_ab z_b), so
+    # the zero self-term cancelled catastrophically: n = m = 1, sigma = 1e-3 gave d/dx ~ 0.1
+    # instead of ~0; n = 5, m = 4, sigma = 0.03: 40-150x the plain float32 error; n = 1,
+    # m = 1025 at ordinary bandwidths: 3-40x.
     n, m, sig = {"tiny-bandwidth-1+1": (1, 1, [1e-3]), "small-bandwidth-5+4": (5, 4, [0.03]), "one-x-row-1+1025": (1, 1025, [0.7, 1.3, 3.1])}[case]
     x = randn(gen, n, 3)
     y = randn(gen, m, 3, shift=0.2)
