@@ -36,11 +36,12 @@ GRID = [(N, C) for N in (1, 63, 65, 1000) for C in (1, 2, 10, 100)] + [(15, 100)
 
 def _loosen(C: int) -> float:
     # The 2x rule holds with margin for C <= 10. For C = 100 the float32 kernel's sequential
-    # per-item class sums (softmax denominator, sum p log p) reach 1-4x the plain-PyTorch
-    # error depending on the draw (and the S = 1 bald, exactly 0 in plain PyTorch, reaches
-    # ~16 ulps), so for C >= 100 the whole bound (2 x baseline + slack) is multiplied by 4:
-    # still catching any wrong or unwritten element. The 2x violation itself is recorded by
-    # the strict xfail test_float32_many_classes_flash_rule, where it is systematic (C = 1000).
+    # per-item class sums (softmax denominator, sum p log p) make its entropy/bald error
+    # 2-3x the plain-PyTorch error, which the 1-ulp slack absorbs on some draws and not on
+    # others (and the S = 1 bald, ~0 in plain PyTorch, reaches ~16 ulps), so for C >= 100 the
+    # whole bound (2 x baseline + slack) is multiplied by 4: still catching any wrong or
+    # unwritten element. The 2x violation itself is recorded by the strict xfail
+    # test_float32_many_classes_flash_rule, where it is decisive (C = 1000: 6-12x).
     return 1.0 if C <= 10 else 4.0
 
 
@@ -104,8 +105,8 @@ def test_snapshot_counts(device, S, gen):
     strict=True,
     raises=AssertionError,
     reason="BUG (accuracy): float32 CPU snapshot scores with many classes miss the 2x rule: at "
-    "C = 1000 the entropy error is 2-10x and the bald error 2-30x the plain float32 PyTorch "
-    "error (C = 100: 1-4x depending on the draw). The kernel accumulates the softmax "
+    "C = 1000 the max entropy error is 7-10x and the bald error 6-12x the plain float32 PyTorch "
+    "error (C = 100: 2.6-3.2x and 2-3x). The kernel accumulates the softmax "
     "denominator, sum e*(l - max) and sum xlogx(pbar) sequentially over classes in float32 "
     "(BlockState::fold / finalize), so the error grows ~linearly with C, while torch's "
     "reductions are vectorised/pairwise",
@@ -218,7 +219,7 @@ def test_single_snapshot(device, N, C, gen):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_variance_nonnegative(dtype, gen):
-    # Regression: the build of 4828249 (HEAD) gave S identical snapshots a variance in
+    # Regression: before 5331982 the kernel gave S identical snapshots a variance in
     # [-2.3e-9, 0) for about half the items (float32; ~-5e-18 in float64): the FMA-contracted
     # Welford update leaves m2 slightly below 0, so sqrt(variance) was NaN.
     l = randn(gen, 1, 5000, 10, scale=3.0, dtype=dtype).expand(4, 5000, 10)
@@ -274,8 +275,11 @@ def test_noncontiguous_logits(device, dtype, layout, gen):
     assert nc.shape == (S, N, C) and not nc.is_contiguous()
     a = ops.snapshot_uncertainty(nc)
     b = ops.snapshot_uncertainty(nc.contiguous())
+    # bit-identical on the CPU (the binding copies to contiguous); a CUDA kernel reading the
+    # strides itself may order its loads differently
+    tol = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=1e-6, atol=1e-7)
     for i in range(5):
-        torch.testing.assert_close(a[i], b[i], rtol=0, atol=0)
+        torch.testing.assert_close(a[i], b[i], **tol)
     acc = SnapshotAccumulator(N, C, device=device, dtype=dtype if dtype == F64 else torch.float32)
     for s in range(S):
         acc.update(nc[s])  # non-contiguous (N, C) views
