@@ -24,4 +24,39 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* an,
                    " must have one dtype, got ", a.scalar_type(), " and ", b.scalar_type());
 }
 
+// x (n, d), y (m, d) for rbf_mmd2; the estimator needs 1 (biased) or 2 (unbiased) rows each.
+inline void check_mmd_args(const at::Tensor& x, const at::Tensor& y, bool unbiased,
+                           bool allow_half) {
+  check_float(x, "x", allow_half);
+  check_same(x, y, "x", "y");
+  check_dim(x, "x", 2);
+  check_dim(y, "y", 2);
+  TORCH_CHECK_VALUE(x.size(1) == y.size(1), "x and y must have the same feature dim, got ",
+                    x.size(1), " and ", y.size(1));
+  const int64_t need = unbiased ? 2 : 1;
+  TORCH_CHECK_VALUE(x.size(0) >= need && y.size(0) >= need, "x and y need at least ", need,
+                    " rows, got ", x.size(0), " and ", y.size(0));
+}
+
+// The one-hidden-layer network of sensitivity: x (P, I), V (J, I), b_v (J), W (K, J), b_w (K).
+inline void check_sensitivity_args(const at::Tensor& x, const at::Tensor& V, const at::Tensor& b_v,
+                                   const at::Tensor& W, const at::Tensor& b_w, int64_t norm,
+                                   bool allow_half) {
+  check_float(x, "x", allow_half);
+  check_same(x, V, "x", "V");
+  check_same(x, b_v, "x", "b_v");
+  check_same(x, W, "x", "W");
+  check_same(x, b_w, "x", "b_w");
+  check_dim(x, "x", 2);
+  check_dim(V, "V", 2);
+  check_dim(b_v, "b_v", 1);
+  check_dim(W, "W", 2);
+  check_dim(b_w, "b_w", 1);
+  const int64_t I = x.size(1), J = V.size(0), K = W.size(0);
+  TORCH_CHECK_VALUE(V.size(1) == I && b_v.size(0) == J && W.size(1) == J && b_w.size(0) == K,
+                    "sensitivity shapes disagree: x ", x.sizes(), ", V ", V.sizes(), ", b_v ",
+                    b_v.sizes(), ", W ", W.sizes(), ", b_w ", b_w.sizes());
+  TORCH_CHECK_VALUE(norm == 0 || norm == 1 || norm == 2, "norm code must be 0, 1 or 2");
+}
+
 }  // namespace mpts_torch

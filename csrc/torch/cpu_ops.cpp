@@ -16,15 +16,8 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> rbf_mmd2_cpu(const at::Tensor& x, const at::Tensor& y,
                                                 at::ArrayRef<double> scales, bool unbiased,
                                                 bool with_grad) {
-  check_float(x, "x", false);
-  check_same(x, y, "x", "y");
-  check_dim(x, "x", 2);
-  check_dim(y, "y", 2);
-  TORCH_CHECK_VALUE(x.size(1) == y.size(1), "x and y must have the same feature dim, got ",
-                    x.size(1), " and ", y.size(1));
+  check_mmd_args(x, y, unbiased, false);
   const int64_t n = x.size(0), m = y.size(0), d = x.size(1);
-  TORCH_CHECK_VALUE(n >= (unbiased ? 2 : 1) && m >= (unbiased ? 2 : 1),
-                    "x and y need at least ", unbiased ? 2 : 1, " rows, got ", n, " and ", m);
   mpts::MmdScales sc;
   TORCH_CHECK_VALUE(mpts::make_mmd_scales(scales.data(), static_cast<int>(scales.size()), &sc),
                     "scales must be 1..", mpts::MmdScales::kMax, " positive finite numbers");
@@ -99,21 +92,8 @@ at::Tensor snapshot_finalize_cpu(const at::Tensor& mean, const at::Tensor& m2,
 at::Tensor sensitivity_cpu(const at::Tensor& x, const at::Tensor& V, const at::Tensor& b_v,
                            const at::Tensor& W, const at::Tensor& b_w, int64_t norm,
                            bool sigmoid_output) {
-  check_float(x, "x", false);
-  check_same(x, V, "x", "V");
-  check_same(x, b_v, "x", "b_v");
-  check_same(x, W, "x", "W");
-  check_same(x, b_w, "x", "b_w");
-  check_dim(x, "x", 2);
-  check_dim(V, "V", 2);
-  check_dim(b_v, "b_v", 1);
-  check_dim(W, "W", 2);
-  check_dim(b_w, "b_w", 1);
+  check_sensitivity_args(x, V, b_v, W, b_w, norm, false);
   const int64_t P = x.size(0), I = x.size(1), J = V.size(0), K = W.size(0);
-  TORCH_CHECK_VALUE(V.size(1) == I && b_v.size(0) == J && W.size(1) == J && b_w.size(0) == K,
-                    "sensitivity shapes disagree: x ", x.sizes(), ", V ", V.sizes(), ", b_v ",
-                    b_v.sizes(), ", W ", W.sizes(), ", b_w ", b_w.sizes());
-  TORCH_CHECK_VALUE(norm == 0 || norm == 1 || norm == 2, "norm code must be 0, 1 or 2");
   at::Tensor phi = at::empty({P}, x.options());
   at::Tensor xc = x.contiguous(), Vc = V.contiguous(), bvc = b_v.contiguous(),
              Wc = W.contiguous(), bwc = b_w.contiguous();
