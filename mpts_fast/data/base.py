@@ -1,0 +1,59 @@
+"""The data-set record every reader returns, and the paper's per-data-set AL defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class ALDefaults:
+    """Active-learning settings of MPTS Table 1 (SPEC §1.8) for one data set; CLI options override them."""
+
+    initial: int = 100
+    budget: int = 100
+    rounds: int = 10
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 64
+    model: str = "mlp"  # "mlp" | "resnet18" | "vit_small"
+    pretrained: bool = False
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/test tensors of one data set, ready for a model.
+
+    x_train: (n, d) float32 for tabular data, (n, c, h, w) float32 for images (already normalised)
+    y_train: (n,) int64 class ids for classification; (n,) or (n, t) float32 targets for regression
+    x_test, y_test: the same for the test split
+    num_classes: number of classes (0 for regression)
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    task: Task = "classification"
+    defaults: ALDefaults = field(default_factory=ALDefaults)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registry entry. `files` names what must be present under the data directory (empty when bundled/generated)."""
+
+    name: str
+    loader: Callable[..., Dataset]  # loader(data_dir: Path, download: bool, progress: bool) -> Dataset
+    description: str
+    task: Task = "classification"
+    files: tuple[str, ...] = ()
+    bundled: bool = False
