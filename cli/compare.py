@@ -15,7 +15,8 @@ from mpts_fast.cli.run import execute
 @experiment_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output directory; default runs/compare-<dataset>.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs; finished strategies are not rerun.")
-def compare(strategies: str, out: str | None, resume: bool, **kw) -> None:
+@click.option("--overwrite", is_flag=True, help="Start every strategy afresh even if --out holds results.")
+def compare(strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run several strategies with the same seeds and compare their learning curves."""
     from mpts_fast.plots import plot_comparison
     from mpts_fast.results import RESULTS_FILE, load_json, summarize_runs, write_json_atomic
@@ -34,7 +35,7 @@ def compare(strategies: str, out: str | None, resume: bool, **kw) -> None:
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
         results = load_json(sub / RESULTS_FILE) if done else execute(run_config(name, kw), sub, kw,
-                                                                     resume and (sub / RESULTS_FILE).exists())
+                                                                     resume and (sub / RESULTS_FILE).exists(), overwrite)
         summary["strategies"][name] = summarize_runs(results)
         write_json_atomic(out_dir / "summary.json", summary)
     png = plot_comparison(summary, out_dir / "comparison.png", title=f"{kw['dataset']}, {kw['repeats']} repeats")

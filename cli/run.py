@@ -8,14 +8,14 @@ import click
 from mpts_fast.cli.al_options import experiment_options, round_printer, run_config
 
 
-def execute(cfg, out: Path, kw: dict, resume: bool) -> dict:
+def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False) -> dict:
     """Run one configuration with friendly errors; Ctrl-C keeps every finished round and says how to resume."""
     from mpts_fast.loop import ActiveLearningRun
 
     try:
         run = ActiveLearningRun(cfg, out, device=kw["device"], data_dir=kw["data_dir"], progress=not kw["quiet"],
                                 on_round=round_printer(kw["quiet"]))
-        return run.run(resume=resume)
+        return run.run(resume=resume, overwrite=overwrite)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
@@ -30,13 +30,14 @@ def execute(cfg, out: Path, kw: dict, resume: bool) -> dict:
 @experiment_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output directory; default runs/<dataset>-<strategy>.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished round.")
-def run(strategy: str, out: str | None, resume: bool, **kw) -> None:
+@click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds results.")
+def run(strategy: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run active learning with one strategy: with no options, MPTS on the embedded digits data set."""
     from mpts_fast.plots import plot_learning_curve
     from mpts_fast.results import aubc
 
     out_dir = Path(out or f"runs/{kw['dataset']}-{strategy}")
-    results = execute(run_config(strategy, kw), out_dir, kw, resume)
+    results = execute(run_config(strategy, kw), out_dir, kw, resume, overwrite)
     png = plot_learning_curve(results, out_dir / "learning_curve.png")
     for r in results["runs"]:
         n = [rd["n_labeled"] for rd in r["rounds"]]

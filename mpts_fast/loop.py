@@ -144,9 +144,11 @@ class ActiveLearningRun:
         results["config"] = self.cfg.to_json()
         return results
 
-    def run(self, resume: bool = False) -> dict:
-        if self.path.exists() and not resume:
-            raise FileExistsError(f"out: {self.path} exists; pass --resume to continue it or choose another --out")
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict:
+        """resume: continue `<out>/results.json` from its last finished round; overwrite: start afresh over it."""
+        if self.path.exists() and not (resume or overwrite):
+            raise FileExistsError(f"out: {self.path} exists; pass --resume to continue it, --overwrite to start again, "
+                                  f"or choose another --out")
         results = self._load_for_resume() if resume and self.path.exists() else self._fresh_results()
         write_json_atomic(self.path, results)
         x_pool = self.data.x_train.to(self.device)
@@ -215,6 +217,7 @@ class ActiveLearningRun:
             raise RuntimeError(f"strategy {self.cfg.strategy!r} picked duplicates or labeled items")
 
 
-def run_experiment(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, **kwargs) -> dict:
-    """Convenience wrapper: `ActiveLearningRun(cfg, out_dir, **kwargs).run(resume)`."""
-    return ActiveLearningRun(cfg, out_dir, **kwargs).run(resume=resume)
+def run_experiment(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                   **kwargs) -> dict:
+    """Convenience wrapper: `ActiveLearningRun(cfg, out_dir, **kwargs).run(resume, overwrite)`."""
+    return ActiveLearningRun(cfg, out_dir, **kwargs).run(resume=resume, overwrite=overwrite)

@@ -16,6 +16,8 @@ def test_run_writes_results_and_plot(tmp_path):
     assert (out / "learning_curve.png").stat().st_size > 1000
     again = CliRunner().invoke(main, ["run", *FAST, "--out", str(out)])
     assert again.exit_code != 0 and "--resume" in again.output
+    fresh = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--overwrite"])
+    assert fresh.exit_code == 0, fresh.output
     resumed = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
 
