@@ -28,10 +28,11 @@ def test_config_rejects_bad_values(bad):
         TrainConfig(**{"epochs": 10, **bad})
 
 
-def test_cyclic_lr_runs_from_lr_to_a_tenth():
+def test_cyclic_lr_ramps_from_lr_towards_a_tenth():
     assert _cyclic_lr(1.0, 0.1, 0, 5) == 1.0
-    assert _cyclic_lr(1.0, 0.1, 4, 5) == pytest.approx(0.1)
-    assert _cyclic_lr(1.0, 0.1, 0, 1) == pytest.approx(0.1)
+    assert _cyclic_lr(1.0, 0.1, 4, 5) == pytest.approx(1 - 0.9 * 4 / 5)
+    assert _cyclic_lr(1.0, 0.1, 99, 100) == pytest.approx(0.109)
+    assert _cyclic_lr(1.0, 0.1, 0, 1) == 1.0  # a 1-step epoch trains at the base rate
 
 
 def test_fit_is_deterministic_and_keeps_snapshots():

@@ -24,8 +24,11 @@ def derive_seed(*keys: int | str) -> int:
 
 
 def _cyclic_lr(base: float, min_factor: float, step: int, steps: int) -> float:
-    """One cycle per epoch: linear from base down to base·min_factor over the epoch's steps."""
-    t = step / (steps - 1) if steps > 1 else 1.0
+    """One cycle per epoch: the line from base down to base·min_factor, sampled at the start of each of the epoch's steps.
+
+    Sampling at step starts keeps short epochs sensible: a 1-step epoch trains at base (not at base·min_factor, which
+    would freeze small labeled sets for the whole cyclic half), and long epochs approach the full ramp."""
+    t = step / steps
     return base * (1.0 - (1.0 - min_factor) * t)
 
 
