@@ -39,7 +39,7 @@ def row_sqnorms(x: torch.Tensor) -> torch.Tensor:
     """||x_i||^2 in float64, (N,)."""
     out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     for s, c in _row_chunks(x):
-        out[s : s + c.shape[0]] = c.double().pow_(2).sum(1)
+        out[s : s + c.shape[0]] = c.double().pow(2).sum(1)  # not pow_: c.double() may be x itself
     return out
 
 
