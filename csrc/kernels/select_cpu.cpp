@@ -1,7 +1,7 @@
 // CPU (OpenMP) implementation of select.h. One parallel region per pick over fixed row
 // blocks; each block leaves its arg-max or its weight sum, and one thread combines the blocks
-// in index order (a few thousand entries at N = 1e6), so the result never depends on the
-// thread count.
+// in index order (about 2,000 entries at N = 1e6), so the result never depends on the thread
+// count or on which thread ran which block.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -91,7 +91,9 @@ struct Blocks {
 template <typename T, typename Dist>
 void pass(const Dist& dist, int64_t N, T* mind, int64_t c, Mode mode, Blocks& b) {
   const int64_t nb = static_cast<int64_t>(b.best.size());
-#pragma omp parallel for schedule(static)
+  // Dynamic: on a shared machine a descheduled thread's blocks are taken over by the others
+  // (each block's result has its own slot, so the combination order never changes).
+#pragma omp parallel for schedule(dynamic, 4)
   for (int64_t blk = 0; blk < nb; ++blk) {
     const int64_t lo = blk * kSelectBlock, hi = std::min(N, lo + kSelectBlock);
     T best = T(-1);
