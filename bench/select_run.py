@@ -227,7 +227,7 @@ def main(argv=None) -> None:
             cases.append(case_badge(rates, 4000, 10, 128, 200, 5, 50))
         else:
             cases.append(case_kcenter(rates, 20_000, 512, 1000, 1000, 100))
-            cases.append(case_badge(rates, 20_000, 10, 512, 1000, 6, 200))
+            cases.append(case_badge(rates, 20_000, 10, 512, 1000, 6, 1000))
     if a.cases in ("all", "scale"):
         cases += case_scale(rates, 100_000 if a.quick else 1_000_000, 100 if a.quick else 1000)
     machine = harness.machine_name("cpu")

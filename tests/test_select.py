@@ -376,3 +376,25 @@ def test_inputs_are_left_unchanged(backend, gen):
         ops.badge_select(probs, emb, 5)
         for before, after in zip(keep, (x, probs, emb)):
             assert torch.equal(before, after)
+
+
+OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
+
+
+def test_opcheck_select_ops(gen):
+    if not ops._native.native_devices():
+        pytest.skip("mpts_fast._C is not built")
+    from torch.library import opcheck
+
+    x = clustered(gen, 64, 5)
+    u = torch.rand(6, dtype=torch.float64, generator=gen)
+    inf = lambda: torch.full((64,), float("inf"))  # noqa: E731
+    opcheck(torch.ops.mpts_fast.select_kcenter.default, (x, inf(), 3, 6), test_utils=OPCHECK)
+    opcheck(torch.ops.mpts_fast.select_kmeanspp.default, (x, inf(), 3, 6, u), test_utils=OPCHECK)
+    probs, emb = _badge_inputs(gen, 64, 4, 5, torch.float32)
+    from mpts_fast.select.engine import badge_factors
+
+    q = badge_factors(probs, emb, torch.float32)
+    a = torch.ops.mpts_fast.select_badge_sqnorms(q, emb)
+    opcheck(torch.ops.mpts_fast.select_badge_sqnorms.default, (q, emb), test_utils=OPCHECK)
+    opcheck(torch.ops.mpts_fast.select_badge_kmeanspp.default, (q, emb, a, inf(), 0, 6, u), test_utils=OPCHECK)

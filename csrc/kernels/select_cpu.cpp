@@ -9,6 +9,12 @@
 
 #include "select.h"
 
+// BADGE: a_i + a_c - 2 (q_i.q_c)(h_i.h_c) is exactly 0 for an exact copy of the centre only if
+// the product (q.q)(h.h) is rounded as it was in a_i: no fused multiply-add may absorb it
+// (GCC contracts across statements by default; the STDC pragma covers clang).
+#pragma GCC optimize("fp-contract=off")
+#pragma STDC FP_CONTRACT OFF
+
 namespace mpts {
 namespace {
 
@@ -71,7 +77,9 @@ struct BadgeDist {
   T operator()(int64_t i, int64_t c) const {
     const T qq = dot(q + i * C, q + c * C, C);
     const T hh = dot(h + i * D, h + c * D, D);
-    const T v = a[i] + a[c] - T(2) * (qq * hh);
+    const T cross = qq * hh;
+    const T both = a[i] + a[c];
+    const T v = both - T(2) * cross;
     return v > T(0) ? v : T(0);
   }
 };
@@ -225,8 +233,11 @@ void kmeanspp_cpu(const T* x, int64_t N, int64_t d, T* mind, int64_t first, int6
 template <typename T>
 void badge_sqnorms_cpu(const T* q, int64_t C, const T* h, int64_t D, int64_t N, T* a_out) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i)
-    a_out[i] = dot(q + i * C, q + i * C, C) * dot(h + i * D, h + i * D, D);
+  for (int64_t i = 0; i < N; ++i) {
+    const T qq = dot(q + i * C, q + i * C, C);
+    const T hh = dot(h + i * D, h + i * D, D);
+    a_out[i] = qq * hh;
+  }
 }
 
 template <typename T>

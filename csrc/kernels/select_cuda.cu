@@ -111,7 +111,9 @@ struct BadgeDist {
       hh = fmaf(to_float(h[i * D + j]), to_float(__ldg(h + c * D + j)), hh);
     qq = warp_sum(qq);
     hh = warp_sum(hh);
-    const float v = a[i] + a[c] - 2.f * (qq * hh);
+    // explicit roundings (never contracted into an FMA): the product is rounded as in a_i, so
+    // an exact copy of the centre gets exactly 0, as on the CPU
+    const float v = __fsub_rn(__fadd_rn(a[i], a[c]), __fmul_rn(2.f, __fmul_rn(qq, hh)));
     return v > 0.f ? v : 0.f;
   }
 };
@@ -346,7 +348,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     qq = warp_sum(qq);
     hh = warp_sum(hh);
-    if (lane == 0) a[i] = qq * hh;
+    if (lane == 0) a[i] = __fmul_rn(qq, hh);
   }
 }
 
