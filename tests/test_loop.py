@@ -123,10 +123,6 @@ def test_aubc_and_summary():
 @pytest.mark.parametrize("strategy", ["random", "entropy", "least_confidence", "margin", "bald", "ensemble_variance",
                                       "mpts", "coreset", "badge"])
 def test_every_core_strategy_runs_end_to_end(tmp_path, strategy):
-    from mpts_fast import ops
-
-    if strategy in ("coreset", "badge") and not hasattr(ops, "kcenter_greedy"):
-        pytest.skip("selection ops not merged yet")  # transitional, removed with the issue-3 merge
     res = _run(tmp_path, strategy, data=blobs(n=90), rounds=2, epochs=2).run()
     rounds = res["runs"][0]["rounds"]
     assert [r["n_labeled"] for r in rounds] == [6, 10] and len(rounds[0]["selected"]) == 4

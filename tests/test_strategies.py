@@ -8,8 +8,6 @@ from mpts_fast.training import TrainConfig, Trainer
 
 from al_fixtures import blobs
 
-# transitional: removed once the selection engine (issue 3) is merged
-_sel = pytest.mark.skipif(not hasattr(ops, "kcenter_greedy"), reason="selection ops not merged yet")
 CORE = ["random", "entropy", "least_confidence", "margin", "bald", "ensemble_variance", "mpts", "coreset", "badge"]
 
 
@@ -32,7 +30,7 @@ def test_registry_holds_the_core_strategies():
         build_strategy("nope")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_sel) if n in ("coreset", "badge") else n for n in CORE])
+@pytest.mark.parametrize("name", CORE)
 def test_picks_are_valid_and_deterministic(name):
     s = build_strategy(name)
     a = s.select(_context(s), 7)
@@ -62,7 +60,6 @@ def test_score_strategies_take_the_top_of_their_score(name, field, largest, sour
     assert torch.equal(s.select(ctx, 5), want)
 
 
-@_sel
 def test_coreset_gives_the_picks_of_the_op():
     s = build_strategy("coreset")
     ctx = _context(s)
@@ -70,7 +67,6 @@ def test_coreset_gives_the_picks_of_the_op():
     assert torch.equal(s.select(ctx, 6), ops.kcenter_greedy(emb, 6, labeled=ctx.labeled_mask()))
 
 
-@_sel
 def test_badge_gives_the_picks_of_the_op():
     s = build_strategy("badge")
     ctx = _context(s)
