@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from mpts_fast.cli import datasets as datasets_module
 from mpts_fast.cli import demo as demo_module
 from mpts_fast.cli import info as info_module
 
@@ -15,6 +16,7 @@ def main() -> None:
 
 main.add_command(info_module.info)
 main.add_command(demo_module.demo)
+main.add_command(datasets_module.datasets)
 
 
 if __name__ == "__main__":
