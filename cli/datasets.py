@@ -10,6 +10,14 @@ def _fmt_int(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def _short(path: Path, root: Path) -> str:
+    """`path` relative to the data directory when inside it (the header line names the directory)."""
+    try:
+        return str(Path(path).relative_to(root)) + "/"
+    except ValueError:
+        return str(path)
+
+
 def rows(data_dir: Path) -> list[dict[str, str]]:
     """One display row per registered data set (bundled ones are loaded: they are small and in memory already)."""
     from mpts_fast import data
@@ -22,10 +30,11 @@ def rows(data_dir: Path) -> list[dict[str, str]]:
         if info.bundled:
             ds = data.load_dataset(name, data_dir, download=False, progress=False)
             classes, sizes, defaults = ds.num_classes, (len(ds.y_train), len(ds.y_test)), ds.defaults
+        place = _short(where.directory, data_dir) if where.directory is not None else ""
         if where.state == "missing":
-            local = f"missing in {where.directory}: {', '.join(where.missing)}"
+            local = f"missing in {place}: {', '.join(where.missing)}"
         elif where.state == "present":
-            local = f"present ({where.directory})"
+            local = f"present in {place}"
         else:
             local = where.state
         d = defaults
@@ -33,7 +42,7 @@ def rows(data_dir: Path) -> list[dict[str, str]]:
             "name": name,
             "task": info.task,
             "classes": "-" if info.task == "regression" else (str(classes) if classes is not None else "?"),
-            "pool / test": "?" if sizes is None else f"{_fmt_int(sizes[0])} / {_fmt_int(sizes[1])}",
+            "pool / test": "? / ?" if sizes is None else f"{_fmt_int(sizes[0])} / {_fmt_int(sizes[1])}",
             "initial+budget x rounds": "?" if d is None else f"{d.initial}+{d.budget} x {d.rounds}",
             "model": "?" if d is None else d.model + (" (pre-trained)" if d.pretrained else ""),
             "lr / epochs": "?" if d is None else f"{d.lr:g} / {d.epochs}",
@@ -68,7 +77,7 @@ def datasets(data_dir: Path | None, to_download: tuple[str, ...]) -> None:
         except (ValueError, OSError, ImportError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"{name}: ready ({len(ds.y_train):,} pool / {len(ds.y_test):,} test)")
-    click.echo(f"data directory: {root}\n")
+    click.echo(f"data directory: {root} (paths below are relative to it)\n")
     click.echo(render(rows(root)))
     click.echo("\nDefaults are the paper's Table 1 for the image and OpenML sets and ours elsewhere; `mpts-fast run` "
                "options override them.\nMissing files: place them in the directory shown (README 'Data sets'), or "

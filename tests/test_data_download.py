@@ -150,7 +150,8 @@ def test_cli_datasets_table(tmp_path, monkeypatch):
         assert name in lines, name
     assert "bundled" in lines["digits"] and "1,347 / 450" in lines["digits"] and "30+30 x 5" in lines["digits"]
     assert "present" in lines["energy-efficiency"] and "regression" in lines["energy-efficiency"]
-    assert f"missing in {tmp_path / 'svhn'}: train_32x32.mat, test_32x32.mat" in lines["svhn"]
+    assert "missing in svhn/: train_32x32.mat, test_32x32.mat" in lines["svhn"]
+    assert "present in energy-efficiency/" in lines["energy-efficiency"] and "50,000 / ?" in lines["openml-155"]
     assert "resnet18" in lines["cifar10"] and "50,000 / 10,000" in lines["cifar10"]
     assert "vit_small (pre-trained)" in lines["mini-imagenet"] and "1000+1000 x 10" in lines["mini-imagenet"]
     assert "0.0001 / 100" in lines["openml-6"]

@@ -58,8 +58,8 @@ for _info in [
                 defaults=openml_sets.DEFAULTS, source="https://www.openml.org/d/6",
                 availability=lambda d: openml_sets.availability(6, d)),
     DatasetInfo("openml-155", openml_sets.load_poker_hand, "OpenML 155 poker-hand: 10 features, pool capped at "
-                "50,000 (openml package)", files=("openml cache: data set 155",), num_classes=None,
-                sizes=None, defaults=openml_sets.DEFAULTS, source="https://www.openml.org/d/155",
+                "50,000; classes from its labels (9 present in the MPTS paper) (openml package)",
+                files=("openml cache: data set 155",), num_classes=None, sizes=(openml_sets.POOL_CAP, None), defaults=openml_sets.DEFAULTS, source="https://www.openml.org/d/155",
                 availability=lambda d: openml_sets.availability(155, d)),
     DatasetInfo("california-housing", regression.load_california_housing,
                 "California housing: 20,640×8, median house value (scikit-learn fetcher)", task="regression",

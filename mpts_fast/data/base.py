@@ -68,7 +68,7 @@ class DatasetInfo:
 
     The fields after `bundled` describe the set without loading it (for `mpts-fast datasets`); None means "known only
     once loaded" (the bundled sets are cheap to load, so they leave them unset).
-    num_classes: classes (0 for regression); sizes: (pool/train, test) sample counts as loaded;
+    num_classes: classes (0 for regression); sizes: (pool/train, test) sample counts as loaded (None: unknown);
     defaults: the AL settings a run uses unless overridden; source: where the files come from;
     availability: availability(data_dir) -> Availability, never touching the network.
     """
@@ -80,7 +80,7 @@ class DatasetInfo:
     files: tuple[str, ...] = ()
     bundled: bool = False
     num_classes: int | None = None
-    sizes: tuple[int, int] | None = None
+    sizes: tuple[int | None, int | None] | None = None
     defaults: ALDefaults | None = None
     source: str = ""
     availability: Callable[[Path], Availability] | None = None
