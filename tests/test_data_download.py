@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import urllib.error
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from data_files import idx_bytes, write_energy_csv, energy_table, write_idx_set
-from mpts_fast import data
+from data_files import energy_table, idx_bytes, write_energy_csv, write_idx_set
 from mpts_fast.cli.main import main
+
+from mpts_fast import data
 from mpts_fast.data import download, idx
 from mpts_fast.data.download import ChecksumError, DataNotFoundError, RemoteFile
 
@@ -163,3 +164,20 @@ def test_cli_download_errors_are_clear(tmp_path, monkeypatch):
     assert result.exit_code != 0 and "expected one of" in result.output
     result = CliRunner().invoke(main, ["datasets", "--data-dir", str(tmp_path), "--download", "svhn"])
     assert result.exit_code != 0 and "train_32x32.mat" in result.output and str(tmp_path / "svhn") in result.output
+
+
+@pytest.mark.parametrize("failure", [http.client.IncompleteRead(b"par"), ConnectionResetError(104, "reset"),
+                                     KeyboardInterrupt()])
+def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch, failure):
+    class Broken(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell() > 0:
+                raise failure
+            return super().read(4)
+
+    monkeypatch.setattr(download, "_open_url", lambda url, timeout: Broken(b"0123456789"))
+    remote = _remote(b"0123456789")
+    expected = KeyboardInterrupt if isinstance(failure, KeyboardInterrupt) else DataNotFoundError
+    with pytest.raises(expected):
+        download.ensure("toy", [remote], tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -11,9 +11,18 @@ import types
 import numpy as np
 import pytest
 import torch
+from data_files import (
+    cifar_batches,
+    energy_table,
+    md5,
+    write_cifar,
+    write_energy_csv,
+    write_energy_xlsx,
+    write_idx_set,
+    write_mini_imagenet,
+    write_svhn,
+)
 
-from data_files import (cifar_batches, energy_table, md5, write_cifar, write_energy_csv, write_energy_xlsx,
-                        write_idx_set, write_mini_imagenet, write_svhn)
 from mpts_fast import data
 from mpts_fast.data import cifar, download, idx, mini_imagenet, openml_sets, regression, svhn
 from mpts_fast.data._arrays import channel_stats, to_float_images

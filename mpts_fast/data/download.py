@@ -10,6 +10,7 @@ A reader declares its files as :class:`RemoteFile` records and calls :func:`ensu
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 from dataclasses import dataclass
@@ -132,9 +133,7 @@ def ensure(dataset: str, files: Sequence[RemoteFile], directories: Sequence[Path
             continue
         try:
             found[i] = fetch(f, target, progress=progress)
-        except ChecksumError:
-            raise
-        except OSError as exc:  # URLError, HTTPError, timeouts and socket errors are all OSErrors
+        except OSError as exc:  # fetch turns every network failure into one OSError; ChecksumError propagates
             failures.append(f"{f.name}: {exc}")
     if failures:
         still = [f for f, path in zip(files, found) if path is None]
@@ -176,10 +175,13 @@ def fetch(remote: RemoteFile, directory: Path, *, progress: bool = True) -> Path
                         bar.update(len(block))
                 out.flush()
                 os.fsync(out.fileno())
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, IncompleteRead
             part.unlink(missing_ok=True)
-            errors.append(f"{url}: {exc}")
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
+        except BaseException:  # Ctrl-C: leave nothing that looks like a download in progress
+            part.unlink(missing_ok=True)
+            raise
         if digest is not None and digest.hexdigest() != remote.checksum[1].lower():
             part.unlink(missing_ok=True)
             bad_checksum = ChecksumError(

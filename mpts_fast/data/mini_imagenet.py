@@ -68,7 +68,7 @@ def load_mini_imagenet(data_dir: Path, download: bool = True, progress: bool = T
     parts = []  # (label, cache index, train rows, test rows)
     for label, wnid in enumerate(wnids):
         rows = caches[owner[wnid]][1][wnid]
-        n_train = int(round(TRAIN_FRACTION * len(rows)))
+        n_train = round(TRAIN_FRACTION * len(rows))
         parts.append((label, owner[wnid], np.asarray(rows[:n_train], np.int64), np.asarray(rows[n_train:], np.int64)))
     h, w = caches[0][0].shape[1:3]
     if any(c[0].shape[1:3] != (h, w) for c in caches):

@@ -1,8 +1,8 @@
 """SVHN (cropped digits) from `train_32x32.mat` and `test_32x32.mat` (MATLAB files, read with scipy.io.loadmat).
 
 Each file holds X (32, 32, 3, N) uint8 and y (N, 1) with labels 1..10, where 10 means the digit 0; labels come back
-as 0..9. Images come back as float32 (N, 3, 32, 32) normalised with the pool's per-channel mean/std (computed,
-≈ (0.438, 0.444, 0.473) / (0.198, 0.201, 0.197) on the official training file).
+as 0..9. Images come back as float32 (N, 3, 32, 32) normalised with the pool's per-channel mean/std, computed from
+the file (the commonly quoted full-training-set values are (0.438, 0.444, 0.473) / (0.198, 0.201, 0.197)).
 """
 from __future__ import annotations
 
