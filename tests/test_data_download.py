@@ -181,3 +181,11 @@ def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch, failure):
     with pytest.raises(expected):
         download.ensure("toy", [remote], tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reader_options_are_checked():
+    with pytest.raises(ValueError, match="options: digits does not take target; it takes no options"):
+        data.load_dataset("digits", target="Y2")
+    with pytest.raises(ValueError, match="options: energy-efficiency does not take n; it takes target"):
+        data.load_dataset("energy-efficiency", n=3)
+    assert len(data.load_dataset("sine", n=100).y_train) == 80

@@ -6,6 +6,7 @@ Readers for downloadable sets live in their own modules (one per format) and reg
 """
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -114,6 +115,13 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
     ValueError). options: reader-specific keywords, e.g. target="Y2" for energy-efficiency.
     """
     info = get_info(name)
+    if options:
+        accepted = [p for p in inspect.signature(info.loader).parameters if p not in ("data_dir", "download",
+                                                                                     "progress")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"options: {name} does not take {', '.join(unknown)}; it takes "
+                             f"{', '.join(accepted) or 'no options'}")
     return info.loader(_root(data_dir), download=download, progress=progress, **options)
 
 

@@ -2,7 +2,7 @@
 
 A reader declares its files as :class:`RemoteFile` records and calls :func:`ensure`, which returns local paths:
 - a file already present is verified against its published checksum (a corrupt file is never used silently);
-- a missing file is downloaded (when allowed) to `<name>.part`, hashed while streaming, verified, then renamed, so
+- a missing file is downloaded (when allowed) to `<name>.<random>.part`, hashed while streaming, verified, then renamed, so
   an interrupted or corrupt download never leaves a file that looks complete;
 - offline, or with `download=False` (which never touches the network), one :class:`DataNotFoundError` lists every
   missing file, the directory to place it in, and its URL.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,13 +158,15 @@ def fetch(remote: RemoteFile, directory: Path, *, progress: bool = True) -> Path
 
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / remote.name
-    part = directory / (remote.name + ".part")
     errors: list[str] = []
     bad_checksum: ChecksumError | None = None
     for url in remote.urls:
         digest = hashlib.new(remote.checksum[0]) if remote.checksum else None
+        # a private .part per download, so two processes fetching the same file never write into one another's
+        fd, tmp = tempfile.mkstemp(prefix=remote.name + ".", suffix=".part", dir=directory)
+        part = Path(tmp)
         try:
-            with _open_url(url, TIMEOUT_S) as response, open(part, "wb") as out:
+            with _open_url(url, TIMEOUT_S) as response, os.fdopen(fd, "wb") as out:
                 headers = getattr(response, "headers", None) or {}
                 total = int(headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name,
