@@ -106,6 +106,7 @@ def test_mnist_pool_is_a_seeded_subset_and_torchvision_layout_works(tmp_path, rn
     b = data.load_dataset("mnist", tmp_path, download=False)
     assert a.x_train.shape == (8, 1, 28, 28) and len(a.y_test) == 5
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    assert data.availability("mnist", tmp_path) == data.Availability("present", tmp_path / "MNIST" / "raw")
     # the pool rows are training rows, in order, with their own labels
     keep = np.sort(np.random.default_rng(idx.POOL_SEED).choice(20, size=8, replace=False))
     assert a.y_train.tolist() == arrays["train-labels-idx1-ubyte"][keep].tolist()
@@ -328,3 +329,35 @@ def test_california_housing_through_the_sklearn_fetcher(tmp_path, rng, monkeypat
     with pytest.raises(data.DataNotFoundError, match=r"cal_housing_py3\.pkz.*download=False"):
         data.load_dataset("california-housing", tmp_path, download=False)
     assert regression.california_availability(tmp_path).state == "missing"
+
+
+def test_malformed_files_give_clear_errors(tmp_path, rng, monkeypatch):
+    import pickle
+    import tarfile
+
+    from scipy.io import savemat
+
+    (tmp_path / "svhn").mkdir()
+    savemat(tmp_path / "svhn" / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.zeros((3, 1))})
+    with pytest.raises(ValueError, match=r"svhn: .*train_32x32\.mat has X \(32, 32, 3, 4\) uint8 and 3 labels"):
+        svhn.read_mat(tmp_path / "svhn" / "train_32x32.mat")
+    savemat(tmp_path / "svhn" / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": [[0], [3]]})
+    with pytest.raises(ValueError, match="labels outside 1..10"):
+        svhn.read_mat(tmp_path / "svhn" / "train_32x32.mat")
+
+    with tarfile.open(tmp_path / "partial.tar.gz", "w:gz"):
+        pass
+    with pytest.raises(ValueError, match=r"no cifar-10-batches-py/data_batch_1, data_batch_2"):
+        cifar._raw_batches(tmp_path / "partial.tar.gz")
+
+    folder = tmp_path / "mini-imagenet"
+    write_mini_imagenet(folder, rng, classes_per_split=1, per_class=2, size=4)
+    with open(folder / "mini-imagenet-cache-val.pkl", "rb") as f:
+        val = pickle.load(f)
+    with open(folder / "mini-imagenet-cache-train.pkl", "rb") as f:
+        (train_wnid,) = pickle.load(f)["class_dict"]
+    val["class_dict"] = {train_wnid: val["class_dict"].popitem()[1]}  # the train file's class again
+    with open(folder / "mini-imagenet-cache-val.pkl", "wb") as f:
+        pickle.dump(val, f)
+    with pytest.raises(ValueError, match=f"class {train_wnid} appears in both"):
+        data.load_dataset("mini-imagenet", tmp_path, download=False)

@@ -90,8 +90,11 @@ def locate(remote: RemoteFile, directories: Sequence[Path]) -> Path | None:
 
 def presence(files: Sequence[RemoteFile], directories: Sequence[Path]) -> Availability:
     """Availability of `files` in `directories` by name only (no checksums, no network)."""
-    missing = tuple(f.name for f in files if locate(f, directories) is None)
-    return Availability("missing" if missing else "present", Path(directories[0]), missing)
+    found = [locate(f, directories) for f in files]
+    missing = tuple(f.name for f, path in zip(files, found) if path is None)
+    if missing:
+        return Availability("missing", Path(directories[0]), missing)
+    return Availability("present", found[0].parent)
 
 
 def missing_message(dataset: str, directory: Path, files: Sequence[RemoteFile], reason: str) -> str:
