@@ -34,9 +34,10 @@ $(VENV)/.built: $(VENV)/.bootstrapped $(SOURCES)
 
 build: $(VENV)/.built
 
+# The main job: MPTS on the embedded digits data set (offline), results and plot in runs/digits-mpts/
 run: build
 	$(VENV)/bin/mpts-fast info
-	$(VENV)/bin/mpts-fast demo
+	$(VENV)/bin/mpts-fast run --overwrite
 
 test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \

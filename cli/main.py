@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import click
 
+from mpts_fast.cli import compare as compare_module
 from mpts_fast.cli import datasets as datasets_module
 from mpts_fast.cli import demo as demo_module
 from mpts_fast.cli import info as info_module
+from mpts_fast.cli import run as run_module
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +18,8 @@ def main() -> None:
 
 main.add_command(info_module.info)
 main.add_command(demo_module.demo)
+main.add_command(run_module.run)
+main.add_command(compare_module.compare)
 main.add_command(datasets_module.datasets)
 
 

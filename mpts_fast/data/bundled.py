@@ -35,7 +35,7 @@ def _sklearn_classification(name: str, bunch, defaults: ALDefaults) -> Dataset:
 def load_digits(data_dir: Path | None = None, download: bool = True, progress: bool = True) -> Dataset:
     from sklearn.datasets import load_digits as sk
 
-    return _sklearn_classification("digits", sk(), ALDefaults(initial=30, budget=30, rounds=5, epochs=40, lr=1e-3))
+    return _sklearn_classification("digits", sk(), ALDefaults(initial=20, budget=20, rounds=10, epochs=100, lr=1e-3))
 
 
 def load_iris(data_dir: Path | None = None, download: bool = True, progress: bool = True) -> Dataset:

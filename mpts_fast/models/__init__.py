@@ -1,2 +1,35 @@
 """Backbones. Every classifier returns logits from `forward(x)` and exposes its penultimate embedding
-through `embed(x) -> (n, D)` and `head(z) -> logits`, so strategies and the MMD term can use the same layer."""
+through `embed(x) -> (n, D)` and `head(z) -> logits`, so strategies and the MMD term use the same layer."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from mpts_fast.models.mlp import MLP
+from mpts_fast.models.resnet import ResNet18
+
+
+def _vit(input_shape, num_classes, **kw):
+    from mpts_fast.models.vit import ViTSmall
+
+    return ViTSmall(input_shape, num_classes, **kw)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "resnet18": ResNet18, "vit_small": _vit}
+
+
+def model_names() -> list[str]:
+    return sorted(MODELS)
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
+    """A fresh, randomly initialised backbone (seed torch before calling for reproducible weights)."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"model: unknown backbone {name!r}; expected one of {', '.join(model_names())}") from None
+    return factory(tuple(input_shape), num_classes, **kwargs)
+
+
+__all__ = ["MLP", "ResNet18", "MODELS", "model_names", "build_model"]

@@ -1,0 +1,223 @@
+"""The active-learning loop: initial labels, rounds of train → evaluate → select, repeats with fixed seeds, results
+appended atomically after every round, and `resume` from the last finished round with the same picks."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mpts_fast.data import Dataset, load_dataset
+from mpts_fast.models import build_model
+from mpts_fast.results import RESULTS_FILE, load_json, write_json_atomic
+from mpts_fast.strategies import SelectionContext, Strategy, build_strategy
+from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
+
+RoundCallback = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment: a strategy on a data set. `None` fields take the data set's defaults (SPEC Table 1).
+
+    rounds: evaluated rounds (points on the learning curve); rounds − 1 selections of `budget` items follow the initial
+    `initial` random labels. snapshots: trajectory snapshots for MPTS (None: epochs // 2). mmd_weight: λ (MPTS only).
+    """
+
+    dataset: str = "digits"
+    strategy: str = "mpts"
+    rounds: int | None = None
+    initial: int | None = None
+    budget: int | None = None
+    epochs: int | None = None
+    repeats: int = 1
+    seed: int = 0
+    lr: float | None = None
+    batch_size: int | None = None
+    model: str | None = None
+    mmd_weight: float = 1.0
+    snapshots: int | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self, data: Dataset) -> "RunConfig":
+        d = data.defaults
+        pick = lambda v, default: default if v is None else v  # noqa: E731
+        epochs = pick(self.epochs, d.epochs)
+        return dataclasses.replace(
+            self, rounds=pick(self.rounds, d.rounds), initial=pick(self.initial, d.initial),
+            budget=pick(self.budget, d.budget), epochs=epochs, lr=pick(self.lr, d.lr),
+            batch_size=pick(self.batch_size, d.batch_size), model=pick(self.model, d.model),
+            snapshots=pick(self.snapshots, max(epochs // 2, 1)))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available (torch {torch.__version__})")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: expected auto, cpu or cuda[:i], got {device!r}") from None
+
+
+def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
+    """Refuse impossible settings before any training."""
+    if data.task != "classification":
+        raise ValueError(f"dataset: {data.name!r} is a {data.task} set; the AL engine needs classification")
+    n_pool = data.x_train.shape[0]
+    for name in ("rounds", "initial", "epochs", "repeats"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {getattr(cfg, name)}")
+    if cfg.budget < 1 and cfg.rounds > 1:
+        raise ValueError(f"budget: expected a positive integer, got {cfg.budget}")
+    needed = cfg.initial + cfg.budget * (cfg.rounds - 1)
+    if needed > n_pool:
+        raise ValueError(f"budget: initial {cfg.initial} + {cfg.rounds - 1} rounds × budget {cfg.budget} = {needed} "
+                         f"labels, but the pool of {data.name!r} holds only {n_pool} items")
+    if strategy.needs.every_class and cfg.initial < data.num_classes:
+        raise ValueError(f"initial: strategy {strategy.name!r} needs every class labeled, so the initial set must hold at "
+                         f"least {data.num_classes} items, got {cfg.initial}")
+
+
+def train_config(cfg: RunConfig, strategy: Strategy) -> TrainConfig:
+    needs = strategy.needs
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                       mmd_weight=cfg.mmd_weight if needs.mmd else 0.0,
+                       snapshots=cfg.snapshots if needs.snapshots else 0, ensemble_size=needs.ensemble_size)
+
+
+def evaluate(trained: TrainedModel, data: Dataset) -> dict[str, float]:
+    """Test metrics of the final model (scikit-learn), plus snapshot / ensemble accuracy when there are several."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
+
+    y = data.y_test.numpy()
+    pred = trained.logits(data.x_test).argmax(1).cpu().numpy()
+    out = {"test_accuracy": float(accuracy_score(y, pred)),
+           "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0)),
+           "precision_macro": float(precision_score(y, pred, average="macro", zero_division=0)),
+           "recall_macro": float(recall_score(y, pred, average="macro", zero_division=0)),
+           "mcc": float(matthews_corrcoef(y, pred))}
+    if trained.snapshots:
+        p = trained.mean_probs(data.x_test, "snapshots").argmax(1).cpu().numpy()
+        out["snapshot_accuracy"] = float(accuracy_score(y, p))
+    if len(trained.members) > 1:
+        p = trained.mean_probs(data.x_test, "ensemble").argmax(1).cpu().numpy()
+        out["ensemble_accuracy"] = float(accuracy_score(y, p))
+    return out
+
+
+class ActiveLearningRun:
+    """Runs (or resumes) `cfg` and keeps `<out>/results.json` current after every round."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, *, device: str = "auto", data_dir: str | None = None,
+                 data: Dataset | None = None, progress: bool = True, on_round: RoundCallback | None = None) -> None:
+        self.data = data if data is not None else load_dataset(cfg.dataset, data_dir, progress=progress)
+        self.strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
+        self.cfg = cfg.resolved(self.data)
+        validate(self.cfg, self.data, self.strategy)
+        self.device = resolve_device(device)
+        self.path = Path(out_dir) / RESULTS_FILE
+        self.progress = progress
+        self.on_round = on_round
+
+    def _fresh_results(self) -> dict:
+        return {"dataset": self.data.name, "strategy": self.cfg.strategy, "config": self.cfg.to_json(),
+                "device": str(self.device), "runs": []}
+
+    def _load_for_resume(self) -> dict:
+        results = load_json(self.path)
+        saved, mine = dict(results.get("config", {})), self.cfg.to_json()
+        saved.pop("repeats", None), mine.pop("repeats", None)  # more repeats may be asked for on resume
+        if saved != mine:
+            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+            raise ValueError(f"resume: {self.path} was written with different settings ({', '.join(diff)}); use the same "
+                             f"options or another --out directory")
+        results["config"] = self.cfg.to_json()
+        return results
+
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict:
+        """resume: continue `<out>/results.json` from its last finished round; overwrite: start afresh over it."""
+        if self.path.exists() and not (resume or overwrite):
+            raise FileExistsError(f"out: {self.path} exists; pass --resume to continue it, --overwrite to start again, "
+                                  f"or choose another --out")
+        results = self._load_for_resume() if resume and self.path.exists() else self._fresh_results()
+        write_json_atomic(self.path, results)
+        x_pool = self.data.x_train.to(self.device)
+        for rep in range(self.cfg.repeats):
+            if rep < len(results["runs"]) and results["runs"][rep].get("complete"):
+                continue
+            if rep == len(results["runs"]):
+                results["runs"].append(self._new_run(rep))
+            self._run_one(results, results["runs"][rep], x_pool)
+        return results
+
+    def _new_run(self, rep: int) -> dict:
+        seed = self.cfg.seed + rep
+        gen = torch.Generator().manual_seed(derive_seed(seed, "initial"))
+        initial = torch.randperm(self.data.x_train.shape[0], generator=gen)[: self.cfg.initial]
+        if self.strategy.needs.every_class:
+            missing = sorted(set(range(self.data.num_classes)) - set(self.data.y_train[initial].tolist()))
+            if missing:
+                raise ValueError(f"initial: the random initial set of seed {seed} misses classes {missing}, which "
+                                 f"strategy {self.cfg.strategy!r} needs; raise --initial or change --seed")
+        return {"seed": seed, "initial": initial.tolist(), "rounds": [], "complete": False}
+
+    def _run_one(self, results: dict, run: dict, x_pool: torch.Tensor) -> None:
+        cfg, n_pool = self.cfg, self.data.x_train.shape[0]
+        labeled = list(run["initial"])
+        for rd in run["rounds"]:
+            labeled.extend(rd["selected"])
+        factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes)  # noqa: E731
+        trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress)
+        bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for r in bar:
+            lab = torch.tensor(labeled, dtype=torch.int64)
+            trained = trainer.fit(x_pool, lab, self.data.y_train[lab], seed=derive_seed(run["seed"], r, "train"))
+            record = {"round": r, "n_labeled": len(labeled), **evaluate(trained, self.data),
+                      "train_seconds": trained.train_seconds,
+                      "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
+            selected: list[int] = []
+            t0 = time.perf_counter()
+            if r < cfg.rounds - 1:
+                mask = torch.ones(n_pool, dtype=torch.bool)
+                mask[lab] = False
+                sel_seed = derive_seed(run["seed"], r, "select")
+                ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
+                                       unlabeled=mask.nonzero().squeeze(1), trained=trained,
+                                       num_classes=self.data.num_classes,
+                                       generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
+                picks = self.strategy.select(ctx, cfg.budget).cpu()
+                self._check_picks(picks, mask)
+                selected = picks.tolist()
+            record["select_seconds"] = time.perf_counter() - t0
+            record["selected"] = selected
+            run["rounds"].append(record)
+            run["complete"] = r == cfg.rounds - 1
+            write_json_atomic(self.path, results)
+            labeled.extend(selected)
+            if self.on_round:
+                self.on_round(run["seed"], record)
+
+    def _check_picks(self, picks: torch.Tensor, unlabeled_mask: torch.Tensor) -> None:
+        """A strategy bug must not silently corrupt an experiment."""
+        if picks.dtype != torch.int64 or picks.dim() != 1 or picks.numel() != self.cfg.budget:
+            raise RuntimeError(f"strategy {self.cfg.strategy!r} returned {tuple(picks.shape)} {picks.dtype}, expected "
+                               f"({self.cfg.budget},) int64")
+        if picks.unique().numel() != picks.numel() or not bool(unlabeled_mask[picks].all()):
+            raise RuntimeError(f"strategy {self.cfg.strategy!r} picked duplicates or labeled items")
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                   **kwargs) -> dict:
+    """Convenience wrapper: `ActiveLearningRun(cfg, out_dir, **kwargs).run(resume, overwrite)`."""
+    return ActiveLearningRun(cfg, out_dir, **kwargs).run(resume=resume, overwrite=overwrite)

@@ -1,0 +1,19 @@
+"""BALD with MC dropout: T stochastic passes (dropout on, BatchNorm in eval); H[mean p] − mean H[p]."""
+from mpts_fast._types import SnapshotScores
+from mpts_fast.strategies.base import ScoreStrategy, SelectionContext
+from mpts_fast.strategies.registry import register
+
+
+@register
+class BaldStrategy(ScoreStrategy):
+    name = "bald"
+    description = "mutual information over T MC-dropout passes (default T=10)"
+    score_field = "bald"
+
+    def __init__(self, passes: int = 10) -> None:
+        if int(passes) < 1:
+            raise ValueError(f"passes: expected a positive number of MC-dropout passes, got {passes!r}")
+        self.passes = int(passes)
+
+    def scores(self, ctx: SelectionContext) -> SnapshotScores:
+        return ctx.trained.posterior_scores(ctx.x_unlabeled, "mc_dropout", passes=self.passes, seed=ctx.seed)

@@ -1,0 +1,92 @@
+"""The one strategy interface: what a strategy needs from training, and `select(context, budget) -> pool indices`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from mpts_fast import ops
+from mpts_fast._types import SnapshotScores
+from mpts_fast.training.posterior import TrainedModel
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the trainer must produce for a strategy. mmd / snapshots: train the MPTS way (MMD term, cyclic-LR snapshots);
+    ensemble_size: members to train; every_class: the labeled set must hold every class before selection."""
+
+    mmd: bool = False
+    snapshots: bool = False
+    ensemble_size: int = 1
+    every_class: bool = False
+
+
+@dataclass
+class SelectionContext:
+    """Everything a strategy may look at in one round.
+
+    x_pool: (N, *shape) the whole training pool (features only); labeled: (n_L,) int64 pool indices with labels
+    y_labeled: (n_L,); unlabeled: (n_U,) int64 pool indices (ascending); trained: the round's trained model(s);
+    generator: CPU generator seeded per round; seed: the round's selection seed (MC-dropout masks etc.).
+    """
+
+    x_pool: torch.Tensor
+    labeled: torch.Tensor
+    y_labeled: torch.Tensor
+    unlabeled: torch.Tensor
+    trained: TrainedModel
+    num_classes: int
+    generator: torch.Generator
+    seed: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def x_unlabeled(self) -> torch.Tensor:
+        return self.x_pool[self.unlabeled]
+
+    def labeled_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.x_pool.shape[0], dtype=torch.bool)
+        mask[self.labeled.cpu()] = True
+        return mask
+
+
+class Strategy:
+    """Subclasses set `name`, `needs`, and implement `select`. Options come in as keyword arguments."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs: ClassVar[Needs] = Needs()
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise ValueError(f"strategy {self.name!r} takes no options, got {sorted(options)}")
+
+    def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        """Returns (budget,) int64 pool indices, all from ctx.unlabeled, no duplicates, in pick order."""
+        raise NotImplementedError
+
+
+def top_k(scores: torch.Tensor, k: int, *, largest: bool = True) -> torch.Tensor:
+    """Positions of the k best scores; ties go to the lowest position (stable sort), so picks are deterministic."""
+    order = torch.sort(scores.float().cpu(), descending=largest, stable=True).indices
+    return order[:k]
+
+
+def single_model_scores(ctx: SelectionContext) -> SnapshotScores:
+    """Uncertainty scores of the final model alone (S = 1) on the unlabeled items."""
+    return ops.snapshot_uncertainty(ctx.trained.logits(ctx.x_unlabeled).float().unsqueeze(0))
+
+
+class ScoreStrategy(Strategy):
+    """Score → rank: the top `budget` unlabeled items by one field of the posterior summary."""
+
+    score_field: ClassVar[str] = "entropy"
+    largest: ClassVar[bool] = True
+
+    def scores(self, ctx: SelectionContext) -> SnapshotScores:
+        return single_model_scores(ctx)
+
+    def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        values = getattr(self.scores(ctx), self.score_field)
+        return ctx.unlabeled[top_k(values, budget, largest=self.largest).to(ctx.unlabeled.device)]

@@ -1,0 +1,17 @@
+"""MPTS (SPEC §1): MMD-regularised training, snapshots along the cyclic-LR trajectory, entropy of their averaged softmax."""
+from typing import ClassVar
+
+from mpts_fast._types import SnapshotScores
+from mpts_fast.strategies.base import Needs, ScoreStrategy, SelectionContext
+from mpts_fast.strategies.registry import register
+
+
+@register
+class MPTSStrategy(ScoreStrategy):
+    name = "mpts"
+    description = "entropy of the trajectory-snapshot posterior of an MMD-regularised model (the MPTS method)"
+    score_field = "entropy"
+    needs: ClassVar[Needs] = Needs(mmd=True, snapshots=True)
+
+    def scores(self, ctx: SelectionContext) -> SnapshotScores:
+        return ctx.trained.posterior_scores(ctx.x_unlabeled, "snapshots")

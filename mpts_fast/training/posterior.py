@@ -1,0 +1,106 @@
+"""A trained model as strategies see it: probabilities, embeddings, and posterior summaries streamed over snapshots,
+MC-dropout passes or ensemble members (never an S × N × C tensor)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Iterator, Literal
+
+import torch
+from torch import nn
+
+from mpts_fast import ops
+from mpts_fast._types import SnapshotScores
+
+PosteriorSource = Literal["snapshots", "mc_dropout", "ensemble"]
+
+
+@dataclass
+class TrainedModel:
+    """model: the final weights (eval mode); snapshots: trajectory state dicts on CPU; members: ensemble (members[0] is
+    model). eval_batch_size: rows per forward pass."""
+
+    model: nn.Module
+    snapshots: list[dict[str, torch.Tensor]]
+    members: list[nn.Module]
+    eval_batch_size: int = 1024
+    train_seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def _batched(self, model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+        outs = []
+        for xb in torch.split(x, self.eval_batch_size):
+            xb = xb.to(self.device, non_blocking=True)
+            outs.append(model.embed(xb) if what == "embed" else model(xb))
+        if not outs:
+            dim = getattr(model, "embedding_dim") if what == "embed" else model.head(
+                torch.zeros(1, model.embedding_dim, device=self.device)).shape[1]
+            return torch.zeros(0, dim, device=self.device)
+        return torch.cat(outs)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, *shape) → (n, C) logits of the final model."""
+        return self._batched(self.model, x, "logits")
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, *shape) → (n, C) softmax of the final model."""
+        return torch.softmax(self.logits(x).float(), dim=1)
+
+    def embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, *shape) → (n, D) penultimate features of the final model."""
+        return self._batched(self.model, x, "embed")
+
+    def posterior_logits(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10,
+                         seed: int = 0) -> Iterator[torch.Tensor]:
+        """Yields one (n, C) logits tensor per posterior sample: each snapshot, each MC-dropout pass, or each member."""
+        if source == "snapshots":
+            if not self.snapshots:
+                raise ValueError("source: this model was trained without trajectory snapshots (snapshots=0)")
+            work = copy.deepcopy(self.model)
+            for state in self.snapshots:
+                work.load_state_dict(state)
+                work.eval()
+                yield self._batched(work, x, "logits")
+        elif source == "ensemble":
+            for member in self.members:
+                yield self._batched(member, x, "logits")
+        elif source == "mc_dropout":
+            dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+            if not dropouts:
+                raise ValueError("source: MC dropout needs a backbone with dropout (p > 0) before the head")
+            torch.manual_seed(seed)
+            try:
+                for m in dropouts:  # dropout on, BatchNorm stays in eval mode
+                    m.train()
+                for _ in range(passes):
+                    yield self._batched(self.model, x, "logits")
+            finally:
+                for m in dropouts:
+                    m.eval()
+        else:
+            raise ValueError(f"source: expected 'snapshots', 'mc_dropout' or 'ensemble', got {source!r}")
+
+    def posterior_scores(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0) -> SnapshotScores:
+        """Entropy / BALD / variance / margin / least-confidence of the averaged posterior, (n,) each, streamed through
+        ops.SnapshotAccumulator."""
+        acc = None
+        for logits in self.posterior_logits(x, source, passes, seed):
+            if acc is None:
+                acc = ops.SnapshotAccumulator(logits.shape[0], logits.shape[1], device=logits.device)
+            acc.update(logits.float())
+        return acc.scores()
+
+    @torch.no_grad()
+    def mean_probs(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0) -> torch.Tensor:
+        """(n, C) average of the posterior samples' softmax (Eq. 8)."""
+        total, count = None, 0
+        for logits in self.posterior_logits(x, source, passes, seed):
+            p = torch.softmax(logits.float(), dim=1)
+            total = p if total is None else total.add_(p)
+            count += 1
+        return total / count

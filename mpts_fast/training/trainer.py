@@ -1,0 +1,111 @@
+"""Trains a backbone from scratch on the labeled set: cross-entropy + optional MMD (MPTS), cyclic-LR snapshots, ensembles."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from mpts_fast.training.config import TrainConfig
+from mpts_fast.training.mmd import mmd_penalty
+from mpts_fast.training.posterior import TrainedModel
+
+
+def derive_seed(*keys: int | str) -> int:
+    """A 63-bit seed from a tuple of keys (run seed, round, role...), so each round's randomness is independent of the
+    history of the process — a resumed run draws exactly what an uninterrupted one did."""
+    import hashlib
+
+    digest = hashlib.sha256("/".join(map(str, keys)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _cyclic_lr(base: float, min_factor: float, step: int, steps: int) -> float:
+    """One cycle per epoch: the line from base down to base·min_factor, sampled at the start of each of the epoch's steps.
+
+    Sampling at step starts keeps short epochs sensible: a 1-step epoch trains at base (not at base·min_factor, which
+    would freeze small labeled sets for the whole cyclic half), and long epochs approach the full ramp."""
+    t = step / steps
+    return base * (1.0 - (1.0 - min_factor) * t)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class Trainer:
+    """Fits `model_factory()` on (x_pool[labeled], y_labeled).
+
+    model_factory: builds a fresh backbone (with `embed` and `head`). x_pool: (N, *shape) float32 on the training device —
+    the whole pool, since the MMD term draws its second batch uniformly from L ∪ U.
+    """
+
+    def __init__(self, model_factory: Callable[[], nn.Module], config: TrainConfig, device: torch.device | str = "cpu",
+                 progress: bool = False) -> None:
+        self.model_factory = model_factory
+        self.config = config
+        self.device = torch.device(device)
+        self.progress = progress
+
+    def fit(self, x_pool: torch.Tensor, labeled: torch.Tensor, y_labeled: torch.Tensor, seed: int) -> TrainedModel:
+        """labeled: (n_L,) int64 pool indices; y_labeled: (n_L,) int64 classes in the same order. Returns the trained model,
+        its trajectory snapshots (CPU state dicts) and any extra ensemble members."""
+        if labeled.numel() == 0:
+            raise ValueError("labeled: training needs at least one labeled item")
+        if labeled.shape != y_labeled.shape:
+            raise ValueError(f"y_labeled: expected shape {tuple(labeled.shape)}, got {tuple(y_labeled.shape)}")
+        start = time.perf_counter()
+        members, snapshots, epoch_seconds = [], [], []
+        for m in range(self.config.ensemble_size):
+            model, snaps, secs = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
+                                               derive_seed(seed, "member", m))
+            members.append(model)
+            epoch_seconds.extend(secs)
+            if m == 0:
+                snapshots = snaps
+        return TrainedModel(members[0], snapshots, members, self.config.eval_batch_size,
+                            train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds)
+
+    def _fit_one(self, x_pool, labeled, y_labeled, seed):
+        cfg = self.config
+        torch.manual_seed(seed)  # weights and dropout masks
+        model = self.model_factory().to(self.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        n_l, n_pool = labeled.numel(), x_pool.shape[0]
+        steps = -(-n_l // min(cfg.batch_size, n_l))
+        cyclic_from = cfg.epochs - cfg.cycle_count
+        keep = set(cfg.snapshot_epochs())
+        snapshots, epoch_seconds = [], []
+        model.train()
+        bar = tqdm(range(cfg.epochs), desc="epochs", leave=False, disable=not self.progress, dynamic_ncols=True)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
+            for step, part in enumerate(torch.tensor_split(torch.randperm(n_l, generator=gen), steps)):
+                if epoch >= cyclic_from:
+                    for group in opt.param_groups:
+                        group["lr"] = _cyclic_lr(cfg.lr, cfg.cycle_min_factor, step, steps)
+                part = part.to(labeled.device)
+                xb, yb = x_pool[labeled[part]], y_labeled[part]
+                if cfg.mmd_weight > 0:
+                    draw = torch.randint(n_pool, (part.numel(),), generator=gen).to(x_pool.device)
+                    # one forward pass over both batches: half the launches of two passes (BatchNorm sees the joint batch)
+                    z = model.embed(torch.cat([xb, x_pool[draw]]))
+                    z_l, z_all = z[: part.numel()], z[part.numel():]
+                    loss = F.cross_entropy(model.head(z_l), yb) + cfg.mmd_weight * mmd_penalty(z_l, z_all)
+                else:
+                    loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            epoch_seconds.append(time.perf_counter() - t0)
+            if epoch in keep:
+                snapshots.append(_cpu_state(model))
+            if self.progress:
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        model.eval()
+        return model, snapshots, epoch_seconds

@@ -1,0 +1,44 @@
+import json
+
+from click.testing import CliRunner
+
+from mpts_fast.cli.main import main
+
+FAST = ["--rounds", "2", "--initial", "20", "--budget", "10", "--epochs", "2", "--device", "cpu", "--quiet"]
+
+
+def test_run_writes_results_and_plot(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["run", *FAST, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["strategy"] == "mpts" and saved["dataset"] == "digits"
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    again = CliRunner().invoke(main, ["run", *FAST, "--out", str(out)])
+    assert again.exit_code != 0 and "--resume" in again.output
+    fresh = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--overwrite"])
+    assert fresh.exit_code == 0, fresh.output
+    resumed = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_compare_writes_summary_and_plot(tmp_path):
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(main, ["compare", *FAST, "--strategies", "random,entropy", "--repeats", "2",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("random", "entropy"):
+        s = summary["strategies"][name]
+        assert {"aubc_mean", "aubc_std", "accuracy_mean", "accuracy_std", "n_labeled"} <= set(s)
+        assert s["n_labeled"] == [20, 30] and len(s["accuracy_std"]) == 2
+    assert (out / "comparison.png").stat().st_size > 1000
+
+
+def test_unknown_names_list_the_valid_ones(tmp_path):
+    res = CliRunner().invoke(main, ["run", "--strategy", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "mpts" in res.output and "random" in res.output
+    res = CliRunner().invoke(main, ["compare", "--strategies", "random,nope", "--out", str(tmp_path / "y")])
+    assert res.exit_code != 0 and "nope" in res.output
+    res = CliRunner().invoke(main, ["run", "--dataset", "nope", "--out", str(tmp_path / "z")])
+    assert res.exit_code != 0 and "digits" in res.output

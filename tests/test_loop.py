@@ -1,0 +1,132 @@
+import json
+
+import pytest
+import torch
+
+from mpts_fast.data import ALDefaults, Dataset
+from mpts_fast.loop import ActiveLearningRun, RunConfig
+from mpts_fast.results import aubc, summarize_runs, write_json_atomic
+
+from al_fixtures import blobs, tiny_digits
+
+
+def _run(tmp_path, strategy="mpts", data=None, name="out", **kw):
+    cfg = RunConfig(dataset="digits", strategy=strategy, **kw)
+    return ActiveLearningRun(cfg, tmp_path / name, data=data or tiny_digits(), progress=False, device="cpu")
+
+
+def test_results_schema_and_round_bookkeeping(tmp_path):
+    res = _run(tmp_path, repeats=2).run()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == res
+    assert {"dataset", "strategy", "config", "runs"} <= set(saved)
+    assert [r["seed"] for r in saved["runs"]] == [0, 1]
+    for run in saved["runs"]:
+        assert run["complete"] and len(run["initial"]) == 20
+        rounds = run["rounds"]
+        assert [r["round"] for r in rounds] == [0, 1, 2]
+        assert [r["n_labeled"] for r in rounds] == [20, 30, 40]
+        assert [len(r["selected"]) for r in rounds] == [10, 10, 0]
+        picked = run["initial"] + sum((r["selected"] for r in rounds), [])
+        assert len(set(picked)) == len(picked)
+        for r in rounds:
+            assert {"test_accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "snapshot_accuracy",
+                    "train_seconds", "select_seconds"} <= set(r)
+            assert 0 <= r["test_accuracy"] <= 1
+
+
+def test_same_seed_same_picks(tmp_path):
+    a = _run(tmp_path, "entropy", name="a").run()
+    b = _run(tmp_path, "entropy", name="b").run()
+    strip = lambda res: [[(r["selected"], r["test_accuracy"]) for r in run["rounds"]] for run in res["runs"]]  # noqa
+    assert strip(a) == strip(b)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("strategy", ["mpts", "random"])
+def test_resume_after_a_kill_gives_the_uninterrupted_results(tmp_path, strategy):
+    full = _run(tmp_path, strategy, name="full", repeats=2).run()
+
+    def kill_after_first(seed, record):
+        if seed == 0 and record["round"] == 0:
+            raise KeyboardInterrupt
+
+    cut = _run(tmp_path, strategy, name="cut", repeats=2)
+    cut.on_round = kill_after_first
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    partial = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert len(partial["runs"][0]["rounds"]) == 1 and not partial["runs"][0]["complete"]
+    resumed = _run(tmp_path, strategy, name="cut", repeats=2).run(resume=True)
+    drop_times = lambda res: [[{k: v for k, v in r.items() if "seconds" not in k} for r in run["rounds"]]  # noqa
+                              for run in res["runs"]]
+    assert drop_times(resumed) == drop_times(full)
+
+
+def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(tmp_path):
+    _run(tmp_path, "random").run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        _run(tmp_path, "random").run()
+    with pytest.raises(ValueError, match="budget"):
+        _run(tmp_path, "random", budget=5).run(resume=True)
+
+
+def test_impossible_settings_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="pool"):
+        _run(tmp_path, budget=1000)
+    with pytest.raises(ValueError, match="strategy"):
+        _run(tmp_path, "nope")
+    with pytest.raises(ValueError, match="initial"):
+        _run(tmp_path, initial=0)
+    reg = blobs()
+    reg = Dataset("sine", reg.x_train, reg.y_train.float(), reg.x_test, reg.y_test.float(), 0, task="regression")
+    with pytest.raises(ValueError, match="regression"):
+        _run(tmp_path, data=reg)
+
+
+def test_strategy_needing_every_class_refuses_a_short_initial_set(tmp_path, monkeypatch):
+    from mpts_fast.strategies import Needs
+    from mpts_fast.strategies.entropy import EntropyStrategy
+
+    monkeypatch.setattr(EntropyStrategy, "needs", Needs(every_class=True))
+    with pytest.raises(ValueError, match="every class"):
+        _run(tmp_path, "entropy", initial=5)
+    d = tiny_digits()
+    skewed = Dataset("digits", d.x_train, torch.where(torch.arange(240) < 200, 0, d.y_train), d.x_test, d.y_test, 10,
+                     defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
+    with pytest.raises(ValueError, match="misses classes"):
+        _run(tmp_path, "entropy", data=skewed).run()
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "results.json"
+    write_json_atomic(path, {"ok": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_aubc_and_summary():
+    assert aubc([100, 200, 300], [0.5, 0.7, 0.9]) == pytest.approx(0.7)
+    assert aubc([100], [0.4]) == pytest.approx(0.4)
+    runs = [{"complete": True, "rounds": [{"n_labeled": 10, "test_accuracy": a}, {"n_labeled": 20, "test_accuracy": b}]}
+            for a, b in [(0.5, 0.7), (0.7, 0.9)]]
+    s = summarize_runs({"strategy": "x", "runs": runs + [{"complete": False, "rounds": []}]})
+    assert s["aubc_mean"] == pytest.approx(0.7) and s["aubc_std"] == pytest.approx(0.1)
+    assert s["accuracy_mean"] == pytest.approx([0.6, 0.8]) and s["n_labeled"] == [10, 20]
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy", "least_confidence", "margin", "bald", "ensemble_variance",
+                                      "mpts", "coreset", "badge"])
+def test_every_core_strategy_runs_end_to_end(tmp_path, strategy):
+    from mpts_fast import ops
+
+    if strategy in ("coreset", "badge") and not hasattr(ops, "kcenter_greedy"):
+        pytest.skip("selection ops not merged yet")  # transitional, removed with the issue-3 merge
+    res = _run(tmp_path, strategy, data=blobs(n=90), rounds=2, epochs=2).run()
+    rounds = res["runs"][0]["rounds"]
+    assert [r["n_labeled"] for r in rounds] == [6, 10] and len(rounds[0]["selected"]) == 4
