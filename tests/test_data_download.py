@@ -46,7 +46,8 @@ def test_download_is_verified_and_atomic(tmp_path, network):
     (path,) = download.ensure("toy", [remote], tmp_path / "toy", progress=False)
     assert path == tmp_path / "toy" / "blob.bin" and path.read_bytes() == payload
     assert opened == ["https://down.example/blob.bin", "https://mirror.example/blob.bin"]  # first mirror failed
-    assert not (tmp_path / "toy" / "blob.bin.part").exists()
+    assert [p.name for p in (tmp_path / "toy").iterdir()] == ["blob.bin"]  # no .part left
+    assert path.stat().st_mode & 0o777 == 0o644
     # present and valid: no network
     assert download.ensure("toy", [remote], tmp_path / "toy", progress=False) == [path]
     assert len(opened) == 2

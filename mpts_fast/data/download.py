@@ -169,7 +169,7 @@ def fetch(remote: RemoteFile, directory: Path, *, progress: bool = True) -> Path
         fd, tmp = tempfile.mkstemp(prefix=remote.name + ".", suffix=".part", dir=directory)
         part = Path(tmp)
         try:
-            with _open_url(url, TIMEOUT_S) as response, os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb") as out, _open_url(url, TIMEOUT_S) as response:
                 headers = getattr(response, "headers", None) or {}
                 total = int(headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name,
@@ -195,6 +195,7 @@ def fetch(remote: RemoteFile, directory: Path, *, progress: bool = True) -> Path
                 f"{remote.checksum[1]}; the download was discarded."
             )
             continue
+        part.chmod(0o644)  # mkstemp makes it private; a data cache is usually shared
         os.replace(part, final)
         return final
     if bad_checksum is not None:
