@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from mpts_fast.cli import compare as compare_module
+from mpts_fast.cli import datasets as datasets_module
 from mpts_fast.cli import demo as demo_module
 from mpts_fast.cli import info as info_module
 from mpts_fast.cli import run as run_module
@@ -19,6 +20,7 @@ main.add_command(info_module.info)
 main.add_command(demo_module.demo)
 main.add_command(run_module.run)
 main.add_command(compare_module.compare)
+main.add_command(datasets_module.datasets)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch
@@ -48,12 +49,38 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Availability:
+    """Whether a data set can be loaded without the network.
+
+    state: "bundled" (shipped or generated), "present" (every file found locally) or "missing"
+    directory: where its files are looked for (None when bundled)
+    missing: the file names absent from `directory` (empty unless state == "missing")
+    """
+
+    state: Literal["bundled", "present", "missing"]
+    directory: Path | None = None
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
-    """A registry entry. `files` names what must be present under the data directory (empty when bundled/generated)."""
+    """A registry entry. `files` names what must be present under the data directory (empty when bundled/generated).
+
+    The fields after `bundled` describe the set without loading it (for `mpts-fast datasets`); None means "known only
+    once loaded" (the bundled sets are cheap to load, so they leave them unset).
+    num_classes: classes (0 for regression); sizes: (pool/train, test) sample counts as loaded (None: unknown);
+    defaults: the AL settings a run uses unless overridden; source: where the files come from;
+    availability: availability(data_dir) -> Availability, never touching the network.
+    """
 
     name: str
-    loader: Callable[..., Dataset]  # loader(data_dir: Path, download: bool, progress: bool) -> Dataset
+    loader: Callable[..., Dataset]  # loader(data_dir: Path, download: bool, progress: bool, **options) -> Dataset
     description: str
     task: Task = "classification"
     files: tuple[str, ...] = ()
     bundled: bool = False
+    num_classes: int | None = None
+    sizes: tuple[int | None, int | None] | None = None
+    defaults: ALDefaults | None = None
+    source: str = ""
+    availability: Callable[[Path], Availability] | None = None
