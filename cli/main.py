@@ -5,6 +5,7 @@ import click
 
 from mpts_fast.cli import demo as demo_module
 from mpts_fast.cli import info as info_module
+from mpts_fast.cli import study as study_module
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,7 @@ def main() -> None:
 
 main.add_command(info_module.info)
 main.add_command(demo_module.demo)
+main.add_command(study_module.study)
 
 
 if __name__ == "__main__":
