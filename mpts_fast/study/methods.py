@@ -104,6 +104,21 @@ def _records(data, cfg, method, trials, splits, pred, losses, sizes, curves, sec
     return out
 
 
+def sasla_select(net: NetStack, prob: Problem, mask: torch.Tensor, labels: torch.Tensor | None, beta: float,
+                 norm: str = "l1") -> None:
+    """One SASLA selection for every member, in place on mask (M, N): D_T of member m shrinks to the patterns
+    `sasla_keep` accepts, with Φ of member m's network on its scaled inputs from `ops.sensitivity`."""
+    finite = net.finite()
+    for m in range(net.M):
+        if not finite[m]:  # a diverged network gives no usable Φ; its set is left as it is
+            continue
+        idx = mask[m].nonzero().flatten()
+        x = prob.x[idx] * prob.xa[m] + prob.xc[m]
+        phi = net.sensitivity(m, x, norm)
+        keep = sasla_keep(phi, labels[idx] if labels is not None else None, beta)
+        mask[m, idx[~keep]] = False
+
+
 def run_full_set(data: sdata.StudyData, cfg: StudyConfig, trials: list[int], sasla: bool) -> list[dict]:
     """passive (sasla=False) or SASLA for the given trials."""
     start = time.perf_counter()
@@ -122,15 +137,7 @@ def run_full_set(data: sdata.StudyData, cfg: StudyConfig, trials: list[int], sas
         sizes[:, e - 1] = mask.sum(1).numpy()
         losses[:, e - 1] = run_epoch(net, prob, mask, cfg.batch_size, gens).numpy()
         if sasla and e % cfg.selection_interval == 0 and e < E:
-            finite = net.finite()
-            for m in range(T):
-                if not finite[m]:  # a diverged network gives no usable Φ; its set is left as it is
-                    continue
-                idx = mask[m].nonzero().flatten()
-                x = data.x[idx] * prob.xa[m] + prob.xc[m]
-                phi = net.sensitivity(m, x, cfg.norm)
-                keep = sasla_keep(phi, labels[idx] if labels is not None else None, cfg.beta)
-                mask[m, idx[~keep]] = False
+            sasla_select(net, prob, mask, labels, cfg.beta, cfg.norm)
     pred = _predictions(data, net, prob, [te for _, te in splits], 1)
     final = _curve_score(data, pred, [te for _, te in splits])
     curves = [[(sizes[r, -1], final[r])] for r in range(T)]
