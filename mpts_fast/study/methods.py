@@ -97,6 +97,7 @@ def _records(data, cfg, method, trials, splits, pred, losses, sizes, curves, sec
             "final_train_size": int(sizes[r][-1]),
             "train_size_curve": [int(s) for s in sizes[r]],
             "final_loss": float(losses[r][-1]),
+            "loss_curve": [float(f"{v:.6g}") for v in losses[r]],
             "curve": [[int(n), float(s)] for n, s in curves[r]],
             "seconds": seconds / len(trials),
             "fingerprint": cfg.fingerprint(method),
