@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mpts_fast.study.config import METHODS, PAPER_HYPER, REGRESSION_METHODS, Hyper, StudyConfig
+from mpts_fast.study.config import METHODS, OUR_GRID_HYPER, PAPER_HYPER, REGRESSION_METHODS, Hyper, StudyConfig
 
 
 def _default_cache() -> Path:
@@ -35,6 +35,8 @@ def _resolve_hyper(data, cfg: StudyConfig, explicit: dict, grid: bool, cache: Pa
         path = gridmod.save(cache, cfg, rows, seconds)
         click.echo(f"grid search: {len(rows)} configurations in {seconds:.0f} s, cached in {path}", err=True)
         return gridmod.best(rows), f"grid search ({path})"
+    if cfg.dataset in OUR_GRID_HYPER:
+        return Hyper(**OUR_GRID_HYPER[cfg.dataset]), "our grid search (bench/results/study/grid; no grid cached here)"
     if cfg.dataset in PAPER_HYPER:
         return Hyper(**PAPER_HYPER[cfg.dataset]), "the report's Table II (no grid search cached; run with --grid)"
     raise click.UsageError(f"no hyperparameters for {cfg.dataset!r}: run with --grid (cached in {cache}) or give "
@@ -58,7 +60,8 @@ def _resolve_hyper(data, cfg: StudyConfig, explicit: dict, grid: bool, cache: Pa
               help="Directory of cached grid results. Default: ~/.cache/mpts-fast/study-grid "
               "(beside $MPTS_FAST_DATA when set).")
 @click.option("--hidden", type=int, default=None, help="Hidden units (with --lr, --weight-decay, --momentum: "
-              "skip the grid). Without these, a cached grid is used, else the report's Table II, else an error.")
+              "skip the grid). Without these: a cached grid, else our grid results (iris, wine), else the report's "
+              "Table II (fashion-mnist, sine), else an error asking for --grid.")
 @click.option("--lr", type=float, default=None, help="SGD learning rate.")
 @click.option("--weight-decay", type=float, default=None, help="L2 weight decay (torch SGD convention).")
 @click.option("--momentum", type=float, default=None, help="SGD momentum.")
