@@ -9,6 +9,7 @@ import torch
 
 from mpts_fast import ops
 from mpts_fast.models.sigmoid_net import NetStack
+from mpts_fast.study.config import Hyper, StudyConfig, query_count
 from mpts_fast.study.metrics import batched_macro_f1, batched_r2, epochs_to_convergence
 from mpts_fast.study.methods import sasla_select
 from mpts_fast.study.selection import (ensemble_variance, majority_vote, normalised_entropy, sasla_keep,
@@ -110,3 +111,15 @@ def test_epochs_to_convergence_definition():
     with pytest.raises(ValueError, match="window"):
         epochs_to_convergence(losses, 1, 1e-3)
     assert math.isfinite(epochs_to_convergence(np.full(10, 0.5), 10, 1e-3))
+
+
+def test_query_size_and_config_validation():
+    assert query_count(108, 0.02) == 2 and query_count(108, 1) == 1 and query_count(108, 5) == 5
+    assert query_count(10, 0.02) == 1  # never zero
+    ok = StudyConfig("iris", hyper=Hyper(8, 0.1, 0.0, 0.9))
+    assert ok.validate("classification") is ok
+    for bad, match in [({"query_size": 1.5}, "query_size"), ({"trials": 0}, "trials"), ({"beta": 2.0}, "beta"),
+                       ({"methods": ("passive", "bogus")}, "methods"), ({"norm": "l3"}, "norm"),
+                       ({"hyper": Hyper(8, -0.1, 0.0, 0.9)}, "lr")]:
+        with pytest.raises(ValueError, match=match):
+            StudyConfig(**{"dataset": "iris", "hyper": Hyper(8, 0.1, 0.0, 0.9), **bad}).validate("classification")
