@@ -55,7 +55,7 @@ def _resolve_hyper(data, cfg: StudyConfig, explicit: dict, grid: bool, cache: Pa
               "Default: the available cores.")
 @click.option("--resume", is_flag=True, help="Keep trials already in DIR/trials computed with the same settings.")
 @click.option("--grid", "do_grid", is_flag=True, help="Run the 256-configuration grid search on passive learning "
-              "(5-fold CV of a dedicated 80%% split; never the test data) unless a cached result exists.")
+              "(5-fold CV of a dedicated 80% split; never the test data) unless a cached result exists.")
 @click.option("--grid-cache", type=click.Path(file_okay=False), default=None,
               help="Directory of cached grid results. Default: ~/.cache/mpts-fast/study-grid "
               "(beside $MPTS_FAST_DATA when set).")
@@ -72,7 +72,7 @@ def _resolve_hyper(data, cfg: StudyConfig, explicit: dict, grid: bool, cache: Pa
 @click.option("--selection-interval", default=1, type=int, help="SASLA: epochs between selections.")
 @click.option("--norm", default="l1", type=click.Choice(["l1", "l2", "inf"]), help="SASLA: norm over inputs in Φ.")
 @click.option("--query-size", default=0.02, type=float, help="Uncertainty sampling: patterns per query, a fraction "
-              "of the initial pool (our default 2%%) or a whole number (1 = the report's algorithm).")
+              "of the initial pool (our default 2%) or a whole number (1 = the report's algorithm).")
 @click.option("--query-epochs", default=20, type=int, help="Uncertainty sampling: warm-started epochs after the "
               "initial set and after each query (our default).")
 @click.option("--ensemble-size", default=3, type=int, help="Networks in the ensemble.")

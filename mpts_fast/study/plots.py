@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 
 
+_STYLES = ["-", "--", "-.", ":"] * 4
+
+
 def _plt():
     import matplotlib
 
@@ -30,8 +33,8 @@ def boxplot(path: Path, scores: np.ndarray, names: list[str], metric: str, datas
 def train_size(path: Path, curves: dict, dataset: str) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for m, c in curves.items():
-        ax.plot(np.arange(1, len(c["train_size"]) + 1), c["train_size"], label=m)
+    for (m, c), ls in zip(curves.items(), _STYLES):  # entropy and ensemble share a schedule: dashes show both
+        ax.plot(np.arange(1, len(c["train_size"]) + 1), c["train_size"], ls, label=m)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training-set size (mean over trials)")
     ax.set_title(f"{dataset}: training-set size per epoch")
