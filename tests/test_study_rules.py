@@ -123,3 +123,10 @@ def test_query_size_and_config_validation():
                        ({"hyper": Hyper(8, -0.1, 0.0, 0.9)}, "lr")]:
         with pytest.raises(ValueError, match=match):
             StudyConfig(**{"dataset": "iris", "hyper": Hyper(8, 0.1, 0.0, 0.9), **bad}).validate("classification")
+
+
+def test_outputs_are_strict_json():
+    from mpts_fast.study.summary import jsonable
+
+    assert jsonable({"a": [1.0, float("inf")], "b": float("nan"), "c": (2, "x")}) == {"a": [1.0, None], "b": None,
+                                                                                      "c": [2, "x"]}

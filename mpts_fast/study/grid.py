@@ -21,6 +21,7 @@ from mpts_fast.models.sigmoid_net import NetStack
 from mpts_fast.study import data as sdata
 from mpts_fast.study.config import GRID, Hyper, StudyConfig
 from mpts_fast.study.methods import _INIT, _ORDER, _SPLIT, _seed, generator
+from mpts_fast.study.summary import jsonable
 from mpts_fast.study.train import make_problem, predict, run_epoch
 
 GRID_TRIAL = 10**6  # the grid's split is keyed apart from every trial's split
@@ -78,8 +79,10 @@ def run_group(data: sdata.StudyData, cfg: StudyConfig, hidden: int, lrs, grid: d
         else:
             scores[c, f] = -vloss[c, f]
     for c, (lr, wd, mom) in enumerate(combos):
+        with np.errstate(invalid="ignore"):  # a diverged fold scores −inf: the std is undefined
+            spread = float(scores[c].std())
         rows.append({"hidden": hidden, "lr": lr, "weight_decay": wd, "momentum": mom,
-                     "val_score": float(scores[c].mean()), "val_score_std": float(scores[c].std()),
+                     "val_score": float(scores[c].mean()), "val_score_std": spread,
                      "val_loss": float(vloss[c].mean())})
     return rows
 
@@ -101,7 +104,7 @@ def save(cache_dir: Path, cfg: StudyConfig, rows: list[dict], seconds: float) ->
     doc = {"dataset": cfg.dataset, "key": grid_key(cfg), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
            "seed": cfg.seed, "best": h.__dict__, "seconds": seconds, "rows": rows,
            "chosen_on": f"mean accuracy over {FOLDS} stratified validation folds of a dedicated 80% split"}
-    path.write_text(json.dumps(doc, indent=1))
+    path.write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False))
     return path
 
 

@@ -88,8 +88,8 @@ def write_outputs(data: sdata.StudyData, cfg: StudyConfig, by_method: dict[str, 
         figures[f"{curve_metric} vs labeled instances"] = "score_vs_labeled.png"
         if plots.cd_diagram(out / "cd_diagram.png", doc["statistics"], cfg.dataset):
             figures["critical-difference diagram"] = "cd_diagram.png"
-    (out / "study.json").write_text(json.dumps(doc, indent=1))
-    (out / "curves.json").write_text(json.dumps(curves))
+    (out / "study.json").write_text(json.dumps(summary.jsonable(doc), indent=1, allow_nan=False))
+    (out / "curves.json").write_text(json.dumps(summary.jsonable(curves), allow_nan=False))
     (out / "report.md").write_text(report.markdown(doc, figures))
     return doc
 

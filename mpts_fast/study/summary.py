@@ -17,6 +17,17 @@ PAPER_ACCURACY = {
 }
 
 
+def jsonable(obj):
+    """A copy with non-finite floats (a diverged network's MSE, say) as None, so the JSON written is strict."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def _mean(v):
     v = [x for x in v if x is not None]
     return float(np.mean(v)) if v else None
