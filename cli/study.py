@@ -60,8 +60,8 @@ def _resolve_hyper(data, cfg: StudyConfig, explicit: dict, grid: bool, cache: Pa
               help="Directory of cached grid results. Default: ~/.cache/mpts-fast/study-grid "
               "(beside $MPTS_FAST_DATA when set).")
 @click.option("--hidden", type=int, default=None, help="Hidden units (with --lr, --weight-decay, --momentum: "
-              "skip the grid). Without these: a cached grid, else our grid results (iris, wine), else the report's "
-              "Table II (fashion-mnist, sine), else an error asking for --grid.")
+              "skip the grid). Without these: a cached grid, else our grid results (iris, wine, sine), else "
+              "the report's Table II (fashion-mnist), else an error asking for --grid.")
 @click.option("--lr", type=float, default=None, help="SGD learning rate.")
 @click.option("--weight-decay", type=float, default=None, help="L2 weight decay (torch SGD convention).")
 @click.option("--momentum", type=float, default=None, help="SGD momentum.")
