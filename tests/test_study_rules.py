@@ -130,3 +130,15 @@ def test_outputs_are_strict_json():
 
     assert jsonable({"a": [1.0, float("inf")], "b": float("nan"), "c": (2, "x")}) == {"a": [1.0, None], "b": None,
                                                                                       "c": [2, "x"]}
+
+
+def test_statistics_without_scikit_posthocs(monkeypatch):
+    import sys
+
+    from mpts_fast.study import stats
+
+    monkeypatch.setitem(sys.modules, "scikit_posthocs", None)  # import fails as if not installed
+    scores = np.random.default_rng(0).random((6, 3))
+    with pytest.warns(UserWarning, match="scikit-posthocs"):
+        out = stats.summarise(scores, ["a", "b", "c"], True, "accuracy")
+    assert out["nemenyi_p"] is None and 0 <= out["friedman_p"] <= 1 and len(out["wilcoxon"]) == 3
