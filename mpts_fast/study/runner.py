@@ -1,0 +1,107 @@
+"""Run a study: trials of every method in worker processes, per-trial results on disk (for --resume), then
+the summary (`study.json`), the mean curves (`curves.json`), the report (`report.md`) and the figures.
+
+Layout of DIR: study.json, report.md, curves.json, config.json, trials/<method>/trial_NNN.json, *.png.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from mpts_fast.study import data as sdata
+from mpts_fast.study import plots, report, summary
+from mpts_fast.study.config import StudyConfig
+from mpts_fast.study.methods import run_method
+from mpts_fast.study.pool import imap
+
+# relative cost per trial, to start the slow chunks first
+_COST = {"ensemble": 4, "sasla": 3, "entropy": 2, "passive": 1}
+
+
+def _task(args) -> list[dict]:
+    method, data, cfg_d, trials = args
+    return run_method(method, data, StudyConfig.from_dict(cfg_d), trials)
+
+
+def _trial_path(out: Path, method: str, trial: int) -> Path:
+    return out / "trials" / method / f"trial_{trial:03d}.json"
+
+
+def _load_done(out: Path, cfg: StudyConfig, method: str) -> dict[int, dict]:
+    done = {}
+    for t in range(cfg.trials):
+        p = _trial_path(out, method, t)
+        if p.exists():
+            try:
+                rec = json.loads(p.read_text())
+            except json.JSONDecodeError:  # a file cut short by an interrupted run
+                continue
+            if rec.get("fingerprint") == cfg.fingerprint(method):
+                done[t] = rec
+    return done
+
+
+def _chunks(trials: list[int], parts: int) -> list[list[int]]:
+    parts = max(1, min(parts, len(trials)))
+    size = -(-len(trials) // parts)
+    return [trials[i:i + size] for i in range(0, len(trials), size)]
+
+
+def run_trials(data: sdata.StudyData, cfg: StudyConfig, out: Path, workers: int = 1, resume: bool = False,
+               progress: bool = True) -> dict[str, list[dict]]:
+    """Every method × trial; each finished chunk's trials are written at once, so an interrupted run loses
+    at most the chunks in flight. With `resume`, trials already on disk under the same settings are kept."""
+    results: dict[str, dict[int, dict]] = {}
+    tasks = []
+    for m in cfg.methods:
+        results[m] = _load_done(out, cfg, m) if resume else {}
+        todo = [t for t in range(cfg.trials) if t not in results[m]]
+        tasks += [(m, data, cfg.to_dict(), c) for c in _chunks(todo, workers)]
+    tasks.sort(key=lambda t: -_COST[t[0]] * len(t[3]))
+    for recs in imap(_task, tasks, workers, progress, desc=f"study {cfg.dataset}", unit="trial",
+                     weight=lambda t: len(t[3])):
+        for r in recs:
+            p = _trial_path(out, r["method"], r["trial"])
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(r))
+            results[r["method"]][r["trial"]] = r
+    return {m: [results[m][t] for t in sorted(results[m])] for m in cfg.methods}
+
+
+def write_outputs(data: sdata.StudyData, cfg: StudyConfig, by_method: dict[str, list[dict]], out: Path,
+                  extra: dict, plot: bool = True) -> dict:
+    """study.json, curves.json, report.md and (plot=True) the figures."""
+    doc = summary.build(cfg.dataset, data.task, by_method, {"trials": cfg.trials, **extra,
+                                                             "config": cfg.to_dict(), "hyper": cfg.hyper.__dict__})
+    curves = summary.mean_curves(by_method)
+    figures: dict[str, str] = {}
+    if plot:
+        metric = "accuracy" if data.task == "classification" else "mse"
+        curve_metric = "macro F1" if data.task == "classification" else "R²"
+        scores, names = summary.score_matrix(by_method, metric)
+        plots.boxplot(out / f"{metric}_boxplot.png", scores, names, metric, cfg.dataset)
+        figures[f"test {metric}"] = f"{metric}_boxplot.png"
+        plots.train_size(out / "train_size.png", curves, cfg.dataset)
+        figures["training-set size per epoch"] = "train_size.png"
+        plots.score_vs_labeled(out / "score_vs_labeled.png", curves, cfg.dataset, curve_metric)
+        figures[f"{curve_metric} vs labeled instances"] = "score_vs_labeled.png"
+        if plots.cd_diagram(out / "cd_diagram.png", doc["statistics"], cfg.dataset):
+            figures["critical-difference diagram"] = "cd_diagram.png"
+    (out / "study.json").write_text(json.dumps(summary.jsonable(doc), indent=1, allow_nan=False))
+    (out / "curves.json").write_text(json.dumps(summary.jsonable(curves), allow_nan=False))
+    (out / "report.md").write_text(report.markdown(doc, figures))
+    return doc
+
+
+def run_study(data: sdata.StudyData, cfg: StudyConfig, out: str | Path, *, workers: int = 1, resume: bool = False,
+              progress: bool = True, plot: bool = True, extra: dict | None = None) -> dict:
+    """Run the whole study into `out` and return the `study.json` document."""
+    cfg.validate(data.task)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    start = time.perf_counter()
+    by_method = run_trials(data, cfg, out, workers, resume, progress)
+    seconds = time.perf_counter() - start
+    return write_outputs(data, cfg, by_method, out, {**(extra or {}), "seconds": seconds, "workers": workers}, plot)
