@@ -365,3 +365,95 @@ def _register() -> None:
 
 
 _register()
+
+
+# ------------------------------------------------------------------------- selection
+#
+# Diversity selection (mpts_fast/select): greedy k-center, k-means++ seeding and BADGE, one
+# fused pass over the pool per pick, memory linear in N.
+
+__all__ += ["kcenter_greedy", "kmeanspp", "badge_select"]
+
+
+def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor:
+    """Greedy k-center (Coreset, Sener & Savarese): k rows, each the unlabeled, unpicked row
+    farthest (Euclidean) from its nearest centre; ties go to the lowest index.
+
+    features: (N, d) floating tensor. labeled: None, a bool mask (N,) or an integer index
+    tensor of rows that already count as centres. With no labeled row the first pick is the row
+    farthest from the mean of all rows. Returns (k,) int64 row indices in pick order, on
+    features' device. 1 <= k <= number of unlabeled rows. Deterministic.
+
+    Initial distances to the labeled set: faiss 1-NN on CPU (chunked GEMM without faiss),
+    refined in the direct form; then one fused pass per pick (distance to the newest centre,
+    min update, arg-max). Memory O(N) beyond the input.
+    """
+    from mpts_fast import select
+
+    return select.kcenter_greedy(features, k, labeled)
+
+
+def kmeanspp(
+    features: torch.Tensor,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+    first: str = "norm",
+    labeled=None,
+) -> torch.Tensor:
+    """k-means++ seeding: k distinct rows. The first pick is the largest-norm unlabeled row
+    (first="norm", as in BADGE) or a uniform draw among them (first="random"); each next pick is
+    drawn with probability proportional to the squared distance to the nearest chosen or
+    labeled row. If every remaining distance is 0 the rest are drawn uniformly from the unpicked
+    rows. Reproducible with `generator` (k float64 uniforms are drawn from it up front).
+
+    features: (N, d); labeled as in kcenter_greedy. Returns (k,) int64 in pick order.
+    """
+    from mpts_fast import select
+
+    return select.kmeanspp(features, k, generator=generator, first=first, labeled=labeled)
+
+
+def badge_select(
+    probs: torch.Tensor,
+    embeddings: torch.Tensor,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """BADGE (Ash et al. 2020): k-means++ seeding (first="norm") over the gradient embeddings
+    g_i = (p_i - e_yhat_i) (x) h_i, yhat_i = argmax p_i, without forming them:
+    ||g_i - g_j||^2 = ||q_i||^2 ||h_i||^2 + ||q_j||^2 ||h_j||^2 - 2 (q_i . q_j)(h_i . h_j),
+    q = p - e_yhat, so each pick reads N (C + D) numbers, not N C D.
+
+    probs: (N, C) softmax outputs (non-negative, rows summing to 1); embeddings: (N, D)
+    penultimate features. Returns (k,) int64 in pick order. Reproducible with `generator`.
+    """
+    from mpts_fast import select
+
+    return select.badge_select(probs, embeddings, k, generator=generator)
+
+
+def _register_select() -> None:
+    if _native._C is None or not hasattr(torch.ops.mpts_fast, "select_kcenter"):
+        return
+    lib = "mpts_fast::"
+
+    @torch.library.register_fake(lib + "select_kcenter")
+    def _(x, mind, first, k):
+        return x.new_empty((k,), dtype=torch.long)
+
+    @torch.library.register_fake(lib + "select_kmeanspp")
+    def _(x, mind, first, k, u):
+        return x.new_empty((k,), dtype=torch.long)
+
+    @torch.library.register_fake(lib + "select_badge_sqnorms")
+    def _(q, h):
+        return q.new_empty((q.shape[0],))
+
+    @torch.library.register_fake(lib + "select_badge_kmeanspp")
+    def _(q, h, a, mind, first, k, u):
+        return q.new_empty((k,), dtype=torch.long)
+
+
+_register_select()

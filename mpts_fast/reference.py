@@ -158,3 +158,90 @@ def sensitivity(
         S = sensitivity_matrix(x[p0 : p0 + chunk], V, b_v, W, b_w, output)
         out[p0 : p0 + chunk] = torch.linalg.vector_norm(S, ord=_NORMS[norm], dim=-1).amax(-1)
     return out
+
+
+# ----------------------------------------------------------------------- selection loops
+#
+# The plain-PyTorch per-pick loops behind ops.kcenter_greedy / kmeanspp / badge_select (the
+# state set-up lives in mpts_fast.select). Same contract as csrc/kernels/select.h: mind (N)
+# holds each row's squared distance to its nearest centre, < 0 for rows never to pick, and is
+# updated in place; first >= 0 is pick 0, first < 0 takes pick 0 from mind as it is. Linear
+# memory (rows in chunks), not fused: every pick reads the pool once per chunk.
+
+_SELECT_CHUNK_ELEMS = 1 << 22
+
+
+def _select_chunks(n: int, cols: int):
+    step = max(1, _SELECT_CHUNK_ELEMS // max(1, cols))
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _fold_min(mind: torch.Tensor, s: int, e: int, dist: torch.Tensor) -> None:
+    m = mind[s:e]
+    mind[s:e] = torch.where(m >= 0, torch.minimum(m, dist.to(m.dtype)), m)
+
+
+def _update_features(x: torch.Tensor, mind: torch.Tensor, c: int) -> None:
+    centre = x[c].to(mind.dtype)
+    for s, e in _select_chunks(x.shape[0], x.shape[1]):
+        _fold_min(mind, s, e, (x[s:e].to(mind.dtype) - centre).pow_(2).sum(1))
+
+
+def _draw(mind: torch.Tensor, u: float) -> int:
+    """Row i with probability mind_i / sum (eligible rows, mind >= 0); uniform over eligible
+    rows when every weight is 0."""
+    w = mind.clamp_min(0).double()
+    cs = torch.cumsum(w, 0)
+    total = float(cs[-1])
+    if total > 0 and math.isfinite(total):
+        i = int(torch.searchsorted(cs, torch.tensor([u * total], dtype=torch.float64, device=cs.device), right=True)[0])
+        positive = (w > 0).nonzero().squeeze(1)
+        # rounding can put the target at or past the end: the last positive-weight row
+        return i if i < w.shape[0] and w[i] > 0 else int(positive[positive <= min(i, w.shape[0] - 1)][-1])
+    eligible = (mind >= 0).nonzero().squeeze(1)
+    return int(eligible[min(int(u * eligible.shape[0]), eligible.shape[0] - 1)])
+
+
+def _select_loop(update, mind: torch.Tensor, first: int, k: int, u: torch.Tensor | None) -> torch.Tensor:
+    picks = []
+    uu = u.tolist() if u is not None else None
+    for t in range(k):
+        if t == 0 and first >= 0:
+            w = first
+        else:
+            if t > 0:
+                update(picks[-1])
+            w = int(mind.argmax()) if uu is None else _draw(mind, uu[t])
+        picks.append(w)
+        mind[w] = -1
+    return torch.tensor(picks, dtype=torch.long, device=mind.device)
+
+
+def kcenter_loop(x: torch.Tensor, mind: torch.Tensor, first: int, k: int) -> torch.Tensor:
+    """Greedy k-center: each pick is the arg-max of mind (lowest index on ties). (k,) int64."""
+    return _select_loop(lambda c: _update_features(x, mind, c), mind, first, k, None)
+
+
+def kmeanspp_loop(x: torch.Tensor, mind: torch.Tensor, first: int, k: int, u: torch.Tensor) -> torch.Tensor:
+    """k-means++: each pick drawn with probability proportional to mind, using u[t]."""
+    return _select_loop(lambda c: _update_features(x, mind, c), mind, first, k, u)
+
+
+def badge_sqnorms(q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """||q_i (x) h_i||^2 = ||q_i||^2 ||h_i||^2, (N,)."""
+    return q.pow(2).sum(1) * h.to(q.dtype).pow(2).sum(1)
+
+
+def badge_loop(
+    q: torch.Tensor, h: torch.Tensor, a: torch.Tensor, mind: torch.Tensor, first: int, k: int, u: torch.Tensor
+) -> torch.Tensor:
+    """k-means++ over g_i = q_i (x) h_i in factored form:
+    ||g_i - g_c||^2 = a_i + a_c - 2 (q_i . q_c)(h_i . h_c), clamped at 0."""
+
+    def update(c: int) -> None:
+        qc, hc = q[c], h[c].to(q.dtype)
+        for s, e in _select_chunks(h.shape[0], h.shape[1] + q.shape[1]):
+            cross = (q[s:e] @ qc) * (h[s:e].to(q.dtype) @ hc)
+            _fold_min(mind, s, e, (a[s:e] + a[c] - 2 * cross).clamp_min(0))
+
+    return _select_loop(update, mind, first, k, u)

@@ -60,3 +60,38 @@ inline void check_sensitivity_args(const at::Tensor& x, const at::Tensor& V, con
 }
 
 }  // namespace mpts_torch
+
+namespace mpts_torch {
+
+// Selection loops (select.h): x (N, d) or the BADGE factors, the (N) min-distance state,
+// first in [-1, N), 0 <= k <= N, u (>= k) float64 uniforms.
+inline void check_select_state(const at::Tensor& rows, const at::Tensor& mind, int64_t first,
+                               int64_t k, const char* rows_name) {
+  const int64_t N = rows.size(0);
+  TORCH_CHECK_VALUE(mind.device() == rows.device(), "mind and ", rows_name,
+                    " must be on one device");
+  TORCH_CHECK_VALUE(mind.dim() == 1 && mind.size(0) == N && mind.is_contiguous(),
+                    "mind must be a contiguous (", N, ",) tensor, got ", mind.sizes());
+  TORCH_CHECK_VALUE(first >= -1 && first < N, "first must be -1 or a row index below ", N,
+                    ", got ", first);
+  TORCH_CHECK_VALUE(k >= 0 && k <= N, "k must be in [0, ", N, "], got ", k);
+}
+
+inline void check_uniforms(const at::Tensor& u, const at::Tensor& rows, int64_t k) {
+  TORCH_CHECK_VALUE(u.device() == rows.device(), "u must be on the device of the inputs");
+  TORCH_CHECK_TYPE(u.scalar_type() == at::kDouble, "u must be float64, got ", u.scalar_type());
+  TORCH_CHECK_VALUE(u.dim() == 1 && u.size(0) >= k && u.is_contiguous(),
+                    "u must be a contiguous 1-D tensor of at least k = ", k, " uniforms");
+}
+
+inline void check_badge_factors(const at::Tensor& q, const at::Tensor& h, bool allow_half) {
+  check_float(q, "q", allow_half);
+  check_same(q, h, "q", "h");
+  check_dim(q, "q", 2);
+  check_dim(h, "h", 2);
+  TORCH_CHECK_VALUE(q.size(0) == h.size(0), "q and h must have the same rows, got ", q.size(0),
+                    " and ", h.size(0));
+  TORCH_CHECK_VALUE(q.is_contiguous() && h.is_contiguous(), "q and h must be contiguous");
+}
+
+}  // namespace mpts_torch

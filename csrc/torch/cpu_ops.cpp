@@ -7,6 +7,7 @@
 #include "aten_gemm.h"
 #include "checks.h"
 #include "rbf_mmd.h"
+#include "select.h"
 #include "sensitivity.h"
 #include "snapshot_uncertainty.h"
 
@@ -107,6 +108,78 @@ at::Tensor sensitivity_cpu(const at::Tensor& x, const at::Tensor& V, const at::T
   return phi;
 }
 
+// ------------------------------------------------------------------ selection loops
+
+void check_select_cpu(const at::Tensor& rows, const at::Tensor& mind, int64_t first, int64_t k,
+                      const char* rows_name) {
+  check_select_state(rows, mind, first, k, rows_name);
+  TORCH_CHECK_TYPE(mind.scalar_type() == rows.scalar_type(), "mind must have the dtype of ",
+                   rows_name);
+  // The loops stop early (picks of -1) if they run out of rows: refuse that up front.
+  const int64_t eligible = mind.ge(0).sum().item<int64_t>();
+  TORCH_CHECK_VALUE(k <= eligible, "k = ", k, " exceeds the ", eligible, " rows that can be picked");
+  TORCH_CHECK_VALUE(first < 0 || mind[first].item<double>() >= 0, "first must be a pickable row");
+}
+
+at::Tensor select_kcenter_cpu(const at::Tensor& x, at::Tensor mind, int64_t first, int64_t k) {
+  check_float(x, "x", false);
+  check_dim(x, "x", 2);
+  check_select_cpu(x, mind, first, k, "x");
+  at::Tensor xc = x.contiguous();
+  at::Tensor picks = at::empty({k}, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "select_kcenter_cpu", [&] {
+    mpts::kcenter_greedy_cpu<scalar_t>(xc.data_ptr<scalar_t>(), xc.size(0), xc.size(1),
+                                       mind.data_ptr<scalar_t>(), first, k,
+                                       picks.data_ptr<int64_t>());
+  });
+  return picks;
+}
+
+at::Tensor select_kmeanspp_cpu(const at::Tensor& x, at::Tensor mind, int64_t first, int64_t k,
+                               const at::Tensor& u) {
+  check_float(x, "x", false);
+  check_dim(x, "x", 2);
+  check_select_cpu(x, mind, first, k, "x");
+  check_uniforms(u, x, k);
+  at::Tensor xc = x.contiguous();
+  at::Tensor picks = at::empty({k}, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "select_kmeanspp_cpu", [&] {
+    mpts::kmeanspp_cpu<scalar_t>(xc.data_ptr<scalar_t>(), xc.size(0), xc.size(1),
+                                 mind.data_ptr<scalar_t>(), first, k, u.data_ptr<double>(),
+                                 picks.data_ptr<int64_t>());
+  });
+  return picks;
+}
+
+at::Tensor select_badge_sqnorms_cpu(const at::Tensor& q, const at::Tensor& h) {
+  check_badge_factors(q, h, false);
+  at::Tensor a = at::empty({q.size(0)}, q.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "select_badge_sqnorms_cpu", [&] {
+    mpts::badge_sqnorms_cpu<scalar_t>(q.data_ptr<scalar_t>(), q.size(1), h.data_ptr<scalar_t>(),
+                                      h.size(1), q.size(0), a.data_ptr<scalar_t>());
+  });
+  return a;
+}
+
+at::Tensor select_badge_kmeanspp_cpu(const at::Tensor& q, const at::Tensor& h,
+                                     const at::Tensor& a, at::Tensor mind, int64_t first,
+                                     int64_t k, const at::Tensor& u) {
+  check_badge_factors(q, h, false);
+  check_same(q, a, "q", "a");
+  TORCH_CHECK_VALUE(a.dim() == 1 && a.size(0) == q.size(0) && a.is_contiguous(),
+                    "a must be a contiguous (N,) tensor");
+  check_select_cpu(q, mind, first, k, "q");
+  check_uniforms(u, q, k);
+  at::Tensor picks = at::empty({k}, q.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "select_badge_kmeanspp_cpu", [&] {
+    mpts::badge_kmeanspp_cpu<scalar_t>(q.data_ptr<scalar_t>(), q.size(1), h.data_ptr<scalar_t>(),
+                                       h.size(1), a.data_ptr<scalar_t>(), q.size(0),
+                                       mind.data_ptr<scalar_t>(), first, k, u.data_ptr<double>(),
+                                       picks.data_ptr<int64_t>());
+  });
+  return picks;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mpts_fast, CPU, m) {
@@ -115,6 +188,10 @@ TORCH_LIBRARY_IMPL(mpts_fast, CPU, m) {
   m.impl("snapshot_accumulate", &snapshot_accumulate_cpu);
   m.impl("snapshot_finalize", &snapshot_finalize_cpu);
   m.impl("sensitivity", &sensitivity_cpu);
+  m.impl("select_kcenter", &select_kcenter_cpu);
+  m.impl("select_kmeanspp", &select_kmeanspp_cpu);
+  m.impl("select_badge_sqnorms", &select_badge_sqnorms_cpu);
+  m.impl("select_badge_kmeanspp", &select_badge_kmeanspp_cpu);
 }
 
 }  // namespace mpts_torch

@@ -12,6 +12,7 @@
 #include "aten_gemm.h"
 #include "checks.h"
 #include "rbf_mmd_cuda.h"
+#include "select_cuda.h"
 #include "sensitivity_cuda.h"
 #include "snapshot_uncertainty_cuda.h"
 
@@ -132,6 +133,103 @@ at::Tensor sensitivity_cuda(const at::Tensor& x, const at::Tensor& V, const at::
   return phi.to(x.scalar_type());
 }
 
+// ------------------------------------------------------------------ selection loops
+// Rows stay in their storage dtype (float32/float16/bfloat16); the state is float32. Nothing
+// here synchronises with the host: k launches are enqueued and the picks stay on the device.
+
+mpts::cuda::RowType row_type(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return mpts::cuda::RowType::kFloat32;
+    case at::kHalf:
+      return mpts::cuda::RowType::kFloat16;
+    case at::kBFloat16:
+      return mpts::cuda::RowType::kBFloat16;
+    default:
+      TORCH_CHECK_TYPE(false, name, " must be float32, float16 or bfloat16 on CUDA, got ",
+                       t.scalar_type());
+  }
+}
+
+void check_select_cuda(const at::Tensor& rows, const at::Tensor& mind, int64_t first, int64_t k,
+                       const char* rows_name) {
+  check_select_state(rows, mind, first, k, rows_name);
+  TORCH_CHECK_TYPE(mind.scalar_type() == at::kFloat, "mind must be float32 on CUDA");
+  TORCH_CHECK_VALUE(rows.is_contiguous(), rows_name, " must be contiguous");
+}
+
+at::Tensor select_workspace(int64_t N, const at::Tensor& like) {
+  return at::zeros({static_cast<int64_t>(mpts::cuda::select_workspace_bytes(N))},
+                   like.options().dtype(at::kByte));
+}
+
+at::Tensor select_kcenter_cuda(const at::Tensor& x, at::Tensor mind, int64_t first, int64_t k) {
+  check_dim(x, "x", 2);
+  const auto type = row_type(x, "x");
+  check_select_cuda(x, mind, first, k, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor picks = at::empty({k}, x.options().dtype(at::kLong));
+  at::Tensor ws = select_workspace(x.size(0), x);
+  mpts::cuda::kcenter_greedy(x.data_ptr(), type, x.size(0), x.size(1), mind.data_ptr<float>(),
+                             first, k, picks.data_ptr<int64_t>(), ws.data_ptr(),
+                             c10::cuda::getCurrentCUDAStream());
+  return picks;
+}
+
+at::Tensor select_kmeanspp_cuda(const at::Tensor& x, at::Tensor mind, int64_t first, int64_t k,
+                                const at::Tensor& u) {
+  check_dim(x, "x", 2);
+  const auto type = row_type(x, "x");
+  check_select_cuda(x, mind, first, k, "x");
+  check_uniforms(u, x, k);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor picks = at::empty({k}, x.options().dtype(at::kLong));
+  at::Tensor ws = select_workspace(x.size(0), x);
+  mpts::cuda::kmeanspp(x.data_ptr(), type, x.size(0), x.size(1), mind.data_ptr<float>(), first, k,
+                       u.data_ptr<double>(), picks.data_ptr<int64_t>(), ws.data_ptr(),
+                       c10::cuda::getCurrentCUDAStream());
+  return picks;
+}
+
+void check_badge_cuda(const at::Tensor& q, const at::Tensor& h) {
+  check_dim(q, "q", 2);
+  check_dim(h, "h", 2);
+  TORCH_CHECK_TYPE(q.scalar_type() == at::kFloat, "q must be float32 on CUDA");
+  TORCH_CHECK_VALUE(q.device() == h.device(), "q and h must be on one device");
+  TORCH_CHECK_VALUE(q.size(0) == h.size(0), "q and h must have the same rows");
+  TORCH_CHECK_VALUE(q.is_contiguous() && h.is_contiguous(), "q and h must be contiguous");
+}
+
+at::Tensor select_badge_sqnorms_cuda(const at::Tensor& q, const at::Tensor& h) {
+  check_badge_cuda(q, h);
+  const auto type = row_type(h, "h");
+  const c10::cuda::CUDAGuard guard(q.device());
+  at::Tensor a = at::empty({q.size(0)}, q.options());
+  mpts::cuda::badge_sqnorms(q.data_ptr<float>(), q.size(1), h.data_ptr(), type, h.size(1),
+                            q.size(0), a.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
+  return a;
+}
+
+at::Tensor select_badge_kmeanspp_cuda(const at::Tensor& q, const at::Tensor& h,
+                                      const at::Tensor& a, at::Tensor mind, int64_t first,
+                                      int64_t k, const at::Tensor& u) {
+  check_badge_cuda(q, h);
+  const auto type = row_type(h, "h");
+  TORCH_CHECK_VALUE(a.device() == q.device() && a.scalar_type() == at::kFloat && a.dim() == 1 &&
+                        a.size(0) == q.size(0) && a.is_contiguous(),
+                    "a must be a contiguous float32 (N,) tensor on the device of q");
+  check_select_cuda(q, mind, first, k, "q");
+  check_uniforms(u, q, k);
+  const c10::cuda::CUDAGuard guard(q.device());
+  at::Tensor picks = at::empty({k}, q.options().dtype(at::kLong));
+  at::Tensor ws = select_workspace(q.size(0), q);
+  mpts::cuda::badge_kmeanspp(q.data_ptr<float>(), q.size(1), h.data_ptr(), type, h.size(1),
+                             a.data_ptr<float>(), q.size(0), mind.data_ptr<float>(), first, k,
+                             u.data_ptr<double>(), picks.data_ptr<int64_t>(), ws.data_ptr(),
+                             c10::cuda::getCurrentCUDAStream());
+  return picks;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mpts_fast, CUDA, m) {
@@ -140,6 +238,10 @@ TORCH_LIBRARY_IMPL(mpts_fast, CUDA, m) {
   m.impl("snapshot_accumulate", &snapshot_accumulate_cuda);
   m.impl("snapshot_finalize", &snapshot_finalize_cuda);
   m.impl("sensitivity", &sensitivity_cuda);
+  m.impl("select_kcenter", &select_kcenter_cuda);
+  m.impl("select_kmeanspp", &select_kmeanspp_cuda);
+  m.impl("select_badge_sqnorms", &select_badge_sqnorms_cuda);
+  m.impl("select_badge_kmeanspp", &select_badge_kmeanspp_cuda);
 }
 
 }  // namespace mpts_torch

@@ -18,6 +18,14 @@ TORCH_LIBRARY(mpts_fast, m) {
   // norm: 1 = l1, 2 = l2, 0 = inf.
   m.def("sensitivity(Tensor x, Tensor V, Tensor b_v, Tensor W, Tensor b_w, int norm,"
         " bool sigmoid_output) -> Tensor");
+  // Selection loops (csrc/kernels/select.h): mind (N) is the running squared distance to the
+  // nearest centre, < 0 for rows never to pick; it is updated in place. first = -1: pick 0
+  // comes from mind. Each returns the (k) int64 picks in order.
+  m.def("select_kcenter(Tensor x, Tensor(a!) mind, int first, int k) -> Tensor");
+  m.def("select_kmeanspp(Tensor x, Tensor(a!) mind, int first, int k, Tensor u) -> Tensor");
+  m.def("select_badge_sqnorms(Tensor q, Tensor h) -> Tensor");
+  m.def("select_badge_kmeanspp(Tensor q, Tensor h, Tensor a, Tensor(a!) mind, int first, int k,"
+        " Tensor u) -> Tensor");
 }
 
 namespace {

@@ -1,0 +1,113 @@
+"""The three selection flows: validate, initialise the min-distance state, run the per-pick loop
+(native fused kernel, or the plain-PyTorch loop of mpts_fast.reference).
+
+Memory beyond the inputs: the (N,) state and picks, plus chunks (and, for BADGE, the (N, C)
+matrix q = p - e_argmax(p)). Nothing N x N, N x L or N x (C D) is ever formed.
+"""
+from __future__ import annotations
+
+import torch
+
+from mpts_fast import _native, reference
+from mpts_fast.select import nearest, seeding, validate
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _prepare(x: torch.Tensor, op: str) -> tuple[torch.Tensor, torch.dtype, bool]:
+    """(rows to run on, dtype of the distance state, native?). CPU: float32/float64 kernels
+    (float16/bfloat16 are widened to float32). CUDA: float32 state; float16/bfloat16 storage
+    is read as is by the kernel; float64 runs the reference in float64."""
+    if x.device.type == "cuda" and x.dtype == torch.float64:
+        return x, torch.float64, False
+    native = _native.use_native(op, x.device)
+    if x.device.type == "cuda":
+        if native:
+            return x.contiguous(), torch.float32, True
+        return x.float(), torch.float32, False
+    x = x.float() if x.dtype in _HALF else x
+    return (x.contiguous() if native else x), x.dtype, native
+
+
+def _initial_state(x: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    if mask is None:
+        return torch.full((x.shape[0],), float("inf"), dtype=dtype, device=x.device)
+    return nearest.min_sqdist_to_labeled(x, mask, dtype)
+
+
+def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor:
+    features = validate.features(features)
+    k = validate.count(k)
+    N = features.shape[0]
+    mask = validate.labeled_mask(labeled, N, features.device)
+    validate.enough_rows(k, N, mask)
+    with torch.no_grad():
+        x, dtype, native = _prepare(features.detach(), "kcenter_greedy")
+        mind = _initial_state(x, mask, dtype)
+        first = -1 if mask is not None else seeding.farthest_from_mean(x)
+        if native:
+            return torch.ops.mpts_fast.select_kcenter(x, mind, first, k)
+        return reference.kcenter_loop(x, mind, first, k)
+
+
+def kmeanspp(
+    features: torch.Tensor,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+    first: str = "norm",
+    labeled=None,
+) -> torch.Tensor:
+    features = validate.features(features)
+    k = validate.count(k)
+    if first not in ("norm", "random"):
+        raise ValueError(f"first must be 'norm' or 'random', got {first!r}")
+    generator = validate.generator(generator)
+    N = features.shape[0]
+    mask = validate.labeled_mask(labeled, N, features.device)
+    validate.enough_rows(k, N, mask)
+    with torch.no_grad():
+        x, dtype, native = _prepare(features.detach(), "kmeanspp")
+        u = seeding.uniforms(k, generator, x.device)
+        if first == "norm":
+            first_row = seeding.largest_norm(seeding.row_sqnorms(x), mask)
+        else:
+            first_row = seeding.uniform_row(float(u[0]), N, mask)
+        mind = _initial_state(x, mask, dtype)
+        if native:
+            return torch.ops.mpts_fast.select_kmeanspp(x, mind, first_row, k, u)
+        return reference.kmeanspp_loop(x, mind, first_row, k, u)
+
+
+def badge_factors(probs: torch.Tensor, embeddings: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """q = p - e_argmax(p), (N, C) in `dtype`: the class factor of g_i = q_i (x) h_i."""
+    q = probs.to(dtype=dtype, copy=True)
+    rows = torch.arange(q.shape[0], device=q.device)
+    q[rows, probs.argmax(1)] -= 1
+    return q
+
+
+def badge_select(
+    probs: torch.Tensor,
+    embeddings: torch.Tensor,
+    k: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    validate.probs_and_embeddings(probs, embeddings)
+    k = validate.count(k)
+    generator = validate.generator(generator)
+    N = probs.shape[0]
+    validate.enough_rows(k, N, None)
+    with torch.no_grad():
+        h, dtype, native = _prepare(embeddings.detach(), "badge_select")
+        q = badge_factors(probs.detach(), h, dtype)
+        u = seeding.uniforms(k, generator, h.device)
+        mind = torch.full((N,), float("inf"), dtype=dtype, device=h.device)
+        if native:
+            a = torch.ops.mpts_fast.select_badge_sqnorms(q, h)
+            first_row = int(a.argmax())
+            return torch.ops.mpts_fast.select_badge_kmeanspp(q, h, a, mind, first_row, k, u)
+        a = reference.badge_sqnorms(q, h)
+        first_row = int(a.argmax())
+        return reference.badge_loop(q, h, a, mind, first_row, k, u)
