@@ -9,7 +9,7 @@ from mpts_fast import ops
 from mpts_fast.loop import RunConfig, run_experiment
 from mpts_fast.models import build_model
 from mpts_fast.strategies import SelectionContext, build_strategy, strategy_names
-from mpts_fast.strategies.alfa_mix import class_anchors, prediction_flips
+from mpts_fast.strategies.alfa_mix import anchor_distances, class_anchors, prediction_flips
 from mpts_fast.strategies.cdal import contextual_features
 from mpts_fast.strategies.deepfool import deepfool_perturbations
 from mpts_fast.strategies.gcn import Graph, dense_adjacency
@@ -134,7 +134,7 @@ def test_prediction_flips_match_the_papers_mixing_item_by_item(gen):
     unit = g / g.norm(dim=1, keepdim=True)
     for cap in (0.1, 0.5, 1.0):
         eps = cap / math.sqrt(6)
-        got = prediction_flips(head, z, unit, pred, anchors, eps, block=7)
+        got = prediction_flips(head, z, unit, pred, anchor_distances(z, anchors), eps, block=7)
         want = []
         for i in range(50):
             flip = False

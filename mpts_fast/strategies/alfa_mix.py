@@ -47,17 +47,24 @@ def loss_gradients(head, z: torch.Tensor, pred: torch.Tensor, block: int) -> tor
     return torch.cat(out) if out else torch.zeros_like(z)
 
 
+def anchor_distances(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """(n, D), (C, D) → (n, C) Euclidean distances ‖z* − z‖, computed directly (no ‖a‖² + ‖b‖² − 2a·b cancellation);
+    they do not depend on the cap, so they are computed once per round."""
+    return torch.cdist(z, anchors, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 @torch.no_grad()
-def prediction_flips(head, z: torch.Tensor, unit_grad: torch.Tensor, pred: torch.Tensor, anchors: torch.Tensor,
+def prediction_flips(head, z: torch.Tensor, unit_grad: torch.Tensor, pred: torch.Tensor, anchor_dist: torch.Tensor,
                      eps: float, block: int) -> torch.Tensor:
-    """(n,) bool: does the prediction of z + ε‖z* − z‖∇̂ differ from ŷ for at least one anchor z*? Batched over all
-    anchors at once and over the items in blocks of `block` rows × C anchors."""
-    c, d = anchors.shape
+    """(n,) bool: does the prediction of z + ε‖z* − z‖∇̂ differ from ŷ for at least one anchor z*? anchor_dist: (n, C)
+    ‖z* − z‖. Batched over all anchors at once and over the items in blocks of `block` rows × C anchors (small blocks
+    keep the (block, C, D) mixes in cache: 512 rows is 4.6× faster than 4096 for D = 256, C = 10 on our CPU)."""
+    c, d = anchor_dist.shape[1], z.shape[1]
     flips = []
-    for zb, gb, pb in zip(torch.split(z, block), torch.split(unit_grad, block), torch.split(pred, block)):
-        diff_norm = torch.linalg.vector_norm(anchors.unsqueeze(0) - zb.unsqueeze(1), dim=2)  # (b, C)
-        mixed = zb.unsqueeze(1) + (eps * diff_norm).unsqueeze(2) * gb.unsqueeze(1)  # (b, C, D)
-        new = head(mixed.reshape(-1, d)).argmax(1).view(-1, c)
+    for zb, gb, pb, db in zip(torch.split(z, block), torch.split(unit_grad, block), torch.split(pred, block),
+                              torch.split(anchor_dist, block)):
+        mixed = torch.addcmul(zb.unsqueeze(1), (eps * db).unsqueeze(2), gb.unsqueeze(1))  # (b, C, D)
+        new = head(mixed.view(-1, d)).argmax(1).view(-1, c)
         flips.append((new != pb.unsqueeze(1)).any(1))
     return torch.cat(flips) if flips else torch.zeros(0, dtype=torch.bool, device=z.device)
 
@@ -65,13 +72,13 @@ def prediction_flips(head, z: torch.Tensor, unit_grad: torch.Tensor, pred: torch
 @register
 class AlfaMixStrategy(Strategy):
     """Options: alpha_cap (1/32: the cap's step and first value, grown up to 1), kmeans ("auto": faiss on CPU, torch
-    Lloyd elsewhere; "faiss"; "torch"), kmeans_iters (50), block (4096 items per batched head call × C anchors)."""
+    Lloyd elsewhere; "faiss"; "torch"), kmeans_iters (50), block (512 items per batched head call × C anchors)."""
 
     name = "alfa_mix"
     description = "feature mixing towards class anchors (closed-form alpha), k-means over items whose prediction flips"
 
     def __init__(self, alpha_cap: float = 1 / 32, kmeans: str = "auto", kmeans_iters: int = 50,
-                 block: int = 4096) -> None:
+                 block: int = 512) -> None:
         self.alpha_cap = positive_float(alpha_cap, "alpha_cap")
         if self.alpha_cap > 1:
             raise ValueError(f"alpha_cap: expected a step in (0, 1], got {alpha_cap!r}")
@@ -94,13 +101,13 @@ class AlfaMixStrategy(Strategy):
         grads = loss_gradients(head, z_u, pred, self.block)
         # a zero gradient (saturated softmax) means no direction to move: the unit vector stays 0
         unit = grads / torch.linalg.vector_norm(grads, dim=1, keepdim=True).clamp_min(torch.finfo(grads.dtype).tiny)
-        anchors = class_anchors(z_l, ctx.y_labeled, ctx.num_classes)
+        dist = anchor_distances(z_u, class_anchors(z_l, ctx.y_labeled, ctx.num_classes))
         candidate = torch.zeros(z_u.shape[0], dtype=torch.bool, device=z_u.device)
         steps = math.ceil(1.0 / self.alpha_cap - 1e-9)
         for step in range(1, steps + 1):
             eps = min(step * self.alpha_cap, 1.0) / math.sqrt(z_u.shape[1])
             todo = (~candidate).nonzero().squeeze(1)  # once a candidate, always one: larger caps only add items
-            candidate[todo] = prediction_flips(head, z_u[todo], unit[todo], pred[todo], anchors, eps, self.block)
+            candidate[todo] = prediction_flips(head, z_u[todo], unit[todo], pred[todo], dist[todo], eps, self.block)
             if int(candidate.sum()) > budget:
                 break
         return candidate.cpu(), z_u
