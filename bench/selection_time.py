@@ -1,10 +1,10 @@
 """Selection time per round for every strategy of the MPTS paper's line-up, side by side on one pool.
 
-Pools: `digits` (scikit-learn, 1,437 items × 64, 10 classes) and `synthetic` (200,000 items × 784, 10 Gaussian classes,
-MNIST-sized inputs). Backbone: the MLP (Linear(d, 256) → ReLU embedding, linear head). Protocol: 100 random labeled items,
-budget 100; one plain model (100 epochs, Adam) serves every strategy but mpts, which gets its own MMD-regularised model
-with the paper's 50 trajectory snapshots (E = 100). Training is not timed: each figure is the wall time of one
-`strategy.select(ctx, 100)` (best of --reps after --warmup untimed calls).
+Pools: `digits` (scikit-learn train split, 1,347 × 64, 10 classes) and `synthetic` (200,000 items × 784, 10 Gaussian
+classes, MNIST-sized inputs). Backbone: the MLP (Linear(d, 256) → ReLU embedding, linear head). Protocol: 100 random
+labeled items, budget 100; one plain model (100 epochs, Adam) serves every strategy but mpts, which gets its own
+MMD-regularised model with the paper's 50 trajectory snapshots (E = 100). Training is not timed: each figure is the wall
+time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed calls).
 
     flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool digits --device cpu
     flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool synthetic --reps 1 --warmup 0

@@ -201,7 +201,8 @@ def test_deepfool_picks_the_smallest_norms_of_the_subsample():
     s = build_strategy("deepfool", pool_subsample=25)
     ctx = _context(s)
     picks = s.select(ctx, 4)
-    positions = torch.sort(torch.randperm(ctx.unlabeled.numel(), generator=torch.Generator().manual_seed(0))[:25]).values
+    perm = torch.randperm(ctx.unlabeled.numel(), generator=torch.Generator().manual_seed(0))
+    positions = torch.sort(perm[:25]).values
     norms = s.perturbation_norms(ctx, positions)
     assert torch.equal(picks, ctx.unlabeled[positions[torch.sort(norms, stable=True).indices[:4]]])
 

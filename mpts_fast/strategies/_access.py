@@ -43,8 +43,9 @@ def seed_from(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
-def fill_randomly(picks: torch.Tensor, unlabeled: torch.Tensor, budget: int, generator: torch.Generator) -> torch.Tensor:
-    """picks: (m,) pool indices, m ≤ budget → (budget,) with the rest drawn uniformly from the unpicked unlabeled items."""
+def fill_randomly(picks: torch.Tensor, unlabeled: torch.Tensor, budget: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """picks: (m,) pool indices, m ≤ budget → (budget,), the rest drawn uniformly from the unpicked unlabeled items."""
     missing = budget - picks.numel()
     if missing <= 0:
         return picks[:budget]

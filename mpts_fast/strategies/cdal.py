@@ -1,10 +1,10 @@
 """CDAL, the coreset variant (Agarwal et al. 2020): furthest-first over per-item contextual features built from the
-softmax outputs, with the labeled items as the initial centres, through the selection engine's ops.kcenter_greedy.
+softmax outputs, with the labeled items as the initial centres, through the selection engine's k-center op.
 
 Contextual features. The paper's class-conditional probability of an image I for class c is the entropy-weighted mean
-P_I^c = (1/|R_I^c|) Σ_{r ∈ R_I^c} H(p_r) p_r over its regions predicted as c, and contextual diversity sums a symmetric KL
-over the classes. In classification an item is one region, so only the block of its predicted class ŷ is occupied:
-P_i^ŷ = w_i p_i, with w_i = H(p_i)/log C (entropy in [0, 1]).
+P_I^c = (1/|R_I^c|) Σ_{r ∈ R_I^c} H(p_r) p_r over its regions predicted as c; contextual diversity sums a symmetric KL
+over the classes. In classification an item is one region, so only the block of its predicted class ŷ is occupied: P_i^ŷ
+= w_i p_i, with w_i = H(p_i)/log C (entropy in [0, 1]).
 
 Distance (our deviation, on purpose). The symmetric KL is not Euclidean, and k-center here runs on Euclidean features
 without a dense n × n matrix. We use the Hellinger embedding instead: the feature of item i is the C × C block vector
@@ -28,7 +28,7 @@ from mpts_fast.strategies.registry import register
 
 
 def contextual_features(probs: torch.Tensor) -> torch.Tensor:
-    """probs (N, C) softmax rows → (N, C·C) block features: √(H(p)/log C · p) in the block of argmax p, zeros elsewhere."""
+    """probs (N, C) softmax rows → (N, C·C) block features: √(H(p)/log C · p) in the block of argmax p, else 0."""
     _checks.tensor(probs, "probs", dim=2)
     n, c = probs.shape
     if c < 2:

@@ -1,8 +1,8 @@
 """The graph of GCNAL (Caramalau et al. 2021) and its two-layer GCN, on the model's device.
 
-Graph. F (n, d) are the row-normalised embeddings of the sampled unlabeled and the labeled items; A = F Fᵀ − I (cosine
-similarities, no self loops); s_j = Σ_i A_ij; the adjacency is Â = A diag(1/s) + I. Â is never formed: A has rank ≤ d + 1,
-so Â V = F (Fᵀ (V/s)) − V/s + V costs O(n·d·k) for V (n, k), against O(n²·k) for a dense product and O(n³) for the
+Graph. F (n, d): the row-normalised embeddings of the sampled unlabeled and the labeled items; A = F Fᵀ − I (cosine
+similarities, no self loops); s_j = Σ_i A_ij; the adjacency is Â = A diag(1/s) + I. Â is never formed: A has rank ≤ d +
+1, so Â V = F (Fᵀ (V/s)) − V/s + V costs O(n·d·k) for V (n, k), against O(n²·k) for a dense product and O(n³) for the
 reference implementation's dense multiplication by diag(1/s). `dense_adjacency` builds Â in row blocks for tests and
 small graphs. The column sums are clamped at a tiny positive value: with non-negative (ReLU) features they are ≥ 0.
 
@@ -103,7 +103,8 @@ class GraphScorer:
             with torch.enable_grad():
                 logits, _ = self.forward(train=True)
                 # log σ and log(1 − σ) = log σ(−x) without overflow
-                loss = -F.logsigmoid(logits[self.labeled]).mean() - cfg.unlabeled_weight * F.logsigmoid(-logits[unl]).mean()
+                loss = (-F.logsigmoid(logits[self.labeled]).mean()
+                        - cfg.unlabeled_weight * F.logsigmoid(-logits[unl]).mean())
                 loss.backward()
             opt.step()
         return self

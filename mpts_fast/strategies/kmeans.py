@@ -34,8 +34,8 @@ def _assign(x: torch.Tensor, c: torch.Tensor, block: int = 16384) -> tuple[torch
 
 
 def _lloyd(x: torch.Tensor, k: int, niter: int, seed: int) -> torch.Tensor:
-    """Centres after `niter` Lloyd steps from k distinct random rows; an emptied centre is moved to the row farthest from
-    its centre (so k stays k)."""
+    """Centres after `niter` Lloyd steps from k distinct random rows; an emptied centre moves to the row farthest
+    from its centre (so k stays k)."""
     gen = torch.Generator().manual_seed(seed)
     centres = x[torch.randperm(x.shape[0], generator=gen)[:k].to(x.device)].clone()
     for _ in range(niter):
