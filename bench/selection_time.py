@@ -1,0 +1,147 @@
+"""Selection time per round for every strategy of the MPTS paper's line-up, side by side on one pool.
+
+Pools: `digits` (scikit-learn train split, 1,347 × 64, 10 classes) and `synthetic` (200,000 items × 784, 10 Gaussian
+classes, MNIST-sized inputs). Backbone: the MLP (Linear(d, 256) → ReLU embedding, linear head). Protocol: 100 random
+labeled items, budget 100; one plain model (100 epochs, Adam) serves every strategy but mpts, which gets its own
+MMD-regularised model with the paper's 50 trajectory snapshots (E = 100). Training is not timed: each figure is the wall
+time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed calls).
+
+    flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool digits --device cpu
+    flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool synthetic --reps 1 --warmup 0
+
+Writes bench/results/selection-time-<pool>-<machine>.json and prints a markdown table. A strategy whose op is missing
+(the selection engine's k-center / BADGE ops before it is merged) is reported as such, not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
+from mpts_fast.data import load_dataset  # noqa: E402
+from mpts_fast.models import build_model  # noqa: E402
+from mpts_fast.strategies import SelectionContext, build_strategy  # noqa: E402
+from mpts_fast.training import TrainConfig, Trainer  # noqa: E402
+
+LINE_UP = ["random", "entropy", "bald", "badge", "coreset", "cdal", "alfa_mix", "deepfool", "gcnal", "mpts"]
+WHAT = {
+    "random": "permutation",
+    "entropy": "1 forward pass over the pool",
+    "bald": "10 MC-dropout forward passes",
+    "badge": "forward + k-means++ over factored gradient embeddings",
+    "coreset": "embeddings + greedy k-center (labeled as centres)",
+    "cdal": "softmax + k-center over C² contextual features",
+    "alfa_mix": "embeddings, gradients, ≤ 32 caps × C anchors through the head, k-means",
+    "deepfool": "≤ 50 DeepFool iterations × (C + 1) passes on a 10,000-item subsample",
+    "gcnal": "200 GCN steps on 10,000 sampled + labeled items, k-center on GCN features",
+    "mpts": "50 snapshot forward passes, streamed entropy",
+}
+
+
+def synthetic_pool(n: int, d: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, d, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = centres[y] + 1.5 * torch.randn(n, d, generator=g)
+    return x, y
+
+
+def load_pool(name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if name == "digits":
+        data = load_dataset("digits", progress=False)
+        return data.x_train, data.y_train, data.num_classes
+    x, y = synthetic_pool(200_000, 784, 10)
+    return x, y, 10
+
+
+def train(x_pool, lab, y_lab, classes, device, mpts: bool, epochs: int) -> object:
+    cfg = TrainConfig(epochs=epochs, lr=1e-3, batch_size=64, mmd_weight=1.0 if mpts else 0.0,
+                      snapshots=epochs // 2 if mpts else 0)
+    factory = lambda: build_model("mlp", tuple(x_pool.shape[1:]), classes)  # noqa: E731
+    return Trainer(factory, cfg, device).fit(x_pool, lab, y_lab, seed=1 if mpts else 0)
+
+
+def time_strategy(name: str, ctx_for, budget: int, reps: int, warmup: int) -> dict:
+    """Best of `reps` timed calls after `warmup` untimed ones (lazy imports, allocator, faiss/OpenMP start-up)."""
+    strategy = build_strategy(name)
+    times = []
+    for r in range(warmup + reps):
+        ctx = ctx_for(r)
+        harness.sync(ctx.x_pool.device)
+        t0 = time.perf_counter()
+        try:
+            picks = strategy.select(ctx, budget)
+        except AttributeError as exc:  # an op of an unmerged issue
+            return {"strategy": name, "seconds": None, "note": f"not timed: {exc}"}
+        harness.sync(ctx.x_pool.device)
+        if r >= warmup:
+            times.append(time.perf_counter() - t0)
+        assert picks.numel() == budget
+    return {"strategy": name, "seconds": min(times), "all_seconds": times}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", choices=["digits", "synthetic"], default="digits")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--strategies", default=",".join(LINE_UP))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    a = ap.parse_args(argv)
+    device = torch.device(a.device)
+    x, y, classes = load_pool(a.pool)
+    x = x.to(device)
+    budget, initial = 100, 100
+    lab = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:initial]
+    mask = torch.ones(x.shape[0], dtype=torch.bool)
+    mask[lab] = False
+    unlabeled = mask.nonzero().squeeze(1)
+    names = [s.strip() for s in a.strategies.split(",") if s.strip()]
+    t0 = time.perf_counter()
+    models = {"plain": train(x, lab, y[lab], classes, device, False, a.epochs)}
+    if "mpts" in names:
+        models["mpts"] = train(x, lab, y[lab], classes, device, True, a.epochs)
+    print(f"trained in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    rows = []
+    for name in names:
+        trained = models["mpts" if name == "mpts" else "plain"]
+
+        def ctx_for(rep: int, trained=trained) -> SelectionContext:
+            return SelectionContext(x_pool=x, labeled=lab, y_labeled=y[lab], unlabeled=unlabeled, trained=trained,
+                                    num_classes=classes, generator=torch.Generator().manual_seed(rep), seed=rep)
+
+        row = time_strategy(name, ctx_for, budget, a.reps, a.warmup)
+        row["work"] = WHAT.get(name, "")
+        rows.append(row)
+        print(f"{name:<10} {row['seconds'] if row['seconds'] is None else round(row['seconds'], 4)}", file=sys.stderr)
+
+    machine = harness.machine_name(a.device)
+    result = {"date": date.today().isoformat(), "machine": machine, "cpu": harness.cpu_model(),
+              "threads": torch.get_num_threads(), "versions": harness.versions(), "pool": a.pool,
+              "pool_size": int(x.shape[0]), "input_dim": int(x[0].numel()), "classes": classes, "initial": initial,
+              "budget": budget, "epochs": a.epochs, "reps": a.reps, "warmup": a.warmup, "results": rows}
+    os.makedirs(a.out, exist_ok=True)
+    path = os.path.join(a.out, f"selection-time-{a.pool}-{machine}.json")
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(f"| strategy | {a.pool} ({x.shape[0]:,} items) | what it does |\n|---|---|---|")
+    for row in rows:
+        cell = "—" if row["seconds"] is None else f"{row['seconds']:.3f} s"
+        print(f"| {row['strategy']} | {cell} | {row['work']} |")
+    print(f"written: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

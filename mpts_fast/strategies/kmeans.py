@@ -1,0 +1,89 @@
+"""k-means for the clustering step of ALFA-Mix: faiss when importable (CPU tensors), else Lloyd iterations in torch on
+the tensors' device (a GPU machine has no faiss). Either way the result is the item nearest each non-empty centre."""
+from __future__ import annotations
+
+import torch
+
+from mpts_fast import _checks
+
+BACKENDS = ("auto", "faiss", "torch")
+
+
+def _faiss():
+    try:
+        import faiss  # noqa: PLC0415  (optional dependency, imported lazily)
+    except ImportError:
+        return None
+    return faiss
+
+
+def _sq_dists(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """(n, d), (k, d) → (n, k) squared Euclidean distances, ‖x‖² + ‖c‖² − 2x·c clamped at 0."""
+    return ((x * x).sum(1, keepdim=True) + (c * c).sum(1) - 2.0 * x @ c.T).clamp_min_(0.0)
+
+
+def _assign(x: torch.Tensor, c: torch.Tensor, block: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre and its squared distance per row, in row blocks so no n × k matrix is held."""
+    labels, dists = [], []
+    for xb in torch.split(x, block):
+        d = _sq_dists(xb, c)
+        best = d.min(1)
+        dists.append(best.values)
+        labels.append(best.indices)
+    return torch.cat(labels), torch.cat(dists)
+
+
+def _lloyd(x: torch.Tensor, k: int, niter: int, seed: int) -> torch.Tensor:
+    """Centres after `niter` Lloyd steps from k distinct random rows; an emptied centre moves to the row farthest
+    from its centre (so k stays k)."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = x[torch.randperm(x.shape[0], generator=gen)[:k].to(x.device)].clone()
+    for _ in range(niter):
+        labels, dists = _assign(x, centres)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        empty = counts == 0
+        new = sums / counts.clamp_min(1).unsqueeze(1)
+        if bool(empty.any()):
+            far = torch.topk(dists, int(empty.sum())).indices
+            new[empty] = x[far]
+        if torch.equal(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def kmeans_nearest(features: torch.Tensor, k: int, *, seed: int = 0, niter: int = 50,
+                   backend: str = "auto") -> torch.Tensor:
+    """Clusters features (n, d) into k groups and returns the positions (m,) int64 of the row nearest each non-empty
+    centre (m ≤ k; rows are distinct since each row belongs to one cluster), ordered by centre.
+
+    backend: "faiss" (faiss.Kmeans on CPU float32; error if faiss is missing), "torch" (Lloyd on the features' device),
+    "auto" (faiss when importable and the features are on the CPU, else torch).
+    """
+    _checks.tensor(features, "features", dim=2)
+    _checks.choice(backend, "backend", BACKENDS)
+    n = features.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k: expected an integer in 1..{n} (the number of rows), got {k!r}")
+    _checks.finite(features, "features")
+    faiss = _faiss() if backend != "torch" else None
+    if backend == "faiss" and faiss is None:
+        raise ValueError("backend: 'faiss' requested but faiss is not installed (pip install faiss-cpu)")
+    use_faiss = faiss is not None and (backend == "faiss" or features.device.type == "cpu")
+    x = features.detach().float()
+    if use_faiss:
+        xs = x.cpu().contiguous().numpy()
+        km = faiss.Kmeans(xs.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1,
+                           max_points_per_centroid=1 << 30)
+        km.train(xs)
+        centres = torch.from_numpy(km.centroids).to(x.device)
+    else:
+        centres = _lloyd(x, k, niter, seed)
+    labels, dists = _assign(x, centres)
+    # per cluster, the member with the smallest distance (ties: lowest position): sort by (cluster, distance, position)
+    order = torch.argsort(dists, stable=True)
+    order = order[torch.argsort(labels[order], stable=True)]
+    first = torch.ones(n, dtype=torch.bool, device=x.device)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    return order[first].cpu()
