@@ -5,6 +5,7 @@ approaches of public AL code (bench/select_baselines.py), plus the million-row m
     python bench/select_run.py --cases compare          # N = 20,000 side by side
     python bench/select_run.py --cases scale            # N = 1e6, one run each in a fresh process
     python bench/select_run.py --quick                  # small sizes, a smoke run
+    python bench/select_run.py --device cuda            # GPU: ours at N = 1e6, floors at 3.0 TB/s
 
 Writes bench/results/<date>-<machine>-select[-<cases>][-quick].json and prints a markdown table.
 Times: best of k after a warm-up for ours; the slow baselines run once, and where a full run
@@ -174,6 +175,34 @@ def case_scale(rates: dict, N: int, k: int) -> list[dict]:
     return out
 
 
+def case_cuda(N: int, k: int) -> list[dict]:
+    """Ours on the GPU at the DESIGN.md floors-table size: CUDA events, peak device memory,
+    floor = bytes read per pick x k at the stated H100 bandwidth (and at the measured copy rate)."""
+    rates = harness.measure_cuda_rates()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = []
+    x = torch.randn(N, 512, device="cuda", generator=g)
+    lab = torch.randperm(N, device="cuda", generator=g)[:1000]
+    emb = torch.randn(N, 512, device="cuda", generator=g).relu_()
+    probs = torch.randn(N, 10, device="cuda", generator=g).softmax(1)
+    runs = {
+        "kcenter_greedy": (lambda: ops.kcenter_greedy(x, k), N * 512 * 4),
+        "kcenter_greedy_labeled": (lambda: ops.kcenter_greedy(x, k, labeled=lab), N * 512 * 4),
+        "badge_select": (lambda: ops.badge_select(probs, emb, k, generator=torch.Generator().manual_seed(1)), N * 522 * 4),
+    }
+    for name, (fn, per_pick) in runs.items():
+        log(f"{name} N={N} k={k} cuda")
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        r = harness.time_calls(fn, "cuda", 1, 3)
+        r["peak_extra_mb"] = (torch.cuda.max_memory_allocated() - base) / 1e6
+        floor = float(k) * per_pick / (harness.H100_STATED["mem_tbs"] * 1e12)
+        floor_measured = float(k) * per_pick / (rates["mem_copy_tbs"] * 1e12 / 2)  # copy moves 2 bytes per byte read
+        r["fraction_of_floor"] = floor / r["best_s"]
+        out.append({"name": name + "_cuda", "label": f"{name} N={N} d/D=512 k={k} (CUDA)", "floor": {"seconds": floor, "at_measured_copy_rate_s": floor_measured}, "ours": r, "baselines": {}})
+    return out, rates
+
+
 def fmt(t) -> str:
     return "-" if t is None else (f"{t * 1e3:.0f} ms" if t < 1 else f"{t:.2f} s")
 
@@ -214,10 +243,27 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", choices=["all", "compare", "scale"], default="all")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: ours only, floors-table sizes")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     a = ap.parse_args(argv)
     started = datetime.datetime.now()
+    if a.device == "cuda":
+        if not torch.cuda.is_available() or "cuda" not in harness.versions()["mpts_fast_native_devices"]:
+            sys.exit("--device cuda: needs a GPU and mpts_fast built with CUDA kernels")
+        cases, rates = case_cuda(100_000 if a.quick else 1_000_000, 100 if a.quick else 1000)
+        machine = harness.machine_name("cuda")
+        result = {"date": started.strftime("%Y-%m-%d"), "machine": machine, "device": "cuda", "device_desc": torch.cuda.get_device_name(),
+                  "quick": a.quick, "versions": harness.versions(), "rates": rates, "stated_peaks_h100": harness.H100_STATED, "cases": cases}
+        os.makedirs(a.out, exist_ok=True)
+        path = os.path.join(a.out, f"{result['date']}-{machine}-select{'-quick' if a.quick else ''}.json")
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+        log(f"wrote {path}")
+        for c in cases:
+            o = c["ours"]
+            print(f"| {c['label']} | {fmt(o['best_s'])} | floor {fmt(c['floor']['seconds'])} | of floor {o['fraction_of_floor']:.2f} | +{o['peak_extra_mb']:.0f} MB |")
+        return
     log("measuring CPU rates")
     rates = harness.measure_cpu_rates()
     cases = []
