@@ -21,10 +21,13 @@ def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     entries = sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"])
-    for name, s in entries:
+    # the default cycle repeats after 10 colours: the full line-up (13) needs more, and line styles to tell neighbours apart
+    colours = plt.get_cmap("tab20").colors if len(entries) > 10 else [None] * len(entries)
+    for i, (name, s) in enumerate(entries):
         n = np.asarray(s["n_labeled"])
         mean, std = np.asarray(s["accuracy_mean"]), np.asarray(s["accuracy_std"])
-        line, = ax.plot(n, mean, marker="o", markersize=3, label=f"{name} (AUBC {s['aubc_mean']:.3f})")
+        line, = ax.plot(n, mean, marker="os^D"[i % 4], markersize=3, linestyle=("-", "--")[i % 2 if len(entries) > 10 else 0],
+                        color=colours[i], label=f"{name} (AUBC {s['aubc_mean']:.3f})")
         ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
     ax.set_xlabel("number of labeled examples")
     ax.set_ylabel("test accuracy")
