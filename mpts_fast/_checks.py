@@ -38,7 +38,7 @@ def finite(t: torch.Tensor, name: str) -> None:
     # A NaN or inf anywhere makes the sum non-finite, and one reduction to a scalar is 10-35x cheaper than
     # isfinite(t).all() (no bool tensor). A finite sum proves every element finite; a non-finite one may be
     # overflow of large finite values, so the exact check decides.
-    if t.numel() == 0 or math.isfinite(float(t.sum())):
+    if t.numel() == 0 or math.isfinite(float(t.detach().sum())):
         return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
