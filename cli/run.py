@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from mpts_fast.cli.al_options import experiment_options, round_printer, run_config
+from mpts_fast.strategies import strategy_names
 
 
 def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False) -> dict:
@@ -26,7 +27,7 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False) -> 
 
 @click.command()
 @click.option("--strategy", "-s", default="mpts", show_default=True,
-              help="Query strategy (random, entropy, least_confidence, margin, bald, ensemble_variance, mpts, coreset, badge).")
+              help=f"Query strategy: {', '.join(strategy_names())}.")
 @experiment_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output directory; default runs/<dataset>-<strategy>.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished round.")
