@@ -28,6 +28,9 @@ def experiment_options(fn):
                      help="λ of the MMD² regulariser (mpts only; our default, the paper leaves it open)."),
         click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default epochs // 2."),
         click.option("--mc-passes", type=int, default=10, show_default=True, help="MC-dropout passes (bald)."),
+        click.option("--option", "options", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
+                     help="A strategy option, repeatable, e.g. --option gcnal.variant=uncertaingcn or "
+                          "--option deepfool.pool_subsample=None (the strategy prefix may be left out with `run`)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Where downloaded data sets live."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-round table."),
@@ -35,8 +38,33 @@ def experiment_options(fn):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
 
 
-def run_config(strategy: str, kw: dict) -> RunConfig:
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word such as uncertaingcn
+
+
+def strategy_options(strategy: str, raw: tuple[str, ...], *, prefix_required: bool) -> dict:
+    """Parse `--option [STRATEGY.]KEY=VALUE` entries that apply to `strategy` into constructor keyword arguments."""
+    options = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected [STRATEGY.]KEY=VALUE, got {item!r}", param_hint="--option")
+        target, dot, name = key.rpartition(".")
+        if not dot and prefix_required:
+            raise click.BadParameter(f"name the strategy, e.g. gcnal.{key}={value}", param_hint="--option")
+        if not dot or target == strategy:
+            options[name] = _literal(value)
+    return options
+
+
+def run_config(strategy: str, kw: dict, *, prefix_required: bool = False) -> RunConfig:
     options = {"passes": kw["mc_passes"]} if strategy == "bald" else {}
+    options.update(strategy_options(strategy, kw["options"], prefix_required=prefix_required))
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],

@@ -34,7 +34,7 @@ def compare(strategies: str, out: str | None, resume: bool, overwrite: bool, **k
         done = (sub / RESULTS_FILE).exists() and resume and _complete(load_json(sub / RESULTS_FILE), kw["repeats"])
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
-        results = load_json(sub / RESULTS_FILE) if done else execute(run_config(name, kw), sub, kw,
+        results = load_json(sub / RESULTS_FILE) if done else execute(run_config(name, kw, prefix_required=True), sub, kw,
                                                                      resume and (sub / RESULTS_FILE).exists(), overwrite)
         summary["strategies"][name] = summarize_runs(results)
         write_json_atomic(out_dir / "summary.json", summary)

@@ -42,3 +42,15 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
     assert res.exit_code != 0 and "nope" in res.output
     res = CliRunner().invoke(main, ["run", "--dataset", "nope", "--out", str(tmp_path / "z")])
     assert res.exit_code != 0 and "digits" in res.output
+
+
+def test_strategy_options_reach_the_strategy(tmp_path):
+    out = tmp_path / "opt"
+    res = CliRunner().invoke(main, ["run", *FAST, "-s", "bald", "--option", "passes=3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "results.json").read_text())["config"]["strategy_options"] == {"passes": 3}
+    bad = CliRunner().invoke(main, ["run", *FAST, "-s", "bald", "--option", "nope=1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code != 0 and "nope" in bad.output
+    unnamed = CliRunner().invoke(main, ["compare", *FAST, "-s", "bald", "--option", "passes=3",
+                                        "--out", str(tmp_path / "c")])
+    assert unnamed.exit_code != 0 and "bald.passes=3" in unnamed.output
