@@ -56,7 +56,7 @@ def strategy_options(strategy: str, raw: tuple[str, ...], *, prefix_required: bo
             raise click.BadParameter(f"expected [STRATEGY.]KEY=VALUE, got {item!r}", param_hint="--option")
         target, dot, name = key.rpartition(".")
         if not dot and prefix_required:
-            raise click.BadParameter(f"name the strategy, e.g. gcnal.{key}={value}", param_hint="--option")
+            raise click.BadParameter(f"name the strategy, e.g. {strategy}.{key}={value}", param_hint="--option")
         if not dot or target == strategy:
             options[name] = _literal(value)
     return options
