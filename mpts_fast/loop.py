@@ -179,7 +179,7 @@ class ActiveLearningRun:
         factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes)  # noqa: E731
         trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress)
         bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+                   disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         for r in bar:
             lab = torch.tensor(labeled, dtype=torch.int64)
             trained = trainer.fit(x_pool, lab, self.data.y_train[lab], seed=derive_seed(run["seed"], r, "train"))

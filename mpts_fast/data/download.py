@@ -173,7 +173,7 @@ def fetch(remote: RemoteFile, directory: Path, *, progress: bool = True) -> Path
                 headers = getattr(response, "headers", None) or {}
                 total = int(headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name,
-                          disable=not progress, leave=False) as bar:
+                          disable=None if progress else True, leave=False) as bar:
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
                         if digest is not None:

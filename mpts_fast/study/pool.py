@@ -28,7 +28,8 @@ def imap(fn: Callable, tasks: Iterable, workers: int, progress: bool, desc: str,
 
     tasks = list(tasks)
     weight = weight or (lambda t: 1)
-    bar = tqdm(total=sum(weight(t) for t in tasks), desc=desc, unit=unit, disable=not progress, leave=False)
+    bar = tqdm(total=sum(weight(t) for t in tasks), desc=desc, unit=unit, disable=None if progress else True,
+               leave=False)
     try:
         if workers <= 1 or len(tasks) <= 1:
             for t in tasks:

@@ -81,7 +81,9 @@ class Trainer:
         keep = set(cfg.snapshot_epochs())
         snapshots, epoch_seconds = [], []
         model.train()
-        bar = tqdm(range(cfg.epochs), desc="epochs", leave=False, disable=not self.progress, dynamic_ncols=True)
+        # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
+        bar = tqdm(range(cfg.epochs), desc="epochs", leave=False, disable=None if self.progress else True,
+                   dynamic_ncols=True)
         for epoch in bar:
             t0 = time.perf_counter()
             # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
@@ -105,7 +107,7 @@ class Trainer:
             epoch_seconds.append(time.perf_counter() - t0)
             if epoch in keep:
                 snapshots.append(_cpu_state(model))
-            if self.progress:
+            if not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         model.eval()
         return model, snapshots, epoch_seconds
