@@ -42,7 +42,8 @@ def aubc(n_labeled: list[int] | np.ndarray, accuracy: list[float] | np.ndarray) 
         raise ValueError("aubc: needs at least one round")
     if n.size == 1 or n[-1] == n[0]:
         return float(a.mean())
-    return float(np.trapezoid(a, n) / (n[-1] - n[0]))
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2.0 (e.g. a GPU machine's system numpy)
+    return float(trapezoid(a, n) / (n[-1] - n[0]))
 
 
 def summarize_runs(results: dict) -> dict:
