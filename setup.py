@@ -79,10 +79,13 @@ setup(
     package_dir={"mpts_fast.cli": "cli"},
     ext_modules=_extensions(),
     cmdclass=_cmdclass(),
-    install_requires=["torch>=2.1", "numpy", "click", "tqdm"],
+    install_requires=["torch>=2.1", "numpy", "click", "tqdm", "scikit-learn", "scipy", "matplotlib"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "expecttest"],
         "cpu": ["faiss-cpu"],
+        "study": ["scikit-posthocs"],
+        "openml": ["openml"],
+        "vit": ["timm"],
     },
     entry_points={"console_scripts": ["mpts-fast=mpts_fast.cli.main:main"]},
 )
