@@ -9,13 +9,19 @@ namespace {
 
 // Items are processed in blocks held class-major ([C][B]) in thread-local scratch, so every
 // per-class step is a unit-stride loop across items and vectorises even for C = 10.
+// Sums over classes (softmax denominator, sum p*(l - max), entropy, variance) run in double:
+// in float32 their error grows linearly with C (7-10x torch's pairwise sums at C = 1000), while
+// the per-class work that dominates the time (exp, Welford) stays in T.
 template <typename T>
 struct BlockState {
+  using Acc = double;
   int64_t B, C;
   std::vector<T> logit, mean, m2;  // [C][B]
-  std::vector<T> ent, mx, sum, dot;  // [B]
+  std::vector<T> ent, mx, inv, top2;  // [B]
+  std::vector<Acc> sum, dot;          // [B]
   BlockState(int64_t B_, int64_t C_)
-      : B(B_), C(C_), logit(B_ * C_), mean(B_ * C_), m2(B_ * C_), ent(B_), mx(B_), sum(B_), dot(B_) {}
+      : B(B_), C(C_), logit(B_ * C_), mean(B_ * C_), m2(B_ * C_), ent(B_), mx(B_), inv(B_), top2(B_),
+        sum(B_), dot(B_) {}
 
   void zero() {
     std::fill(mean.begin(), mean.end(), T(0));
@@ -49,8 +55,9 @@ struct BlockState {
     for (int64_t b = 0; b < bn; ++b)
       for (int64_t c = 0; c < C; ++c) lt[c * B + b] = src[b * C + c];
     T* mxp = mx.data();
-    T* sp = sum.data();
-    T* dp = dot.data();
+    Acc* sp = sum.data();
+    Acc* dp = dot.data();
+    T* ip = inv.data();
 #pragma omp simd
     for (int64_t b = 0; b < bn; ++b) mxp[b] = lt[b];
     for (int64_t c = 1; c < C; ++c) {
@@ -70,16 +77,16 @@ struct BlockState {
         const T sh = l[b] - mxp[b];  // inf - inf = NaN: non-finite logits poison the item
         const T e = fast_exp(sh);
         l[b] = e;
-        sp[b] += e;
-        dp[b] += e * sh;  // 0 * -inf = NaN likewise
+        sp[b] += static_cast<Acc>(e);
+        dp[b] += static_cast<Acc>(e * sh);  // 0 * -inf = NaN likewise
       }
     }
     T* ep = ent.data();
 #pragma omp simd
     for (int64_t b = 0; b < bn; ++b) {
-      const T inv = T(1) / sp[b];
-      ep[b] += fast_log(sp[b]) - dp[b] * inv;  // H(p) = log sum e - sum p (l - max)
-      sp[b] = inv;
+      const T s = static_cast<T>(sp[b]);
+      ep[b] += fast_log(s) - static_cast<T>(dp[b] / sp[b]);  // H(p) = log sum e - sum p (l - max)
+      ip[b] = T(1) / s;
     }
     const T inv_count = T(1) / static_cast<T>(count + 1);
     for (int64_t c = 0; c < C; ++c) {
@@ -88,7 +95,7 @@ struct BlockState {
       T* q = m2.data() + c * B;
 #pragma omp simd
       for (int64_t b = 0; b < bn; ++b) {
-        const T p = e[b] * sp[b];
+        const T p = e[b] * ip[b];
         const T delta = p - mu[b];
         mu[b] += delta * inv_count;
         q[b] += delta * (p - mu[b]);  // Welford: no sum-of-squares cancellation
@@ -103,13 +110,15 @@ struct BlockState {
     T* margin = scores + kMargin * N + n0;
     T* lc = scores + kLeastConfidence * N + n0;
     T* top1 = mx.data();
-    T* top2 = sum.data();
+    T* t2 = top2.data();
+    Acc* Hd = sum.data();
+    Acc* vd = dot.data();
 #pragma omp simd
     for (int64_t b = 0; b < bn; ++b) {
-      H[b] = 0;
-      var[b] = 0;
+      Hd[b] = 0;
+      vd[b] = 0;
       top1[b] = 0;
-      top2[b] = 0;
+      t2[b] = 0;
     }
     for (int64_t c = 0; c < C; ++c) {
       const T* mu = mean.data() + c * B;
@@ -117,12 +126,17 @@ struct BlockState {
 #pragma omp simd
       for (int64_t b = 0; b < bn; ++b) {
         const T p = mu[b];
-        H[b] -= (p != p) ? p : xlogx(p);
-        var[b] += q[b];
+        Hd[b] -= static_cast<Acc>((p != p) ? p : xlogx(p));
+        vd[b] += static_cast<Acc>(q[b]);
         const T lo = p < top1[b] ? p : top1[b];
-        top2[b] = lo > top2[b] ? lo : top2[b];
+        t2[b] = lo > t2[b] ? lo : t2[b];
         top1[b] = p > top1[b] ? p : top1[b];
       }
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < bn; ++b) {
+      H[b] = static_cast<T>(Hd[b]);
+      var[b] = static_cast<T>(vd[b]);
     }
     const T inv_count = T(1) / static_cast<T>(count);
     const T var_scale = count > 1 ? T(1) / static_cast<T>(count - 1) : T(0);
@@ -133,7 +147,7 @@ struct BlockState {
       bald[b] = mi > T(0) ? mi : (mi != mi ? mi : T(0));
       const T v = var[b] * var_scale;
       var[b] = v < T(0) ? T(0) : v;  // m2 may round below 0 (FMA-contracted Welford steps)
-      margin[b] = top1[b] - top2[b];
+      margin[b] = top1[b] - t2[b];
       lc[b] = T(1) - top1[b];
     }
   }
