@@ -166,17 +166,8 @@ def test_x_equals_y_biased_is_zero(device, dtype, n, gen):
         assert_close64(u, oracle_mmd2(x, x, sig, "unbiased"), atol=1e-12 * Q)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: rbf_mmd2(x, x) for a single point (n = m = 1, float32, default bandwidths) is "
-    "not ~0 in 5-20% of random draws: up to 3e-5 with d = 4 (1.2e-4 with d = 16), while plain "
-    "float32 PyTorch returns exactly 0.0. The CPU kernel takes the squared norms rn[] from its "
-    "own SIMD loop but the cross terms from the BLAS GEMM, so for identical points at different "
-    "indices D = rn_a + rn_b - 2 G_ab is a few ulps of |z|^2 instead of 0 (only a == b is forced "
-    "to 0), and the h = 1 fallback bandwidths (sigma down to 0.35) turn that into a visible "
-    "kernel difference",
-)
+# Regression: identical rows at different indices got a few ulps of |z|^2 as distance from the GEMM
+# form (up to 1.2e-4 in the MMD); near-identical pairs are now recomputed directly.
 def test_x_equals_y_single_point(gen):
     failures = []
     for _ in range(200):

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "rbf_mmd.h"
@@ -64,10 +65,27 @@ namespace {
 // Returns the tile's sum of c * k (without the off-diagonal multiplicity). Each row is
 // processed in L1-sized column chunks, one simple loop per step, so every loop vectorises.
 template <typename T>
+T direct_sqdist(const T* a, const T* b, int64_t d) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < d; ++k) {
+    const T t = a[k] - b[k];
+    s += t * t;
+  }
+  return s;
+}
+
+template <typename T>
 double mmd_tile_epilogue(T* G, int64_t i0, int64_t bi, int64_t j0, int64_t bj, int64_t n,
-                         const T* rn, const MmdScales& sc, const MmdWeights& wt, bool want_w,
-                         T* rowsum_w, T* colsum_w_partial, int nthreads) {
+                         const T* rn, const T* z, int64_t d, const MmdScales& sc,
+                         const MmdWeights& wt, bool want_w, T* rowsum_w, T* colsum_w_partial,
+                         int nthreads) {
   constexpr int64_t kChunk = 256;
+  // ||a||^2 + ||b||^2 - 2 a.b cancels for near-identical rows: its error is ~eps (||a||^2 +
+  // ||b||^2), so identical rows at different indices get a few ulps of ||z||^2 instead of 0.
+  // Distances below sqrt(eps) of that scale are recomputed directly (exact for duplicates);
+  // in generic data such pairs are rare, so the vectorised GEMM form still does the work.
+  const T near_rel = std::sqrt(std::numeric_limits<T>::epsilon());
   const int Q = sc.num;
   T inv[MmdScales::kMax];
   for (int q = 0; q < Q; ++q) inv[q] = static_cast<T>(sc.inv[q]);
@@ -94,6 +112,13 @@ double mmd_tile_epilogue(T* G, int64_t i0, int64_t bi, int64_t j0, int64_t bj, i
         D = D > T(0) ? D : T(0);
         D = (i == jb + b) ? T(0) : D;  // exact zero self-distance, whatever the GEMM rounding
         Dv[b] = D;
+      }
+      for (int64_t b = 0; b < len; ++b)
+        if (Dv[b] < near_rel * (rni + rnj[b]) && i != jb + b)
+          Dv[b] = direct_sqdist(z + i * d, z + (jb + b) * d, d);
+#pragma omp simd
+      for (int64_t b = 0; b < len; ++b) {
+        const T D = Dv[b];
         const T e = fast_exp(-D * inv[0]);
         ev[b] = e;
         kv[b] = e;
@@ -189,8 +214,8 @@ double rbf_mmd2_cpu(const T* z, int64_t n, int64_t m, int64_t d, const MmdScales
       const int64_t bj = std::min(tile, N - j0);
       const bool diag = (i0 == j0);
       gemm(false, true, bi, bj, d, T(1), z + i0 * d, d, z + j0 * d, d, T(0), G.data(), bj);
-      const double part = mmd_tile_epilogue<T>(G.data(), i0, bi, j0, bj, n, rn.data(), scales,
-                                               weights, want_grad, rowsum_w.data(),
+      const double part = mmd_tile_epilogue<T>(G.data(), i0, bi, j0, bj, n, rn.data(), z, d,
+                                               scales, weights, want_grad, rowsum_w.data(),
                                                (want_grad && !diag) ? colsum.data() : nullptr,
                                                nthreads);
       total += diag ? part : 2.0 * part;
