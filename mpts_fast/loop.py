@@ -150,14 +150,14 @@ class ActiveLearningRun:
             raise FileExistsError(f"out: {self.path} exists; pass --resume to continue it, --overwrite to start again, "
                                   f"or choose another --out")
         results = self._load_for_resume() if resume and self.path.exists() else self._fresh_results()
+        # every repeat's initial set is drawn (and checked) before any training
+        new_runs = [self._new_run(rep) for rep in range(len(results["runs"]), self.cfg.repeats)]
+        results["runs"].extend(new_runs)
         write_json_atomic(self.path, results)
         x_pool = self.data.x_train.to(self.device)
-        for rep in range(self.cfg.repeats):
-            if rep < len(results["runs"]) and results["runs"][rep].get("complete"):
-                continue
-            if rep == len(results["runs"]):
-                results["runs"].append(self._new_run(rep))
-            self._run_one(results, results["runs"][rep], x_pool)
+        for run in results["runs"][: self.cfg.repeats]:
+            if not run.get("complete"):
+                self._run_one(results, run, x_pool)
         return results
 
     def _new_run(self, rep: int) -> dict:

@@ -99,6 +99,24 @@ def test_strategy_needing_every_class_refuses_a_short_initial_set(tmp_path, monk
                      defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
     with pytest.raises(ValueError, match="misses classes"):
         _run(tmp_path, "entropy", data=skewed).run()
+    # a later repeat's bad initial set is refused before the first repeat trains
+    trained = []
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: trained.append(1))
+    full = Dataset("digits", d.x_train, d.y_train, d.x_test, d.y_test, 10,
+                   defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
+    import mpts_fast.loop as loop_module
+
+    real_new_run = loop_module.ActiveLearningRun._new_run
+
+    def fail_second(self, rep):
+        if rep == 1:
+            raise ValueError("initial: misses classes (simulated)")
+        return real_new_run(self, rep)
+
+    monkeypatch.setattr(loop_module.ActiveLearningRun, "_new_run", fail_second)
+    with pytest.raises(ValueError, match="misses classes"):
+        _run(tmp_path, "entropy", data=full, name="two", repeats=2).run()
+    assert trained == []
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
