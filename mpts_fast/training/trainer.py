@@ -39,8 +39,8 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 class Trainer:
     """Fits `model_factory()` on (x_pool[labeled], y_labeled).
 
-    model_factory: builds a fresh backbone (with `embed` and `head`). x_pool: (N, *shape) float32 on the training device —
-    the whole pool, since the MMD term draws its second batch uniformly from L ∪ U.
+    model_factory: builds a fresh backbone (with `embed` and `head`). x_pool: (N, *shape) float32, the whole pool (the MMD
+    term draws its second batch uniformly from L ∪ U), on the training device or in host memory (batches are moved).
     """
 
     def __init__(self, model_factory: Callable[[], nn.Module], config: TrainConfig, device: torch.device | str = "cpu",
@@ -92,11 +92,12 @@ class Trainer:
                     for group in opt.param_groups:
                         group["lr"] = _cyclic_lr(cfg.lr, cfg.cycle_min_factor, step, steps)
                 part = part.to(labeled.device)
-                xb, yb = x_pool[labeled[part]], y_labeled[part]
+                # the pool may stay in host memory while the model trains on the GPU: move batches, not the pool
+                xb, yb = x_pool[labeled[part]].to(self.device), y_labeled[part].to(self.device)
                 if cfg.mmd_weight > 0:
                     draw = torch.randint(n_pool, (part.numel(),), generator=gen).to(x_pool.device)
                     # one forward pass over both batches: half the launches of two passes (BatchNorm sees the joint batch)
-                    z = model.embed(torch.cat([xb, x_pool[draw]]))
+                    z = model.embed(torch.cat([xb, x_pool[draw].to(self.device)]))
                     z_l, z_all = z[: part.numel()], z[part.numel():]
                     loss = F.cross_entropy(model.head(z_l), yb) + cfg.mmd_weight * mmd_penalty(z_l, z_all)
                 else:
