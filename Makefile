@@ -57,6 +57,7 @@ gpu-check:
 	  $(PYTHON) setup.py -q build_ext --inplace
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests
 	PYTHONPATH=$(CURDIR) $(PYTHON) bench/run.py --device cuda --out bench/results
+	PYTHONPATH=$(CURDIR) $(PYTHON) bench/select_run.py --device cuda --out bench/results
 
 clean:
 	rm -rf build $(VENV) mpts_fast/_C*.so *.egg-info
