@@ -54,3 +54,14 @@ def test_strategy_options_reach_the_strategy(tmp_path):
     unnamed = CliRunner().invoke(main, ["compare", *FAST, "-s", "bald", "--option", "passes=3",
                                         "--out", str(tmp_path / "c")])
     assert unnamed.exit_code != 0 and "bald.passes=3" in unnamed.output
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    res = CliRunner().invoke(main, ["run", "--rounds", "2", "--epochs", "1", "--device", "cuda", "--quiet",
+                                    "--out", str(tmp_path / "g")])
+    assert res.exit_code != 0 and "CUDA is not available" in res.output
