@@ -136,7 +136,7 @@ def rbf_mmd2(
 
 
 def _mmd_setup_context(ctx, inputs, output) -> None:
-    x, y = inputs[0], inputs[1]
+    x = inputs[0]
     ctx.n = x.shape[0]
     ctx.with_grad = inputs[4]
     ctx.save_for_backward(output[1])

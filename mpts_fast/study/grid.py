@@ -22,7 +22,7 @@ from mpts_fast.study import data as sdata
 from mpts_fast.study.config import GRID, Hyper, StudyConfig
 from mpts_fast.study.methods import _INIT, _ORDER, _SPLIT, _seed, generator
 from mpts_fast.study.summary import jsonable
-from mpts_fast.study.train import make_problem, predict, run_epoch
+from mpts_fast.study.train import make_problem, run_epoch
 
 GRID_TRIAL = 10**6  # the grid's split is keyed apart from every trial's split
 FOLDS = 5
