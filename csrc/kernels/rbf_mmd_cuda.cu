@@ -5,6 +5,8 @@
 // given GEMM.
 #include "rbf_mmd_cuda.h"
 
+#include "cuda_common.cuh"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,21 +20,13 @@ namespace cuda {
 namespace {
 
 constexpr int64_t kDefaultTile = 4096;
-constexpr size_t kAlign = 256;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("mpts::cuda::rbf_mmd2: ") + what + ": " +
-                             cudaGetErrorString(err));
-  }
-}
-
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+void check(cudaError_t err, const char* what) { check_cuda(err, "rbf_mmd2", what); }
 
 // One function decides the layout so rbf_mmd2_workspace_bytes and rbf_mmd2 cannot disagree.
-// The extra kAlign bytes let rbf_mmd2 align a base pointer that is not 256-aligned.
+// The extra kWorkspaceAlign bytes let rbf_mmd2 align a base pointer that is not 256-aligned.
 struct Layout {
   int64_t tile = 0;
   size_t rn = 0, rs = 0, vrow = 0, g = 0, wz = 0, total = 0;
@@ -53,7 +47,7 @@ Layout make_layout(int64_t n, int64_t m, int64_t d, bool with_grad, int64_t tile
   L.vrow = take(size_t(N) * sizeof(double));
   L.g = take(size_t(L.tile) * size_t(L.tile) * sizeof(float));
   L.wz = with_grad ? take(size_t(N) * size_t(d) * sizeof(float)) : 0;
-  L.total = off + kAlign;
+  L.total = off + kWorkspaceAlign;
   return L;
 }
 
@@ -240,8 +234,7 @@ void rbf_mmd2(const float* z, int64_t n, int64_t m, int64_t d, const MmdScales& 
   const Layout L = make_layout(n, m, d, with_grad, tile);
   const int64_t T = L.tile;
 
-  char* base = reinterpret_cast<char*>(
-      (reinterpret_cast<uintptr_t>(workspace) + kAlign - 1) / kAlign * kAlign);
+  char* base = align_ptr(workspace);
   float* rn = reinterpret_cast<float*>(base + L.rn);
   float* rs = reinterpret_cast<float*>(base + L.rs);
   double* vrow = reinterpret_cast<double*>(base + L.vrow);

@@ -9,6 +9,8 @@
 // whatever order blocks finish in: the lowest index among equal maxima wins, as on the CPU.
 #include "select_cuda.h"
 
+#include "cuda_common.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -27,16 +29,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int64_t kMaxBlocks = 1024;
 constexpr int64_t kMinRowsPerBlock = 64;
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("mpts::cuda::select: ") + what + ": " +
-                             cudaGetErrorString(err));
-  }
-}
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+void check(cudaError_t err, const char* what) { check_cuda(err, "select", what); }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

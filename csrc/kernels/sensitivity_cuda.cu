@@ -5,6 +5,8 @@
 // shows up in phi instead of being silently dropped.
 #include "sensitivity_cuda.h"
 
+#include "cuda_common.cuh"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,21 +24,13 @@ constexpr int64_t kDefaultChunk = 1024;
 // The default chunk also keeps the workspace under ~256 MiB: with many classes and inputs
 // one row of A and S is K (J + I) floats, and 1024 of them would not fit.
 constexpr int64_t kDefaultBudgetFloats = int64_t(1) << 26;
-constexpr size_t kAlign = 256;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("mpts::cuda::sensitivity: ") + what + ": " +
-                             cudaGetErrorString(err));
-  }
-}
-
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+void check(cudaError_t err, const char* what) { check_cuda(err, "sensitivity", what); }
 
 // One function decides the layout so the size query and the kernel cannot disagree. The
-// extra kAlign bytes let sensitivity() align a base pointer that is not 256-aligned.
+// extra kWorkspaceAlign bytes let sensitivity() align a base pointer that is not 256-aligned.
 struct Layout {
   int64_t chunk = 0;
   size_t y = 0, g = 0, o = 0, a = 0, s = 0, total = 0;
@@ -64,7 +58,7 @@ Layout make_layout(int64_t P, int64_t I, int64_t J, int64_t K, int64_t chunk) {
   L.o = take(Pc * size_t(K));             // output pre-activation, then a, then a * norm
   L.a = take(Pc * size_t(K) * size_t(J));  // A[(p,k), j] = W[k,j] g[p,j]
   L.s = take(Pc * size_t(K) * size_t(I));  // A V
-  L.total = off + kAlign;
+  L.total = off + kWorkspaceAlign;
   return L;
 }
 
@@ -203,8 +197,7 @@ void sensitivity(const float* x, const float* V, const float* b_v, const float* 
   }
   const Layout L = make_layout(P, I, J, K, chunk);
   const int64_t Pc = L.chunk;
-  char* base = reinterpret_cast<char*>(
-      (reinterpret_cast<uintptr_t>(workspace) + kAlign - 1) / kAlign * kAlign);
+  char* base = align_ptr(workspace);
   float* Y = reinterpret_cast<float*>(base + L.y);
   float* G = reinterpret_cast<float*>(base + L.g);
   float* O = reinterpret_cast<float*>(base + L.o);

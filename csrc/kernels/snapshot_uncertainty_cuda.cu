@@ -10,6 +10,8 @@
 // and the finaliser turns every score of an item with a non-finite state into NaN.
 #include "snapshot_uncertainty_cuda.h"
 
+#include "cuda_common.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -28,16 +30,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("mpts::cuda::snapshot: ") + what + ": " +
-                             cudaGetErrorString(err));
-  }
-}
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+void check(cudaError_t err, const char* what) { check_cuda(err, "snapshot", what); }
 
 __device__ __forceinline__ bool is_finite(float v) { return fabsf(v) <= FLT_MAX; }
 
