@@ -155,10 +155,9 @@ struct BlockState {
 
 int64_t block_items(int64_t C) { return C <= 64 ? 64 : 16; }
 
-}  // namespace
-
-template <typename T>
-void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
+// Runs body(state, n0, bn) over item blocks in parallel, with one BlockState per thread.
+template <typename T, typename Body>
+void for_each_block(int64_t N, int64_t C, Body body) {
   const int64_t B = block_items(C);
   const int64_t nblocks = (N + B - 1) / B;
 #pragma omp parallel
@@ -166,47 +165,40 @@ void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C
     BlockState<T> st(B, C);
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
-      st.zero();
-      for (int64_t s = 0; s < S; ++s) st.fold(logits[s], n0, bn, s);
-      st.finalize(n0, bn, N, S, scores);
+      const int64_t n0 = blk * B;
+      body(st, n0, std::min(B, N - n0));
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
+  for_each_block<T>(N, C, [&](BlockState<T>& st, int64_t n0, int64_t bn) {
+    st.zero();
+    for (int64_t s = 0; s < S; ++s) st.fold(logits[s], n0, bn, s);
+    st.finalize(n0, bn, N, S, scores);
+  });
 }
 
 template <typename T>
 void snapshot_accumulate_cpu(const T* logits, int64_t N, int64_t C, int64_t count, T* mean, T* m2,
                              T* ent_sum) {
-  const int64_t B = block_items(C);
-  const int64_t nblocks = (N + B - 1) / B;
-#pragma omp parallel
-  {
-    BlockState<T> st(B, C);
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
-      st.load(mean, m2, ent_sum, n0, bn);
-      st.fold(logits, n0, bn, count);
-      st.store(mean, m2, ent_sum, n0, bn);
-    }
-  }
+  for_each_block<T>(N, C, [&](BlockState<T>& st, int64_t n0, int64_t bn) {
+    st.load(mean, m2, ent_sum, n0, bn);
+    st.fold(logits, n0, bn, count);
+    st.store(mean, m2, ent_sum, n0, bn);
+  });
 }
 
 template <typename T>
 void snapshot_finalize_cpu(const T* mean, const T* m2, const T* ent_sum, int64_t N, int64_t C,
                            int64_t count, T* scores) {
-  const int64_t B = block_items(C);
-  const int64_t nblocks = (N + B - 1) / B;
-#pragma omp parallel
-  {
-    BlockState<T> st(B, C);
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t n0 = blk * B, bn = std::min(B, N - n0);
-      st.load(mean, m2, ent_sum, n0, bn);
-      st.finalize(n0, bn, N, count, scores);
-    }
-  }
+  for_each_block<T>(N, C, [&](BlockState<T>& st, int64_t n0, int64_t bn) {
+    st.load(mean, m2, ent_sum, n0, bn);
+    st.finalize(n0, bn, N, count, scores);
+  });
 }
 
 #define MPTS_INSTANTIATE(T)                                                                       \
