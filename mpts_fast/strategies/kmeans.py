@@ -5,16 +5,9 @@ from __future__ import annotations
 import torch
 
 from mpts_fast import _checks
+from mpts_fast.select.nearest import faiss_module
 
 BACKENDS = ("auto", "faiss", "torch")
-
-
-def _faiss():
-    try:
-        import faiss  # noqa: PLC0415  (optional dependency, imported lazily)
-    except ImportError:
-        return None
-    return faiss
 
 
 def _sq_dists(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -67,7 +60,8 @@ def kmeans_nearest(features: torch.Tensor, k: int, *, seed: int = 0, niter: int 
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k: expected an integer in 1..{n} (the number of rows), got {k!r}")
     _checks.finite(features, "features")
-    faiss = _faiss() if backend != "torch" else None
+    # the selection engine's loader: lazy import, MPTS_FAST_FAISS=0 honoured, a broken install treated as absent
+    faiss = faiss_module(torch.device("cpu")) if backend != "torch" else None
     if backend == "faiss" and faiss is None:
         raise ValueError("backend: 'faiss' requested but faiss is not installed (pip install faiss-cpu)")
     use_faiss = faiss is not None and (backend == "faiss" or features.device.type == "cpu")
