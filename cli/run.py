@@ -17,8 +17,6 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False) -> 
         run = ActiveLearningRun(cfg, out, device=kw["device"], data_dir=kw["data_dir"], progress=not kw["quiet"],
                                 on_round=round_printer(kw["quiet"]))
         return run.run(resume=resume, overwrite=overwrite)
-    except TypeError as e:  # an unknown strategy option reaches the strategy's constructor
-        raise click.ClickException(f"strategy {cfg.strategy!r}: {e}") from None
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:

@@ -27,4 +27,15 @@ def get_strategy(name: str) -> type[Strategy]:
 
 
 def build_strategy(name: str, **options: Any) -> Strategy:
-    return get_strategy(name)(**options)
+    """An instance of the named strategy; an option its constructor does not take is a ValueError naming it."""
+    import inspect
+
+    cls = get_strategy(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = [p for p in params if p != "self"]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"strategy {name!r}: unknown option(s) {', '.join(unknown)}; it takes "
+                             f"{', '.join(accepted) or 'no options'}")
+    return cls(**options)
