@@ -31,11 +31,12 @@ def compare(strategies: str, out: str | None, resume: bool, overwrite: bool, **k
     summary = {"dataset": kw["dataset"], "strategies": {}}
     for name in names:
         sub = out_dir / name
-        done = (sub / RESULTS_FILE).exists() and resume and _complete(load_json(sub / RESULTS_FILE), kw["repeats"])
+        saved = load_json(sub / RESULTS_FILE) if resume and (sub / RESULTS_FILE).exists() else None
+        done = saved is not None and _complete(saved, kw["repeats"])
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
-        results = load_json(sub / RESULTS_FILE) if done else execute(run_config(name, kw, prefix_required=True), sub, kw,
-                                                                     resume and (sub / RESULTS_FILE).exists(), overwrite)
+        results = saved if done else execute(run_config(name, kw, prefix_required=True), sub, kw, saved is not None,
+                                             overwrite)
         summary["strategies"][name] = summarize_runs(results)
         write_json_atomic(out_dir / "summary.json", summary)
     png = plot_comparison(summary, out_dir / "comparison.png", title=f"{kw['dataset']}, {kw['repeats']} repeats")
