@@ -82,3 +82,14 @@ def test_bald_rejects_bad_passes():
         build_strategy("bald", passes=0)
     with pytest.raises(ValueError, match="no options"):
         build_strategy("entropy", passes=3)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_edge_budgets_one_and_the_whole_pool(name):
+    s = build_strategy(name)
+    ctx = _context(s)
+    one = s.select(ctx, 1)
+    assert one.shape == (1,) and int(one) >= 9
+    ctx.generator = torch.Generator().manual_seed(0)
+    everything = s.select(ctx, ctx.unlabeled.numel())
+    assert torch.equal(torch.sort(everything).values, ctx.unlabeled)

@@ -1,6 +1,7 @@
 """Trains a backbone from scratch on the labeled set: cross-entropy + optional MMD (MPTS), cyclic-LR snapshots, ensembles."""
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Callable
 
@@ -17,8 +18,6 @@ from mpts_fast.training.posterior import TrainedModel
 def derive_seed(*keys: int | str) -> int:
     """A 63-bit seed from a tuple of keys (run seed, round, role...), so each round's randomness is independent of the
     history of the process — a resumed run draws exactly what an uninterrupted one did."""
-    import hashlib
-
     digest = hashlib.sha256("/".join(map(str, keys)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
