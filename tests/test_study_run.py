@@ -108,3 +108,33 @@ def test_regression_study_on_sine(tmp_path):
     assert doc["statistics"]["metric"] == "mse"
     with pytest.raises(ValueError, match="entropy"):
         StudyConfig("sine", ("entropy",)).validate("regression")
+
+
+def test_resume_of_a_finished_study_reruns_nothing(iris, tmp_path):
+    # regression: every method complete -> `_chunks([])` divided by zero (range() arg 3 must not be zero)
+    cfg = StudyConfig("iris", ("passive", "sasla"), trials=2, hyper=HYPER, **SMALL)
+    doc = run_study(iris, cfg, tmp_path, plot=False, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "trials").glob("*/trial_*.json")}
+    doc2 = run_study(iris, cfg, tmp_path, plot=False, progress=False, resume=True)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "trials").glob("*/trial_*.json")} == stamps
+    assert doc2["methods"] == doc["methods"]
+
+
+def test_resume_with_one_method_complete_and_another_missing_trials(iris, tmp_path):
+    # as after a Ctrl-C that came when passive had finished all its trials and sasla had not
+    cfg = StudyConfig("iris", ("passive", "sasla"), trials=3, hyper=HYPER, **SMALL)
+    doc = run_study(iris, cfg, tmp_path, plot=False, progress=False, workers=2)
+    for t in (0, 2):
+        (tmp_path / "trials" / "sasla" / f"trial_{t:03d}.json").unlink()
+    doc2 = run_study(iris, cfg, tmp_path, plot=False, progress=False, workers=2, resume=True)
+    assert sorted(p.name for p in (tmp_path / "trials" / "sasla").glob("trial_*.json")) == \
+        ["trial_000.json", "trial_001.json", "trial_002.json"]
+    assert doc2["methods"]["sasla"]["accuracy_mean"] == pytest.approx(doc["methods"]["sasla"]["accuracy_mean"])
+
+
+def test_chunks_split_evenly_and_empty_is_empty():
+    from mpts_fast.study.runner import _chunks
+
+    assert _chunks([], 4) == []
+    assert _chunks([3], 4) == [[3]]
+    assert _chunks(list(range(5)), 2) == [[0, 1, 2], [3, 4]]

@@ -6,6 +6,7 @@ Layout of DIR: study.json, report.md, curves.json, config.json, trials/<method>/
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,9 +44,21 @@ def _load_done(out: Path, cfg: StudyConfig, method: str) -> dict[int, dict]:
 
 
 def _chunks(trials: list[int], parts: int) -> list[list[int]]:
+    """`trials` cut into at most `parts` contiguous chunks of near-equal size; none when `trials` is empty (every
+    trial of a method already on disk)."""
+    if not trials:
+        return []
     parts = max(1, min(parts, len(trials)))
     size = -(-len(trials) // parts)
     return [trials[i:i + size] for i in range(0, len(trials), size)]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a Ctrl-C never leaves a trial file cut short."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def run_trials(data: sdata.StudyData, cfg: StudyConfig, out: Path, workers: int = 1, resume: bool = False,
@@ -62,9 +75,7 @@ def run_trials(data: sdata.StudyData, cfg: StudyConfig, out: Path, workers: int 
     for recs in imap(_task, tasks, workers, progress, desc=f"study {cfg.dataset}", unit="trial",
                      weight=lambda t: len(t[3])):
         for r in recs:
-            p = _trial_path(out, r["method"], r["trial"])
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(json.dumps(r))
+            _write_atomic(_trial_path(out, r["method"], r["trial"]), json.dumps(r))
             results[r["method"]][r["trial"]] = r
     return {m: [results[m][t] for t in sorted(results[m])] for m in cfg.methods}
 
