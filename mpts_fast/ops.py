@@ -379,10 +379,13 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor
     """Greedy k-center (Coreset, Sener & Savarese): k rows, each the unlabeled, unpicked row
     farthest (Euclidean) from its nearest centre; ties go to the lowest index.
 
-    features: (N, d) floating tensor. labeled: None, a bool mask (N,) or an integer index
-    tensor of rows that already count as centres. With no labeled row the first pick is the row
-    farthest from the mean of all rows. Returns (k,) int64 row indices in pick order, on
-    features' device. 1 <= k <= number of unlabeled rows. Deterministic.
+    features: (N, d) floating tensor. labeled: rows that already count as centres and are never
+    picked: None, a bool mask (N,), or integer row indices; a torch tensor, numpy array or list;
+    empty means none. An integer `labeled` of length N holding only 0s and 1s (mask.long()) is
+    refused as ambiguous (pass mask.bool()), and so is uint8. With no labeled row the first
+    pick is the row farthest from the mean of all rows. Returns (k,) int64 row indices in pick
+    order, on features' device. 1 <= k <= number of unlabeled rows (an int, numpy integer or
+    0-dim integer tensor). Deterministic.
 
     Initial distances to the labeled set: faiss 1-NN on CPU (chunked GEMM without faiss),
     refined in the direct form; then one fused pass per pick (distance to the newest centre,
@@ -420,6 +423,7 @@ def badge_select(
     k: int,
     *,
     generator: torch.Generator | None = None,
+    labeled=None,
 ) -> torch.Tensor:
     """BADGE (Ash et al. 2020): k-means++ seeding (first="norm") over the gradient embeddings
     g_i = (p_i - e_yhat_i) (x) h_i, yhat_i = argmax p_i, without forming them:
@@ -427,11 +431,13 @@ def badge_select(
     q = p - e_yhat, so each pick reads N (C + D) numbers, not N C D.
 
     probs: (N, C) softmax outputs (non-negative, rows summing to 1); embeddings: (N, D)
-    penultimate features. Returns (k,) int64 in pick order. Reproducible with `generator`.
+    penultimate features; labeled as in kcenter_greedy: labeled rows are never picked and count
+    as chosen centres (as kmeanspp(g, k, first="norm", labeled=labeled) over the explicit g).
+    Returns (k,) int64 in pick order. Reproducible with `generator`.
     """
     from mpts_fast import select
 
-    return select.badge_select(probs, embeddings, k, generator=generator)
+    return select.badge_select(probs, embeddings, k, generator=generator, labeled=labeled)
 
 
 def _register_select() -> None:

@@ -93,21 +93,25 @@ def badge_select(
     k: int,
     *,
     generator: torch.Generator | None = None,
+    labeled=None,
 ) -> torch.Tensor:
     validate.probs_and_embeddings(probs, embeddings)
     k = validate.count(k)
     generator = validate.generator(generator)
     N = probs.shape[0]
-    validate.enough_rows(k, N, None)
+    mask = validate.labeled_mask(labeled, N, probs.device)
+    validate.enough_rows(k, N, mask)
     with torch.no_grad():
         h, dtype, native = _prepare(embeddings.detach(), "badge_select")
         q = badge_factors(probs.detach(), h, dtype)
         u = seeding.uniforms(k, generator, h.device)
-        mind = torch.full((N,), float("inf"), dtype=dtype, device=h.device)
+        if mask is None:
+            mind = torch.full((N,), float("inf"), dtype=dtype, device=h.device)
+        else:
+            mind = nearest.min_sqdist_to_labeled_badge(q, h, mask, dtype)
+        a = torch.ops.mpts_fast.select_badge_sqnorms(q, h) if native else reference.badge_sqnorms(q, h)
+        # the first pick: the largest gradient embedding among the unlabeled rows (BADGE)
+        first_row = seeding.largest_norm(a, mask)
         if native:
-            a = torch.ops.mpts_fast.select_badge_sqnorms(q, h)
-            first_row = int(a.argmax())
             return torch.ops.mpts_fast.select_badge_kmeanspp(q, h, a, mind, first_row, k, u)
-        a = reference.badge_sqnorms(q, h)
-        first_row = int(a.argmax())
         return reference.badge_loop(q, h, a, mind, first_row, k, u)

@@ -113,3 +113,44 @@ def min_sqdist_to_labeled(x: torch.Tensor, mask: torch.Tensor, dtype: torch.dtyp
     nn = _nn_faiss(faiss, x, qidx, lidx) if faiss is not None else _nn_torch(x, qidx, lidx, dtype)
     mind[qidx] = _direct_sqdist(x, qidx, nn, dtype)
     return mind
+
+
+def min_sqdist_to_labeled_badge(q: torch.Tensor, h: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The BADGE version of min_sqdist_to_labeled, over g_i = q_i (x) h_i without forming g.
+
+    The nearest labeled row of each unlabeled row is found by chunked GEMMs in the factored form
+    ||g_i - g_l||^2 = a_i + a_l - 2 (q_i . q_l)(h_i . h_l), never holding an N x L block; the
+    distance to the row found is then recomputed from the explicit outer products,
+    sum_cd (q_ic h_id - q_lc h_ld)^2, a chunk of rows at a time, so a duplicate of a labeled row
+    gets exactly 0. q: (N, C), h: (N, D), mask: (N,) bool with at least one True. Returns (N,)
+    in `dtype`, -1 at labeled rows."""
+    lidx = mask.nonzero().squeeze(1)
+    qidx = (~mask).nonzero().squeeze(1)
+    mind = torch.full((q.shape[0],), -1.0, dtype=dtype, device=q.device)
+    if qidx.numel() == 0:
+        return mind
+    qq, hh = q.to(dtype), h.to(dtype)
+    a = qq.pow(2).sum(1) * hh.pow(2).sum(1)
+    cols = q.shape[1] + h.shape[1]
+    lstep = max(1, min(lidx.shape[0], _QUERY_ELEMS // cols))
+    qstep = max(1, _QUERY_ELEMS // max(lstep, cols))
+    best_val = torch.full((qidx.shape[0],), float("inf"), dtype=dtype, device=q.device)
+    best_idx = torch.zeros(qidx.shape[0], dtype=torch.long, device=q.device)
+    for l0 in range(0, lidx.shape[0], lstep):
+        li = lidx[l0 : l0 + lstep]
+        for q0 in range(0, qidx.shape[0], qstep):
+            qi = qidx[q0 : q0 + qstep]
+            # a_i is the same for every candidate of a row: only a_l - 2 (q.q)(h.h) ranks them
+            score = a[li][None, :] - 2 * (qq[qi] @ qq[li].T) * (hh[qi] @ hh[li].T)
+            val, arg = score.min(1)
+            sl = slice(q0, q0 + qi.shape[0])
+            better = val < best_val[sl]
+            best_val[sl] = torch.where(better, val, best_val[sl])
+            best_idx[sl] = torch.where(better, li[arg], best_idx[sl])
+    step = _chunk_rows(q.shape[1] * h.shape[1])
+    for s in range(0, qidx.shape[0], step):
+        i, j = qidx[s : s + step], best_idx[s : s + step]
+        gi = qq[i][:, :, None] * hh[i][:, None, :]
+        gj = qq[j][:, :, None] * hh[j][:, None, :]
+        mind[i] = (gi - gj).pow_(2).sum((1, 2))
+    return mind

@@ -7,6 +7,8 @@ import torch
 
 from mpts_fast import _checks
 
+_INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64)
+
 
 def finite(x: torch.Tensor, name: str) -> None:
     """NaN/inf check in row chunks: torch.isfinite on the whole pool builds |x| and two masks,
@@ -37,32 +39,57 @@ def count(k, name: str = "k") -> int:
     return k
 
 
-def labeled_mask(labeled, n: int, device: torch.device) -> torch.Tensor | None:
-    """labeled: None, a bool mask (n,) or a 1-D integer index tensor -> bool mask (n,) on
-    `device`, or None when no row is labeled."""
+def labeled_mask(labeled, n: int, device: torch.device, name: str = "labeled") -> torch.Tensor | None:
+    """`labeled` -> bool mask (n,) on `device`, or None when no row is labeled.
+
+    Accepted: None; a bool tensor / numpy array / list of bools of length n (a mask); an integer
+    tensor / array / list of row indices in [0, n) (repeats allowed); an empty sequence of any
+    dtype (nothing labeled). Refused, never guessed:
+    - an integer sequence of length n holding only 0s and 1s: it reads as a 0/1 mask and as
+      indices alike (e.g. mask.long()); pass mask.bool() for a mask. Indices that happen to look
+      like that (n <= 2, or repeated 0s and 1s) are refused too: pass them as a bool mask.
+    - uint8: torch indexes with uint8 as a (deprecated) mask, numpy as indices;
+    - floating, complex or any other dtype.
+    """
     if labeled is None:
         return None
     if not isinstance(labeled, torch.Tensor):
         try:
             labeled = torch.as_tensor(labeled)
         except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"labeled must be a bool mask or an index tensor, got {type(labeled).__name__}") from None
+            raise TypeError(
+                f"{name} must be a bool mask or row indices (tensor, numpy array or list), got {type(labeled).__name__}"
+            ) from None
+    if labeled.numel() == 0:
+        if labeled.dim() > 1:
+            raise ValueError(f"{name} must be 1-D (a bool mask of {n} rows or row indices), got shape {tuple(labeled.shape)}")
+        return None  # [] / empty array / empty tensor of any dtype: nothing labeled
     if labeled.dim() != 1:
-        raise ValueError(f"labeled must be 1-D (a bool mask of {n} rows or row indices), got shape {tuple(labeled.shape)}")
+        raise ValueError(f"{name} must be 1-D (a bool mask of {n} rows or row indices), got shape {tuple(labeled.shape)}")
     if labeled.dtype == torch.bool:
         if labeled.shape[0] != n:
-            raise ValueError(f"labeled as a bool mask must have {n} entries (one per row of features), got {labeled.shape[0]}")
+            raise ValueError(f"{name} as a bool mask must have {n} entries (one per row), got {labeled.shape[0]}")
         mask = labeled.to(device)
-    elif not labeled.dtype.is_floating_point and not labeled.dtype.is_complex:
-        if labeled.numel() and (int(labeled.min()) < 0 or int(labeled.max()) >= n):
-            raise ValueError(
-                f"labeled indices must be in [0, {n}), got values from {int(labeled.min())} to {int(labeled.max())}"
-            )
-        mask = torch.zeros(n, dtype=torch.bool, device=device)
-        mask[labeled.to(device=device, dtype=torch.long)] = True
-    else:
-        raise TypeError(f"labeled must be a bool mask or an integer index tensor, got dtype {labeled.dtype}")
-    return mask if bool(mask.any()) else None
+        return mask if bool(mask.any()) else None
+    if labeled.dtype == torch.uint8:
+        raise TypeError(
+            f"{name} has dtype uint8, which torch reads as a mask and numpy as indices; "
+            f"pass {name}.bool() for a mask or {name}.long() for row indices"
+        )
+    if labeled.dtype.is_floating_point or labeled.dtype.is_complex or labeled.dtype not in _INTEGER_DTYPES:
+        raise TypeError(f"{name} must be a bool mask or an integer index sequence, got dtype {labeled.dtype}")
+    idx = labeled.to(dtype=torch.long)
+    lo, hi = (int(v) for v in torch.aminmax(idx))  # one pass for both bounds
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{name} indices must be in [0, {n}), got values from {lo} to {hi}")
+    if idx.shape[0] == n and hi <= 1:
+        raise ValueError(
+            f"{name} has one entry per row ({n}) and holds only 0s and 1s, so it could be a 0/1 mask or row "
+            f"indices: pass {name}.bool() for a mask (for indices, a bool mask with those rows True)"
+        )
+    mask = torch.zeros(n, dtype=torch.bool, device=device)
+    mask[idx.to(device)] = True
+    return mask
 
 
 def enough_rows(k: int, n: int, mask: torch.Tensor | None) -> None:
