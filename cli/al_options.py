@@ -1,10 +1,14 @@
-"""Options shared by `mpts-fast run` and `mpts-fast compare`, and turning them into a RunConfig."""
+"""Options shared by `mpts-fast run` and `mpts-fast compare`, and turning them into a RunConfig: strategy options,
+options that apply to only some strategies, and resuming with the saved settings."""
 from __future__ import annotations
 
 import functools
-import math
+import re
+from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from mpts_fast.loop import RunConfig
 
@@ -38,33 +42,126 @@ def experiment_options(fn):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
 
 
+_FRACTION = re.compile(r"^\s*[+-]?\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*$")
+
+
 def _literal(text: str):
+    """A Python literal (3, 0.5, None, 'x'), a fraction such as 1/32 (as a float), or the bare word itself."""
     import ast
 
+    if _FRACTION.match(text):
+        num, den = (float(part) for part in text.split("/"))
+        if den == 0:
+            raise click.BadParameter(f"{text!r} divides by zero", param_hint="'--option'")
+        return num / den
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text  # a bare word such as uncertaingcn
 
 
-def strategy_options(strategy: str, raw: tuple[str, ...], *, prefix_required: bool) -> dict:
-    """Parse `--option [STRATEGY.]KEY=VALUE` entries that apply to `strategy` into constructor keyword arguments."""
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed option `name` (or set it through the environment), as opposed to its default."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def strategy_options(strategy: str, raw: tuple[str, ...], *, prefix_required: bool,
+                     in_run: list[str] | None = None) -> dict:
+    """Parse `--option [STRATEGY.]KEY=VALUE` entries that apply to `strategy` into constructor keyword arguments.
+
+    in_run: every strategy of this invocation; an entry naming another strategy is refused, as is an option that
+    `strategy` does not take (the message names the strategy that does)."""
+    from mpts_fast.cli.names import resolve_strategy
+    from mpts_fast.strategies import strategy_for_option, strategy_option_defaults
+
+    in_run = in_run or [strategy]
     options = {}
     for item in raw:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected [STRATEGY.]KEY=VALUE, got {item!r}", param_hint="--option")
+            raise click.BadParameter(f"expected [STRATEGY.]KEY=VALUE, got {item!r}", param_hint="'--option'")
         target, dot, name = key.rpartition(".")
+        if dot:
+            target = resolve_strategy(target, "'--option'")
+            if target not in in_run:
+                raise click.BadParameter(f"{item!r} names strategy {target!r}, which is not in this run "
+                                         f"({', '.join(in_run)})", param_hint="'--option'")
+        owners = [s for s in in_run if name in strategy_option_defaults(s)] or strategy_for_option(name)
         if not dot and prefix_required:
-            raise click.BadParameter(f"name the strategy, e.g. {strategy}.{key}={value}", param_hint="--option")
-        if not dot or target == strategy:
-            options[name] = _literal(value)
+            example = ", ".join(f"{o}.{name}={value}" for o in owners) if owners else f"STRATEGY.{name}={value}"
+            raise click.BadParameter(f"name the strategy, e.g. {example}", param_hint="'--option'")
+        if (target if dot else strategy) != strategy:
+            continue
+        takes = strategy_option_defaults(strategy)
+        if name not in takes:
+            elsewhere = f" ({name} is an option of {', '.join(owners)})" if owners else ""
+            raise click.BadParameter(f"strategy {strategy!r} has no option {name!r}; it takes "
+                                     f"{', '.join(takes) or 'no options'}{elsewhere}", param_hint="'--option'")
+        options[name] = _literal(value)
     return options
 
 
-def run_config(strategy: str, kw: dict, *, prefix_required: bool = False) -> RunConfig:
+def check_applicable(ctx: click.Context, strategies: list[str]) -> None:
+    """Options that only some strategies use are refused when no strategy of this run uses them (they would be ignored
+    silently otherwise); results.json records them only for the strategies that use them."""
+    from mpts_fast.strategies import get_strategy
+
+    needs = {name: get_strategy(name).needs for name in strategies}
+    users = {"mmd_weight": [n for n, nd in needs.items() if nd.mmd],
+             "snapshots": [n for n, nd in needs.items() if nd.snapshots],
+             "mc_passes": [n for n in strategies if n == "bald"]}
+    which = {"mmd_weight": "strategies trained with the MMD term (mpts)",
+             "snapshots": "strategies that score with trajectory snapshots (mpts)",
+             "mc_passes": "bald"}
+    for field, used_by in users.items():
+        if given(ctx, field) and not used_by:
+            raise click.BadParameter(f"applies only to {which[field]}; {', '.join(strategies)} does not use it",
+                                     param_hint=f"'{_option_name(field)}'")
+
+
+def build_options(strategy: str, kw: dict, *, prefix_required: bool = False,
+                  in_run: list[str] | None = None) -> dict:
+    """The strategy's constructor options from --option and --mc-passes, checked by building the strategy once."""
+    from mpts_fast.strategies import build_strategy
+
+    saved = kw.get("saved_strategy_options", {}).get(strategy)
+    if saved is not None:  # resuming without --option / --mc-passes: the saved options
+        return dict(saved)
     options = {"passes": kw["mc_passes"]} if strategy == "bald" else {}
-    options.update(strategy_options(strategy, kw["options"], prefix_required=prefix_required))
+    options.update(strategy_options(strategy, kw["options"], prefix_required=prefix_required, in_run=in_run))
+    try:
+        build_strategy(strategy, **options)
+    except ValueError as e:
+        raise click.BadParameter(f"strategy {strategy!r}: {e}", param_hint="'--option'") from None
+    return options
+
+
+def merge_saved(ctx: click.Context, kw: dict, saved: dict, source: Path) -> dict:
+    """`kw` with every setting the user did not type taken from a saved results.json config; typed settings must agree
+    with the saved ones (--repeats may grow). A UsageError names each option that disagrees."""
+    kw = dict(kw)
+    conflicts = []
+    for field, saved_value in saved.items():
+        if field not in kw or field in ("options",) or saved_value is None:
+            continue  # None: a setting the saved strategy does not use
+        if not given(ctx, field):
+            kw[field] = saved_value
+        elif field != "repeats" and kw[field] != saved_value:
+            conflicts.append(f"{_option_name(field)} {kw[field]} (saved: {saved_value})")
+    if conflicts:
+        raise click.UsageError(f"cannot resume {source}: it was written with other settings: {'; '.join(conflicts)}. "
+                               f"Leave these options out to resume with the saved settings, or use another --out.")
+    if not (given(ctx, "options") or given(ctx, "mc_passes")) and "strategy" in saved:
+        kw.setdefault("saved_strategy_options", {})[saved["strategy"]] = saved.get("strategy_options", {})
+    return kw
+
+
+def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run: list[str] | None = None) -> RunConfig:
+    options = build_options(strategy, kw, prefix_required=prefix_required, in_run=in_run)
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],
@@ -72,20 +169,31 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False) -> Run
 
 
 def round_printer(quiet: bool):
-    """A per-round table written above the progress bars."""
+    """A per-round table written above the progress bars; the snapshot / ensemble accuracy column appears only for
+    strategies that have one (never a column of nan)."""
     from tqdm.auto import tqdm
 
-    header = f"{'seed':>4} {'round':>5} {'labeled':>7} {'acc':>6} {'f1':>6} {'snap acc':>8} {'train s':>8} {'select s':>8}"
-    state = {"printed": False}
+    state: dict[str, Any] = {"extra": None}
 
     def on_round(seed: int, rec: dict) -> None:
         if quiet:
             return
-        if not state["printed"]:
-            tqdm.write(header)
-            state["printed"] = True
-        snap = rec.get("snapshot_accuracy", rec.get("ensemble_accuracy", math.nan))
+        if state["extra"] is None:
+            state["extra"] = next((k for k in ("snapshot_accuracy", "ensemble_accuracy") if k in rec), "")
+            extra = {"snapshot_accuracy": f" {'snap acc':>8}", "ensemble_accuracy": f" {'ens acc':>8}"}
+            tqdm.write(f"{'seed':>4} {'round':>5} {'labeled':>7} {'acc':>6} {'f1':>6}"
+                       f"{extra.get(state['extra'], '')} {'train s':>8} {'select s':>8}")
+        extra = f" {rec[state['extra']]:>8.3f}" if state["extra"] else ""
         tqdm.write(f"{seed:>4} {rec['round']:>5} {rec['n_labeled']:>7} {rec['test_accuracy']:>6.3f} "
-                   f"{rec['f1_macro']:>6.3f} {snap:>8.3f} {rec['train_seconds']:>8.2f} {rec['select_seconds']:>8.3f}")
+                   f"{rec['f1_macro']:>6.3f}{extra} {rec['train_seconds']:>8.2f} {rec['select_seconds']:>8.2f}")
 
     return on_round
+
+
+def describe(cfg: RunConfig, device: str) -> str:
+    """The resolved settings in one line, printed when a run starts (what the defaults became)."""
+    shown = {k: v for k, v in cfg.to_json().items() if v is not None and k not in ("strategy_options", "dataset",
+                                                                                      "strategy")}
+    opts = ", ".join(f"{k}={v!r}" for k, v in cfg.strategy_options.items())
+    return (f"{cfg.strategy} on {cfg.dataset}: " + " ".join(f"{k}={v}" for k, v in shown.items()) +
+            f" device={device}" + (f" options: {opts}" if opts else ""))

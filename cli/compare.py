@@ -1,50 +1,117 @@
-"""`mpts-fast compare`: several strategies on one data set, summary.json (AUBC, per-round mean ± std) and a plot."""
+"""`mpts-fast compare`: several strategies on one data set, summary.json (AUBC, per-round mean ± sample std, the config,
+each seed's AUBC), results.csv and a plot. Exit codes as `run`: 2 usage, 1 runtime, 130 Ctrl-C."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from mpts_fast.cli.al_options import experiment_options, run_config
+from mpts_fast.cli.al_options import check_applicable, experiment_options, given, merge_saved, run_config
 from mpts_fast.cli.run import execute
+
+SUMMARY_FILE = "summary.json"
+
+
+def _strategy_list(text: str) -> list[str]:
+    from mpts_fast.cli.names import resolve_strategy
+    from mpts_fast.strategies import strategy_names
+
+    if text.strip().lower() == "all":
+        return strategy_names()
+    names = [resolve_strategy(s, "'--strategies'") for s in text.split(",") if s.strip()]
+    if not names:
+        raise click.BadParameter("empty list; expected comma-separated strategy names or 'all'",
+                                 param_hint="'--strategies'")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise click.BadParameter(f"{', '.join(duplicated)} listed twice", param_hint="'--strategies'")
+    return names
+
+
+def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
+    """(strategies, shared config) of an earlier compare in out_dir: from summary.json, else its results.json files."""
+    from mpts_fast.results import RESULTS_FILE, load_json
+
+    summary_path = out_dir / SUMMARY_FILE
+    if summary_path.exists():
+        summary = load_json(summary_path)
+        if "config" in summary:
+            config = dict(summary["config"])
+            return config.pop("strategies", list(summary.get("strategies", {}))), config
+    found = sorted(p.parent.name for p in out_dir.glob(f"*/{RESULTS_FILE}"))
+    if not found:
+        raise click.UsageError(f"nothing to resume: {out_dir} holds no {SUMMARY_FILE} and no <strategy>/{RESULTS_FILE}; "
+                               f"run without --resume to start")
+    config = load_json(out_dir / found[0] / RESULTS_FILE).get("config", {})
+    return found, {k: v for k, v in config.items() if k not in ("strategy", "strategy_options", "mmd_weight", "snapshots")}
+
+
+def _shared_config(config: dict, names: list[str]) -> dict:
+    """summary.json's config: the settings every strategy shares, and the per-strategy ones by strategy."""
+    shared = {k: v for k, v in config.items() if k not in ("strategy", "strategy_options", "mmd_weight", "snapshots")}
+    return {**shared, "strategies": names}
 
 
 @click.command()
 @click.option("--strategies", "-s", default="random,entropy,mpts", show_default=True,
-              help="Comma-separated strategy names, or 'all'.")
+              help="Comma-separated strategy names (case-insensitive), or 'all'.")
 @experiment_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output directory; default runs/compare-<dataset>.")
-@click.option("--resume", is_flag=True, help="Continue interrupted runs; finished strategies are not rerun.")
+@click.option("--resume", is_flag=True, help="Continue interrupted runs with their saved settings; finished strategies "
+                                             "are not rerun.")
 @click.option("--overwrite", is_flag=True, help="Start every strategy afresh even if --out holds results.")
-def compare(strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
+@click.pass_context
+def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run several strategies with the same seeds and compare their learning curves."""
+    from mpts_fast.cli.names import resolve_dataset
     from mpts_fast.plots import plot_comparison
-    from mpts_fast.results import RESULTS_FILE, load_json, summarize_runs, write_json_atomic
-    from mpts_fast.strategies import strategy_names
+    from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, format_mean_std, load_json, summarize_runs,
+                                   write_json_atomic, write_results_csv)
 
-    names = strategy_names() if strategies.strip() == "all" else [s.strip() for s in strategies.split(",") if s.strip()]
-    unknown = [s for s in names if s not in strategy_names()]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown {unknown or 'empty list'}; expected names from {', '.join(strategy_names())} "
-                                 f"or 'all'", param_hint="--strategies")
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    kw["dataset"] = resolve_dataset(kw["dataset"])
+    names = _strategy_list(strategies)
     out_dir = Path(out or f"runs/compare-{kw['dataset']}")
-    summary = {"dataset": kw["dataset"], "strategies": {}}
+    if resume:
+        saved_names, saved_config = _saved_compare(out_dir)
+        if not given(ctx, "strategies"):
+            names = saved_names
+        kw = merge_saved(ctx, kw, saved_config, out_dir / SUMMARY_FILE)
+    check_applicable(ctx, names)
+    configs = {}
+    for name in names:  # every strategy's settings are checked before the first one trains
+        sub_kw = kw
+        saved_path = out_dir / name / RESULTS_FILE
+        if resume and saved_path.exists():
+            sub_kw = merge_saved(ctx, kw, load_json(saved_path).get("config", {}), saved_path)
+        configs[name] = run_config(name, sub_kw, prefix_required=True, in_run=names)
+    summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": None, "strategies": {}}
+    everything = []
     for name in names:
         sub = out_dir / name
         saved = load_json(sub / RESULTS_FILE) if resume and (sub / RESULTS_FILE).exists() else None
-        done = saved is not None and _complete(saved, kw["repeats"])
+        repeats = configs[name].repeats
+        done = saved is not None and _complete(saved, repeats)
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
-        results = saved if done else execute(run_config(name, kw, prefix_required=True), sub, kw, saved is not None,
-                                             overwrite)
-        summary["strategies"][name] = summarize_runs(results)
-        write_json_atomic(out_dir / "summary.json", summary)
-    png = plot_comparison(summary, out_dir / "comparison.png", title=f"{kw['dataset']}, {kw['repeats']} repeats")
-    click.echo(f"{'strategy':<18} {'AUBC':>14}  final accuracy")
+        results = saved if done else execute(configs[name], sub, kw, saved is not None, overwrite, command="compare")
+        summary["config"] = summary["config"] or _shared_config(results["config"], names)
+        summary["strategies"][name] = {"config": {k: results["config"][k] for k in ("strategy_options", "mmd_weight",
+                                                                                  "snapshots")},
+                                       **summarize_runs(results)}
+        everything.append(results)
+        write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    csv = write_results_csv(out_dir / CSV_FILE, everything)
+    seeds = sorted({s["repeats"] for s in summary["strategies"].values()})
+    png = plot_comparison(summary, out_dir / "comparison.png",
+                          title=f"{kw['dataset']}, {' or '.join(map(str, seeds))} seeds")
+    click.echo(f"{'strategy':<18} {'AUBC':>15}  {'final accuracy':>15}  (mean ± sample std over seeds)")
     for name, s in sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"]):
-        click.echo(f"{name:<18} {s['aubc_mean']:.3f} ± {s['aubc_std']:.3f}  {s['accuracy_mean'][-1]:.3f} ± "
-                   f"{s['accuracy_std'][-1]:.3f}")
-    click.echo(f"summary: {out_dir / 'summary.json'}\nplot: {png}")
+        final_std = None if s["accuracy_std"] is None else s["accuracy_std"][-1]
+        click.echo(f"{name:<18} {format_mean_std(s['aubc_mean'], s['aubc_std']):>15}  "
+                   f"{format_mean_std(s['accuracy_mean'][-1], final_std):>15}")
+    click.echo(f"summary: {out_dir / SUMMARY_FILE}\nper seed and round: {csv}\nplot: {png}")
 
 
 def _complete(results: dict, repeats: int) -> bool:

@@ -14,11 +14,30 @@ from tqdm.auto import tqdm
 
 from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.models import build_model
-from mpts_fast.results import RESULTS_FILE, load_json, write_json_atomic
-from mpts_fast.strategies import SelectionContext, Strategy, build_strategy
+from mpts_fast.results import RESULTS_FILE, load_json, provenance, write_json_atomic
+from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
 
 RoundCallback = Callable[[int, dict], None]
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, found before any training. `field` names the RunConfig field (the CLI maps it to its
+    option)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ResumeMismatchError(ValueError):
+    """A resumed results.json was written with other settings. `differences`: {field: (saved, given)}."""
+
+    def __init__(self, path: Path, differences: dict[str, tuple[Any, Any]]) -> None:
+        listed = ", ".join(f"{k} (saved {a!r}, given {b!r})" for k, (a, b) in differences.items())
+        super().__init__(f"resume: {path} was written with different settings: {listed}; resume with the saved "
+                         f"settings or write to another directory")
+        self.path, self.differences = path, differences
 
 
 @dataclass(frozen=True)
@@ -44,15 +63,23 @@ class RunConfig:
     snapshots: int | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
-    def resolved(self, data: Dataset) -> "RunConfig":
+    def resolved(self, data: Dataset, needs: "Needs | None" = None) -> "RunConfig":
+        """Defaults filled in from the data set; with the strategy's `needs`, settings it does not use (mmd_weight,
+        snapshots) become None, so results.json records only what was used."""
         d = data.defaults
         pick = lambda v, default: default if v is None else v  # noqa: E731
         epochs = pick(self.epochs, d.epochs)
-        return dataclasses.replace(
+        cfg = dataclasses.replace(
             self, rounds=pick(self.rounds, d.rounds), initial=pick(self.initial, d.initial),
             budget=pick(self.budget, d.budget), epochs=epochs, lr=pick(self.lr, d.lr),
             batch_size=pick(self.batch_size, d.batch_size), model=pick(self.model, d.model),
             snapshots=pick(self.snapshots, max(epochs // 2, 1)))
+        return cfg if needs is None else cfg.used_only(needs)
+
+    def used_only(self, needs: "Needs") -> "RunConfig":
+        """This config with the settings the strategy does not use set to None."""
+        return dataclasses.replace(self, mmd_weight=self.mmd_weight if needs.mmd else None,
+                                   snapshots=self.snapshots if needs.snapshots else None)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,30 +89,46 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available (torch {torch.__version__})")
+        raise ConfigError("device", f"{device!r} requested but CUDA is not available (torch {torch.__version__})")
     try:
         return torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device: expected auto, cpu or cuda[:i], got {device!r}") from None
+        raise ConfigError("device", f"expected auto, cpu or cuda[:i], got {device!r}") from None
 
 
 def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
     """Refuse impossible settings before any training."""
     if data.task != "classification":
-        raise ValueError(f"dataset: {data.name!r} is a {data.task} set; the AL engine needs classification")
+        raise ConfigError("dataset", f"{data.name!r} is a {data.task} set; the AL engine needs classification")
     n_pool = data.x_train.shape[0]
     for name in ("rounds", "initial", "epochs", "repeats"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {getattr(cfg, name)}")
+            raise ConfigError(name, f"expected a positive integer, got {getattr(cfg, name)}")
     if cfg.budget < 1 and cfg.rounds > 1:
-        raise ValueError(f"budget: expected a positive integer, got {cfg.budget}")
+        raise ConfigError("budget", f"expected a positive integer, got {cfg.budget}")
+    if strategy.needs.snapshots and cfg.snapshots < 1:
+        raise ConfigError("snapshots", f"strategy {strategy.name!r} averages trajectory snapshots, so it needs at least "
+                                       f"1, got {cfg.snapshots}")
+    _check_model(cfg.model)
     needed = cfg.initial + cfg.budget * (cfg.rounds - 1)
     if needed > n_pool:
-        raise ValueError(f"budget: initial {cfg.initial} + {cfg.rounds - 1} rounds × budget {cfg.budget} = {needed} "
-                         f"labels, but the pool of {data.name!r} holds only {n_pool} items")
+        raise ConfigError("budget", f"initial {cfg.initial} + {cfg.rounds - 1} rounds × budget {cfg.budget} = {needed} "
+                                    f"labels, but the pool of {data.name!r} holds only {n_pool} items")
     if strategy.needs.every_class and cfg.initial < data.num_classes:
-        raise ValueError(f"initial: strategy {strategy.name!r} needs every class labeled, so the initial set must hold at "
-                         f"least {data.num_classes} items, got {cfg.initial}")
+        raise ConfigError("initial", f"strategy {strategy.name!r} needs every class labeled, so the initial set must "
+                                     f"hold at least {data.num_classes} items, got {cfg.initial}")
+
+
+def _check_model(name: str) -> None:
+    """An unknown backbone, or one whose optional package is missing, is refused before training (not in round 0)."""
+    import importlib.util
+
+    from mpts_fast.models import model_names
+
+    if name not in model_names():
+        raise ConfigError("model", f"unknown backbone {name!r}; expected one of {', '.join(model_names())}")
+    if name == "vit_small" and importlib.util.find_spec("timm") is None:
+        raise ConfigError("model", "backbone 'vit_small' needs the optional package timm (pip install timm)")
 
 
 def train_config(cfg: RunConfig, strategy: Strategy) -> TrainConfig:
@@ -122,7 +165,7 @@ class ActiveLearningRun:
                  data: Dataset | None = None, progress: bool = True, on_round: RoundCallback | None = None) -> None:
         self.data = data if data is not None else load_dataset(cfg.dataset, data_dir, progress=progress)
         self.strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
-        self.cfg = cfg.resolved(self.data)
+        self.cfg = cfg.resolved(self.data, self.strategy.needs)
         validate(self.cfg, self.data, self.strategy)
         self.device = resolve_device(device)
         self.path = Path(out_dir) / RESULTS_FILE
@@ -130,25 +173,39 @@ class ActiveLearningRun:
         self.on_round = on_round
 
     def _fresh_results(self) -> dict:
+        # provenance: one entry for the start and one per resume
         return {"dataset": self.data.name, "strategy": self.cfg.strategy, "config": self.cfg.to_json(),
-                "device": str(self.device), "runs": []}
+                "device": str(self.device), "provenance": [provenance(str(self.device))], "runs": []}
 
     def _load_for_resume(self) -> dict:
         results = load_json(self.path)
         saved, mine = dict(results.get("config", {})), self.cfg.to_json()
-        saved.pop("repeats", None), mine.pop("repeats", None)  # more repeats may be asked for on resume
+        needs = self.strategy.needs  # files written before unused settings were recorded as None hold values there
+        saved.update(mmd_weight=saved.get("mmd_weight") if needs.mmd else None,
+                     snapshots=saved.get("snapshots") if needs.snapshots else None)
+        saved_repeats = max(int(saved.pop("repeats", 1)), len(results.get("runs", [])))
+        mine.pop("repeats")  # more repeats may be asked for on resume; fewer never drops stored runs
         if saved != mine:
-            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
-            raise ValueError(f"resume: {self.path} was written with different settings ({', '.join(diff)}); use the same "
-                             f"options or another --out directory")
+            diff = {k: (saved.get(k), mine.get(k)) for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)}
+            raise ResumeMismatchError(self.path, diff)
+        self.cfg = dataclasses.replace(self.cfg, repeats=max(self.cfg.repeats, saved_repeats))
         results["config"] = self.cfg.to_json()
+        results.setdefault("provenance", []).append(provenance(str(self.device)))
         return results
 
+    def _holds_finished_round(self) -> bool:
+        """Whether <out>/results.json holds a finished round (a first round that failed leaves one without)."""
+        try:
+            return any(run.get("rounds") for run in load_json(self.path).get("runs", []))
+        except (OSError, ValueError, AttributeError):
+            return True  # unreadable: never overwrite it silently
+
     def run(self, resume: bool = False, overwrite: bool = False) -> dict:
-        """resume: continue `<out>/results.json` from its last finished round; overwrite: start afresh over it."""
-        if self.path.exists() and not (resume or overwrite):
-            raise FileExistsError(f"out: {self.path} exists; pass --resume to continue it, --overwrite to start again, "
-                                  f"or choose another --out")
+        """resume: continue `<out>/results.json` from its last finished round (starting afresh when there is none);
+        overwrite: start afresh over it. Resuming with more repeats adds runs; with fewer keeps every stored run."""
+        if self.path.exists() and not (resume or overwrite) and self._holds_finished_round():
+            raise FileExistsError(f"results: {self.path} exists; pass resume=True to continue it or overwrite=True to "
+                                  f"start again, or write to another directory")
         results = self._load_for_resume() if resume and self.path.exists() else self._fresh_results()
         # every repeat's initial set is drawn (and checked) before any training
         new_runs = [self._new_run(rep) for rep in range(len(results["runs"]), self.cfg.repeats)]
@@ -167,8 +224,8 @@ class ActiveLearningRun:
         if self.strategy.needs.every_class:
             missing = sorted(set(range(self.data.num_classes)) - set(self.data.y_train[initial].tolist()))
             if missing:
-                raise ValueError(f"initial: the random initial set of seed {seed} misses classes {missing}, which "
-                                 f"strategy {self.cfg.strategy!r} needs; raise --initial or change --seed")
+                raise ConfigError("initial", f"the random initial set of seed {seed} misses classes {missing}, which "
+                                             f"strategy {self.cfg.strategy!r} needs; raise initial or change seed")
         return {"seed": seed, "initial": initial.tolist(), "rounds": [], "complete": False}
 
     def _run_one(self, results: dict, run: dict, x_pool: torch.Tensor) -> None:

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = "os^Dv<>pXh*"
+
 
 def _pyplot():
     import matplotlib
@@ -15,30 +18,48 @@ def _pyplot():
     return plt
 
 
+def _style(i: int, plt) -> dict:
+    """Colour, line style and marker of the i-th of n curves. tab10's ten colours are distinct; past ten they repeat
+    with another line style and marker (tab20's light/dark pairs are too alike to tell apart)."""
+    colour = plt.get_cmap("tab10").colors[i % 10]
+    return {"color": colour, "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
 def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
-    """summary: {"strategies": {name: {"n_labeled", "accuracy_mean", "accuracy_std", "aubc_mean", ...}}} → PNG at path.
-    Mean test accuracy against the number of labels with a ±1 std band per strategy (like the MPTS paper's Figure 1)."""
+    """summary: {"strategies": {name: {"n_labeled", "accuracy_mean", "accuracy_std", "aubc_mean", "repeats"}}} → PNG.
+    Mean test accuracy against the number of labels with a band of ± 1 sample std over the seeds per strategy (like the
+    MPTS paper's Figure 1); the legend says what the bands are. With more than four curves the legend sits right of the
+    axes so it never hides a curve."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     entries = sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"])
-    # the default cycle repeats after 10 colours: the full line-up (13) needs more, and line styles to tell neighbours apart
-    colours = plt.get_cmap("tab20").colors if len(entries) > 10 else [None] * len(entries)
+    outside = len(entries) > 4
+    fig, ax = plt.subplots(figsize=(8.6 if outside else 6.4, 4.6), dpi=120)
+    seeds = sorted({s.get("repeats", 1) for _, s in entries})
     for i, (name, s) in enumerate(entries):
         n = np.asarray(s["n_labeled"])
-        mean, std = np.asarray(s["accuracy_mean"]), np.asarray(s["accuracy_std"])
-        line, = ax.plot(n, mean, marker="os^D"[i % 4], markersize=3, linestyle=("-", "--")[i % 2 if len(entries) > 10 else 0],
-                        color=colours[i], label=f"{name} (AUBC {s['aubc_mean']:.3f})")
-        ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
+        mean = np.asarray(s["accuracy_mean"])
+        line, = ax.plot(n, mean, markersize=3, label=f"{name} (AUBC {s['aubc_mean']:.3f})", **_style(i, plt))
+        if s.get("accuracy_std") is not None:
+            std = np.asarray(s["accuracy_std"], dtype=np.float64)
+            ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xlabel("number of labeled examples")
     ax.set_ylabel("test accuracy")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    counts = " or ".join(map(str, seeds))
+    legend_title = (f"lines: mean over {counts} seed{'s' if seeds != [1] else ''}" +
+                    (f"\nbands: mean ± std (sample, ddof=1)" if any(s.get("accuracy_std") is not None
+                                                                   for _, s in entries) else ""))
+    if outside:
+        ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0)
+    else:
+        ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="lower right")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 

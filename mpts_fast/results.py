@@ -1,6 +1,9 @@
-"""results.json: atomic writes (a crash or Ctrl-C leaves the previous complete file), loading, AUBC and summaries."""
+"""results.json: atomic writes (a crash or Ctrl-C leaves the previous complete file), loading, AUBC, summaries over
+seeds (sample std, ddof = 1), provenance of a run and the one-row-per-seed-and-round CSV export."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -10,22 +13,40 @@ from typing import Any
 import numpy as np
 
 RESULTS_FILE = "results.json"
+CSV_FILE = "results.csv"
+STD_NOTE = "sample standard deviation over seeds (ddof = 1); null with a single seed"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path` (atomic on POSIX)."""
+def _umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path` (atomic on POSIX).
+
+    The file gets the mode a plain open() would give (0o666 minus the umask, 0644 typically), not mkstemp's 0600, so
+    collaborators on a shared filesystem can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """`data` as indented JSON, written atomically (see write_text_atomic); unserialisable data leaves `path` as it was."""
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def load_json(path: str | Path) -> Any:
@@ -46,8 +67,17 @@ def aubc(n_labeled: list[int] | np.ndarray, accuracy: list[float] | np.ndarray) 
     return float(trapezoid(a, n) / (n[-1] - n[0]))
 
 
+def sample_std(values: np.ndarray, axis: int = 0) -> np.ndarray | None:
+    """Sample standard deviation (ddof = 1) along `axis`; None when there is a single value (undefined)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[axis] < 2:
+        return None
+    return values.std(axis=axis, ddof=1)
+
+
 def summarize_runs(results: dict) -> dict:
-    """Mean ± std over complete runs of one strategy: per-round accuracy and AUBC (the `compare` summary entry)."""
+    """Mean ± sample std over complete runs of one strategy: per-round accuracy and AUBC, and each seed's AUBC (the
+    `compare` summary entry). accuracy_std / aubc_std are None with a single run."""
     runs = [r for r in results["runs"] if r.get("complete")]
     if not runs:
         raise ValueError(f"results for {results.get('strategy')!r} hold no complete run")
@@ -55,8 +85,103 @@ def summarize_runs(results: dict) -> dict:
     acc = np.array([[rd["test_accuracy"] for rd in r["rounds"][:rounds]] for r in runs])
     n_labeled = [rd["n_labeled"] for rd in runs[0]["rounds"][:rounds]]
     areas = np.array([aubc(n_labeled, a) for a in acc])
+    aubc_std, acc_std = sample_std(areas), sample_std(acc)
     return {
-        "aubc_mean": float(areas.mean()), "aubc_std": float(areas.std()),
-        "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
+        "aubc_mean": float(areas.mean()), "aubc_std": None if aubc_std is None else float(aubc_std),
+        "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": None if acc_std is None else acc_std.tolist(),
         "n_labeled": n_labeled, "repeats": len(runs),
+        "seeds": [r["seed"] for r in runs], "aubc_per_seed": areas.tolist(),
     }
+
+
+def format_mean_std(mean: float, std: float | None, digits: int = 3) -> str:
+    """'0.867 ± 0.012', or '0.867 ± n/a' with a single seed; one format for every table row."""
+    return f"{mean:.{digits}f} ± " + ("n/a" if std is None else f"{std:.{digits}f}")
+
+
+# ---- provenance -------------------------------------------------------------------------------------------------
+
+def _git_commit(directory: Path) -> str | None:
+    """The checkout's HEAD (with '-dirty' when tracked files differ) when `directory` is inside a git work tree."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """What produced a result: versions, kernel backend, threads, device, time (UTC) and the git commit of a checkout."""
+    import datetime
+    import platform
+
+    import torch
+
+    import mpts_fast
+    from mpts_fast import _native
+
+    try:
+        backend_setting = _native.backend_setting()
+    except ValueError as e:  # a bad MPTS_FAST_BACKEND fails the first op anyway; record what was set
+        backend_setting = f"invalid ({e})"
+    built = _native._C is not None
+    native_devices = _native.native_devices() if built else []
+    kind = str(device).split(":")[0]
+    effective = "native" if kind in native_devices and backend_setting in ("auto", "native") else "reference"
+    return {
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mpts_fast": mpts_fast.__version__,
+        "git_commit": _git_commit(Path(mpts_fast.__file__).resolve().parent),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "backend": effective,  # the kernels the ops use on `device`: native (_C) or reference (plain PyTorch)
+        "backend_setting": backend_setting, "native_devices": native_devices,
+        "torch_threads": torch.get_num_threads(),
+        "openmp_threads": _native._C.openmp_threads() if built else None,
+        "device": str(device),
+    }
+
+
+# ---- CSV export -------------------------------------------------------------------------------------------------
+
+_LEADING = ["dataset", "strategy", "seed", "round", "n_labeled"]
+
+
+def results_rows(results: dict) -> list[dict[str, Any]]:
+    """One flat row per seed × finished round: the round's metrics and timings, `n_selected` instead of the index list."""
+    rows = []
+    for run in results["runs"]:
+        for rd in run["rounds"]:
+            row = {"dataset": results["dataset"], "strategy": results["strategy"], "seed": run["seed"]}
+            row.update({k: v for k, v in rd.items() if k != "selected"})
+            row["n_selected"] = len(rd.get("selected", []))
+            rows.append(row)
+    return rows
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """A header row and one line per row; columns are the union of the rows' keys (empty where a row lacks one, e.g.
+    snapshot_accuracy for strategies without snapshots)."""
+    columns = list(_LEADING)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_results_csv(path: str | Path, results: list[dict]) -> Path:
+    """Every finished round of every results.json dict in `results` → one CSV (readable by pandas.read_csv)."""
+    rows = [row for res in results for row in results_rows(res)]
+    write_text_atomic(path, rows_to_csv(rows))
+    return Path(path)

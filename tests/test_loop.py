@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mpts_fast.data import ALDefaults, Dataset
-from mpts_fast.loop import ActiveLearningRun, RunConfig
+from mpts_fast.loop import ActiveLearningRun, ConfigError, ResumeMismatchError, RunConfig
 from mpts_fast.results import aubc, summarize_runs, write_json_atomic
 
 from al_fixtures import blobs, tiny_digits
@@ -68,10 +68,14 @@ def test_resume_after_a_kill_gives_the_uninterrupted_results(tmp_path, strategy)
 
 def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(tmp_path):
     _run(tmp_path, "random").run()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="resume=True") as exists:
         _run(tmp_path, "random").run()
-    with pytest.raises(ValueError, match="budget"):
+    with pytest.raises(ResumeMismatchError, match="budget") as mismatch:
         _run(tmp_path, "random", budget=5).run(resume=True)
+    assert mismatch.value.differences == {"budget": (10, 5)}
+    # the Python API speaks Python: no CLI option names in its messages (the CLI translates)
+    for message in (str(exists.value), str(mismatch.value)):
+        assert "--" not in message
 
 
 def test_impossible_settings_are_refused_before_training(tmp_path):
@@ -131,11 +135,17 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 def test_aubc_and_summary():
     assert aubc([100, 200, 300], [0.5, 0.7, 0.9]) == pytest.approx(0.7)
     assert aubc([100], [0.4]) == pytest.approx(0.4)
-    runs = [{"complete": True, "rounds": [{"n_labeled": 10, "test_accuracy": a}, {"n_labeled": 20, "test_accuracy": b}]}
-            for a, b in [(0.5, 0.7), (0.7, 0.9)]]
+    runs = [{"seed": i, "complete": True,
+             "rounds": [{"n_labeled": 10, "test_accuracy": a}, {"n_labeled": 20, "test_accuracy": b}]}
+            for i, (a, b) in enumerate([(0.5, 0.7), (0.7, 0.9)])]
     s = summarize_runs({"strategy": "x", "runs": runs + [{"complete": False, "rounds": []}]})
-    assert s["aubc_mean"] == pytest.approx(0.7) and s["aubc_std"] == pytest.approx(0.1)
+    # sample std (ddof = 1), as in the study: AUBCs 0.6 and 0.8 → 0.1414, not the population 0.1
+    assert s["aubc_mean"] == pytest.approx(0.7) and s["aubc_std"] == pytest.approx(0.1414213)
+    assert s["accuracy_std"] == pytest.approx([0.1414213, 0.1414213])
     assert s["accuracy_mean"] == pytest.approx([0.6, 0.8]) and s["n_labeled"] == [10, 20]
+    assert s["aubc_per_seed"] == pytest.approx([0.6, 0.8])
+    one = summarize_runs({"strategy": "x", "runs": runs[:1]})
+    assert one["aubc_std"] is None and one["accuracy_std"] is None  # undefined with one seed, not 0
 
 
 @pytest.mark.parametrize("strategy", ["random", "entropy", "least_confidence", "margin", "bald", "ensemble_variance",
@@ -144,3 +154,66 @@ def test_every_core_strategy_runs_end_to_end(tmp_path, strategy):
     res = _run(tmp_path, strategy, data=blobs(n=90), rounds=2, epochs=2).run()
     rounds = res["runs"][0]["rounds"]
     assert [r["n_labeled"] for r in rounds] == [6, 10] and len(rounds[0]["selected"]) == 4
+
+
+def test_unused_settings_are_recorded_as_none(tmp_path):
+    res = _run(tmp_path, "badge", data=blobs(n=90), rounds=2, epochs=2, mmd_weight=5.0, snapshots=3).run()
+    assert res["config"]["mmd_weight"] is None and res["config"]["snapshots"] is None
+    res = _run(tmp_path, "mpts", name="m", rounds=2, epochs=2, mmd_weight=5.0).run()
+    assert res["config"]["mmd_weight"] == 5.0 and res["config"]["snapshots"] == 1
+
+
+def test_settings_that_cannot_work_are_refused_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    trained = []
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: trained.append(1))
+    with pytest.raises(ConfigError, match="snapshots") as e:
+        _run(tmp_path, "mpts", snapshots=0).run()
+    assert e.value.field == "snapshots"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="timm") as e:
+        _run(tmp_path, "entropy", model="vit_small").run()
+    assert e.value.field == "model"
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        _run(tmp_path, "entropy", model="resnet1")
+    assert trained == []
+
+
+def test_a_failed_first_round_does_not_block_the_next_run(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    with monkeypatch.context() as m:
+        m.setattr("mpts_fast.loop.Trainer.fit", boom)
+        with pytest.raises(RuntimeError, match="simulated"):
+            _run(tmp_path, "random", rounds=2, epochs=1).run()
+    res = _run(tmp_path, "random", rounds=2, epochs=1).run()  # no overwrite=True needed: nothing was finished
+    assert res["runs"][0]["complete"]
+
+
+def test_resume_with_fewer_repeats_keeps_every_stored_run(tmp_path):
+    _run(tmp_path, "random", rounds=2, epochs=1, repeats=2).run()
+    res = _run(tmp_path, "random", rounds=2, epochs=1, repeats=1).run(resume=True)
+    assert res["config"]["repeats"] == 2 and len(res["runs"]) == 2
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["config"]["repeats"] == 2
+
+
+def test_results_file_mode_and_provenance(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        res = _run(tmp_path, "random", rounds=2, epochs=1).run()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out" / "results.json").stat().st_mode) == 0o644
+    prov = res["provenance"][0]
+    assert {"timestamp", "mpts_fast", "torch", "backend", "torch_threads", "device", "git_commit"} <= set(prov)
+    assert prov["backend"] in ("native", "reference") and prov["device"] == "cpu"
+    res = _run(tmp_path, "random", rounds=2, epochs=1).run(resume=True)
+    assert len(res["provenance"]) == 2

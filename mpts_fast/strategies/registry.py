@@ -23,7 +23,12 @@ def get_strategy(name: str) -> type[Strategy]:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"strategy: unknown strategy {name!r}; expected one of {', '.join(strategy_names())}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(name).lower(), strategy_names(), n=2)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(f"strategy: unknown strategy {name!r}; {hint}expected one of "
+                         f"{', '.join(strategy_names())}") from None
 
 
 def build_strategy(name: str, **options: Any) -> Strategy:
@@ -39,3 +44,17 @@ def build_strategy(name: str, **options: Any) -> Strategy:
             raise ValueError(f"strategy {name!r}: unknown option(s) {', '.join(unknown)}; it takes "
                              f"{', '.join(accepted) or 'no options'}")
     return cls(**options)
+
+
+def strategy_option_defaults(name: str) -> dict[str, Any]:
+    """The options a strategy's constructor takes, with their defaults (empty for strategies without options)."""
+    import inspect
+
+    params = inspect.signature(get_strategy(name).__init__).parameters
+    return {p.name: p.default for p in params.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def strategy_for_option(option: str) -> list[str]:
+    """The strategies that take `option` (to point a bare `--option KEY=...` at the right one)."""
+    return [name for name in strategy_names() if option in strategy_option_defaults(name)]
