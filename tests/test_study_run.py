@@ -138,3 +138,18 @@ def test_chunks_split_evenly_and_empty_is_empty():
     assert _chunks([], 4) == []
     assert _chunks([3], 4) == [[3]]
     assert _chunks(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
+
+
+def test_run_study_refuses_to_mix_studies_in_python_words(iris, tmp_path):
+    cfg = StudyConfig("iris", ("passive",), trials=1, hyper=HYPER, **SMALL)
+    run_study(iris, cfg, tmp_path, plot=False, progress=False)
+    with pytest.raises(FileExistsError, match="resume=True") as e:
+        run_study(iris, cfg, tmp_path, plot=False, progress=False)
+    assert "--" not in str(e.value)
+    other = StudyConfig("iris", ("passive",), trials=1, hyper=HYPER, **{**SMALL, "epochs": 13})
+    with pytest.raises(ValueError, match="epochs 12 there, 13 now"):
+        run_study(iris, other, tmp_path, plot=False, progress=False, resume=True)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_study(iris, cfg, tmp_path / "empty", plot=False, progress=False, resume=True)
+    doc = run_study(iris, other, tmp_path, plot=False, progress=False, overwrite=True)
+    assert doc["config"]["epochs"] == 13

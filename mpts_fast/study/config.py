@@ -115,6 +115,20 @@ class StudyConfig:
         d["methods"] = tuple(d["methods"])
         return StudyConfig(**d)
 
+    def differences(self, other: "StudyConfig") -> list[str]:
+        """Names of the settings a stored trial depends on (everything but `methods` and `trials`) that differ
+        between `self` and `other`; hyperparameters as `hyper.<name>`."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        names = []
+        for key in mine:
+            if key in ("methods", "trials"):
+                continue
+            if key == "hyper":
+                names += [f"hyper.{k}" for k in mine[key] if mine[key][k] != theirs[key][k]]
+            elif mine[key] != theirs[key]:
+                names.append(key)
+        return names
+
     def fingerprint(self, method: str) -> str:
         """What a stored trial result of `method` depends on (for --resume)."""
         d = self.to_dict()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -105,13 +106,67 @@ def write_outputs(data: sdata.StudyData, cfg: StudyConfig, by_method: dict[str, 
     return doc
 
 
+CONFIG_FILE = "config.json"
+# what a study writes into its directory; `overwrite=True` removes these (and nothing else)
+_OUTPUTS = ("study.json", "report.md", "curves.json", CONFIG_FILE, "accuracy_boxplot.png", "mse_boxplot.png",
+            "train_size.png", "score_vs_labeled.png", "cd_diagram.png")
+
+
+def holds_study(out: str | Path) -> bool:
+    """True if `out` holds a study's settings or trials."""
+    out = Path(out)
+    return (out / CONFIG_FILE).exists() or (out / "trials").is_dir()
+
+
+def saved_config(out: str | Path) -> StudyConfig:
+    """The settings the study in `out` was started with (its config.json)."""
+    path = Path(out) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"nothing to resume in {out}: it holds no study ({CONFIG_FILE} is missing)")
+    try:
+        return StudyConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        raise ValueError(f"{path} is not a study's config.json ({e})") from None
+
+
+def prepare_output(out: str | Path, cfg: StudyConfig, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new study into an old one: a directory holding a study needs `resume` (same settings;
+    trials and methods may grow) or `overwrite` (the old study's files are removed)."""
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if resume:
+        saved = saved_config(out)
+        diff = saved.differences(cfg)
+        if diff:
+            shown = "; ".join(f"{k} {_get(saved, k)!r} there, {_get(cfg, k)!r} now" for k in diff)
+            raise ValueError(f"resume: the study in {out} was started with other settings ({shown}); resume it "
+                             f"with its own settings or start afresh with overwrite=True")
+    elif holds_study(out):
+        if not overwrite:
+            raise FileExistsError(f"out: {out} already holds a study; resume=True continues it, overwrite=True "
+                                  f"starts afresh")
+        shutil.rmtree(out / "trials", ignore_errors=True)
+        for name in _OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+
+
+def _get(cfg: StudyConfig, key: str):
+    return getattr(cfg.hyper, key[len("hyper."):]) if key.startswith("hyper.") else getattr(cfg, key)
+
+
 def run_study(data: sdata.StudyData, cfg: StudyConfig, out: str | Path, *, workers: int = 1, resume: bool = False,
-              progress: bool = True, plot: bool = True, extra: dict | None = None) -> dict:
-    """Run the whole study into `out` and return the `study.json` document."""
+              overwrite: bool = False, progress: bool = True, plot: bool = True, extra: dict | None = None) -> dict:
+    """Run the whole study into `out` and return the `study.json` document.
+
+    resume: keep the trials already in `out` (its settings must match `cfg`, except `trials` and `methods`);
+    overwrite: remove a previous study's files from `out` first. Without either, a directory that already
+    holds a study is refused (FileExistsError)."""
     cfg.validate(data.task)
     out = Path(out)
+    prepare_output(out, cfg, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
     start = time.perf_counter()
     by_method = run_trials(data, cfg, out, workers, resume, progress)
     seconds = time.perf_counter() - start
