@@ -41,16 +41,18 @@ def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
         line, = ax.plot(n, mean, markersize=3, label=f"{name} (AUBC {s['aubc_mean']:.3f})", **_style(i, plt))
         if s.get("accuracy_std") is not None:
             std = np.asarray(s["accuracy_std"], dtype=np.float64)
-            ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+            # fainter bands when many overlap, so the curves stay readable
+            ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15 if len(entries) <= 6 else 0.07,
+                            linewidth=0)
     ax.set_xlabel("number of labeled examples")
     ax.set_ylabel("test accuracy")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
     counts = " or ".join(map(str, seeds))
-    legend_title = (f"lines: mean over {counts} seed{'s' if seeds != [1] else ''}" +
-                    (f"\nbands: mean ± std (sample, ddof=1)" if any(s.get("accuracy_std") is not None
-                                                                   for _, s in entries) else ""))
+    banded = any(s.get("accuracy_std") is not None for _, s in entries)
+    legend_title = (f"mean ± std over {counts} seeds\n(bands: ± 1 sample std, ddof = 1)" if banded
+                    else f"mean over {counts} seed{'s' if seeds != [1] else ''}")
     if outside:
         ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                   borderaxespad=0)
