@@ -33,8 +33,9 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
             raise click.BadParameter(str(e).partition(": ")[2] or str(e), param_hint=f"'{_option(e.field)}'") from None
         except ResumeMismatchError as e:
             listed = "; ".join(f"{_option(k)}: saved {a!r}, given {b!r}" for k, (a, b) in e.differences.items())
-            raise click.UsageError(f"cannot resume {e.path}: it was written with other settings ({listed}); leave these "
-                                   f"options out to resume with the saved settings, or use another --out") from None
+            raise click.UsageError(f"cannot resume {e.path}: it was written with other settings ({listed}); "
+                                   f"leave these options out to resume with the saved settings, or use another "
+                                   f"--out") from None
         except FileExistsError:
             raise click.UsageError(f"{out / 'results.json'} exists; pass --resume to continue it, --overwrite to start "
                                    f"again, or choose another --out") from None
@@ -74,7 +75,8 @@ def seeds_line(summary: dict) -> str:
               help=f"Query strategy (case-insensitive): {', '.join(strategy_names())}; `mpts-fast strategies` lists "
                    f"their options.")
 @experiment_options
-@click.option("--out", "-o", type=click.Path(file_okay=False), help="Output directory; default runs/<dataset>-<strategy>.")
+@click.option("--out", "-o", type=click.Path(file_okay=False),
+              help="Output directory; default runs/<dataset>-<strategy>.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished round, with its saved "
                                              "settings (options given again must agree; --repeats may grow).")
 @click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds results.")

@@ -22,7 +22,8 @@ def _style(i: int, plt) -> dict:
     """Colour, line style and marker of the i-th of n curves. tab10's ten colours are distinct; past ten they repeat
     with another line style and marker (tab20's light/dark pairs are too alike to tell apart)."""
     colour = plt.get_cmap("tab10").colors[i % 10]
-    return {"color": colour, "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)], "marker": _MARKERS[i % len(_MARKERS)]}
+    return {"color": colour, "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)],
+            "marker": _MARKERS[i % len(_MARKERS)]}
 
 
 def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
@@ -42,8 +43,8 @@ def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
         if s.get("accuracy_std") is not None:
             std = np.asarray(s["accuracy_std"], dtype=np.float64)
             # fainter bands when many overlap, so the curves stay readable
-            ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15 if len(entries) <= 6 else 0.07,
-                            linewidth=0)
+            ax.fill_between(n, mean - std, mean + std, color=line.get_color(),
+                            alpha=0.15 if len(entries) <= 6 else 0.07, linewidth=0)
     ax.set_xlabel("number of labeled examples")
     ax.set_ylabel("test accuracy")
     if title:

@@ -45,7 +45,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """`data` as indented JSON, written atomically (see write_text_atomic); unserialisable data leaves `path` as it was."""
+    """`data` as indented JSON, written atomically (write_text_atomic); unserialisable data leaves `path` as it was."""
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
@@ -118,7 +118,7 @@ def _git_commit(directory: Path) -> str | None:
 
 
 def provenance(device: str) -> dict[str, Any]:
-    """What produced a result: versions, kernel backend, threads, device, time (UTC) and the git commit of a checkout."""
+    """What produced a result: versions, kernel backend, threads, device, UTC time and the git commit of a checkout."""
     import datetime
     import platform
 
@@ -156,7 +156,7 @@ _LEADING = ["dataset", "strategy", "seed", "round", "n_labeled"]
 
 
 def results_rows(results: dict) -> list[dict[str, Any]]:
-    """One flat row per seed × finished round: the round's metrics and timings, `n_selected` instead of the index list."""
+    """One flat row per seed × finished round: the round's metrics and timings, n_selected instead of the index list."""
     rows = []
     for run in results["runs"]:
         for rd in run["rounds"]:
