@@ -17,14 +17,16 @@ import torch
 from torch import nn
 
 
-def _digits(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (1797, 64) in [0, 1], y (1797,) and `rows`: the row of scikit-learn's `load_digits()` behind each
+    shuffled item."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
     x = torch.tensor(data.data, dtype=torch.float32) / 16.0
     y = torch.tensor(data.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    return x[perm], y[perm]
+    rows = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    return x[rows], y[rows], rows
 
 
 def _timed(fn):
@@ -60,7 +62,7 @@ def _mmd_section(x: torch.Tensor, y: torch.Tensor) -> None:
         )
 
 
-def _snapshot_section(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> None:
+def _snapshot_section(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, seed: int, epochs: int) -> None:
     from mpts_fast import ops
 
     torch.manual_seed(seed)
@@ -86,10 +88,11 @@ def _snapshot_section(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) 
     top = scores.entropy.topk(5).indices
     click.echo(f"2. Trajectory snapshots: {acc.count} snapshots of an MLP trained on 100 labels")
     click.echo(f"   pool of {len(x) - 100}: mean entropy {scores.entropy.mean():.3f}, mean BALD {scores.bald.mean():.4f}")
-    click.echo("   top-5 by entropy (pool index: entropy / BALD / margin / true label):")
+    click.echo("   top-5 by entropy (pool position, row of load_digits(): entropy / BALD / margin (p1 - p2, small = "
+               "uncertain) / true label):")
     for i in top.tolist():
         click.echo(
-            f"     {i + 100:5d}: {scores.entropy[i]:.3f} / {scores.bald[i]:.4f} / "
+            f"     {i:5d}, row {int(rows[100 + i]):4d}: {scores.entropy[i]:.3f} / {scores.bald[i]:.4f} / "
             f"{scores.margin[i]:.3f} / {int(y[100 + i])}"
         )
 
@@ -120,11 +123,14 @@ def _sensitivity_section(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: in
 
 @click.command()
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
-@click.option("--epochs", default=100, show_default=True, help="Training epochs of the snapshot demo (SPEC default E = 100).")
+@click.option("--epochs", default=100, show_default=True, help="Training epochs of the snapshot demo (the MPTS paper trains 100 per round).")
 def demo(seed: int, epochs: int) -> None:
     """Run the scoring ops on the bundled digits data set (offline, a few seconds)."""
-    x, y = _digits(seed)
+    from mpts_fast.cli.info import check_backend
+
+    check_backend()
+    x, y, rows = _digits(seed)
     click.echo(f"digits: {len(y)} images of 8x8, 10 classes (bundled with scikit-learn)\n")
     _mmd_section(x, y)
-    _snapshot_section(x, y, seed, epochs)
+    _snapshot_section(x, y, rows, seed, epochs)
     _sensitivity_section(x, y, seed, epochs=10)

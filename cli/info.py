@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 
 import click
@@ -27,7 +28,10 @@ def collect() -> dict[str, str]:
         facts["native kernels (_C)"] = "built"
         facts["OpenMP threads"] = str(_native._C.openmp_threads())
     facts["native devices"] = ", ".join(_native.native_devices()) or "none (reference ops only)"
-    facts["backend (MPTS_FAST_BACKEND)"] = _native.backend_setting()
+    try:
+        facts["backend (MPTS_FAST_BACKEND)"] = _native.backend_setting()
+    except ValueError:
+        facts["backend (MPTS_FAST_BACKEND)"] = f"invalid: {os.environ.get('MPTS_FAST_BACKEND')!r}"
     facts["torch threads"] = str(torch.get_num_threads())
     facts["faiss"] = _faiss_version()
     return facts
@@ -52,3 +56,14 @@ def info() -> None:
     width = max(map(len, facts))
     for key, value in facts.items():
         click.echo(f"{key:<{width}}  {value}")
+    check_backend()
+
+
+def check_backend() -> None:
+    """A bad MPTS_FAST_BACKEND as a one-line error (exit 1) instead of a traceback from the first op."""
+    from mpts_fast import _native
+
+    try:
+        _native.backend_setting()
+    except ValueError as e:
+        raise click.ClickException(f"{e}; set it to one of those or unset it") from None

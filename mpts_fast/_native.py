@@ -21,10 +21,16 @@ except ImportError as exc:  # the package still works, on the reference path
 _warned: set[str] = set()
 
 
+BACKENDS = ("auto", "native", "reference")
+
+
 def backend_setting() -> str:
-    value = os.environ.get("MPTS_FAST_BACKEND", "auto").strip().lower()
-    if value not in ("auto", "native", "reference"):
-        raise ValueError(f"MPTS_FAST_BACKEND must be auto, native or reference, got {value!r}")
+    """MPTS_FAST_BACKEND, read on every call (case-insensitive; unset means auto). A value outside BACKENDS is a
+    ValueError naming the variable: importing the package still works, the ops refuse to guess."""
+    raw = os.environ.get("MPTS_FAST_BACKEND", "auto")
+    value = raw.strip().lower()
+    if value not in BACKENDS:
+        raise ValueError(f"MPTS_FAST_BACKEND must be auto, native or reference (unset means auto), got {raw!r}")
     return value
 
 

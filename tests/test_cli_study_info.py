@@ -158,3 +158,39 @@ def test_ctrl_c_with_worker_processes_leaves_no_tracebacks(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "SpawnPoolWorker" not in err and "Aborted" not in err, err
     assert "--resume" in err
+
+
+def test_info_with_a_bogus_backend_is_a_clear_error():
+    # regression (bug 11): a traceback
+    res = invoke("info", env={"MPTS_FAST_BACKEND": "bogus"})
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert "MPTS_FAST_BACKEND" in res.output and "auto, native or reference" in res.output and "'bogus'" in res.output
+    assert "invalid: 'bogus'" in res.output  # the other facts are still shown
+    res = invoke("demo", env={"MPTS_FAST_BACKEND": "bogus"})
+    assert res.exit_code == 1 and "MPTS_FAST_BACKEND" in res.output
+    res = invoke("info", env={"MPTS_FAST_BACKEND": "Reference"})
+    assert res.exit_code == 0 and "reference" in res.output
+
+
+def test_library_imports_with_a_bogus_backend_and_its_ops_name_the_variable():
+    code = ("import torch, mpts_fast\nfrom mpts_fast import ops\ntry:\n    ops.rbf_mmd2(torch.ones(2, 3), torch.zeros(2, 3))\n"
+            "except ValueError as e:\n    print(e)\n")
+    env = {**os.environ, "MPTS_FAST_BACKEND": "bogus"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "MPTS_FAST_BACKEND" in res.stdout and "auto, native or reference" in res.stdout
+
+
+def test_demo_labels_its_indices_as_rows_of_load_digits():
+    # regression (bug 11): dataset indices were labelled "pool index"
+    from sklearn.datasets import load_digits
+
+    res = invoke("demo", "--epochs", "2")
+    assert res.exit_code == 0, res.output
+    assert "pool index" not in res.output and "row of load_digits()" in res.output
+    target = load_digits().target
+    lines = [ln for ln in res.output.splitlines() if ", row " in ln and "top-5" not in ln]
+    assert len(lines) == 5
+    for ln in lines:
+        row = int(ln.split(", row ")[1].split(":")[0])
+        assert int(ln.rsplit("/", 1)[1]) == target[row]  # the printed label is that row's label
