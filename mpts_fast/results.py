@@ -18,7 +18,15 @@ STD_NOTE = "sample standard deviation over seeds (ddof = 1); null with a single 
 
 
 def _umask() -> int:
-    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+    """The process umask: from /proc on Linux (no change to process state), else read by setting it and setting it back
+    at once (os.umask cannot only read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -260,3 +260,17 @@ def test_ctrl_c_in_compare_exits_130_with_a_resume_hint(tmp_path, monkeypatch):
     _interrupt_after_rounds(monkeypatch, 1)
     res = cli("compare", *FAST, "-s", "random,entropy", "--out", tmp_path / "c")
     assert res.exit_code == 130 and "mpts-fast compare --out" in res.output and "--resume" in res.output
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    from mpts_fast.results import write_json_atomic, write_text_atomic
+
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        write_text_atomic(tmp_path / "b.csv", "x\n1\n")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode
