@@ -2,6 +2,7 @@
 at the end. Exit codes: 2 for a usage error (bad or conflicting options), 1 for a runtime error, 130 on Ctrl-C."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -43,7 +44,7 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
             raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished rounds are saved in {out / 'results.json'}; to continue, run\n"
-                   f"  mpts-fast {command} --out {out} --resume", err=True)
+                   f"  mpts-fast {command} --out {shlex.quote(str(out))} --resume", err=True)
         raise click.exceptions.Exit(130) from None
 
 
