@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from mpts_fast.loop import RunConfig
+from mpts_fast.loop import CYCLE_FIELDS, RunConfig
 
 _DEFAULT = "default: the data set's (see `mpts-fast datasets`)"
 
@@ -30,7 +30,14 @@ def experiment_options(fn):
         click.option("--model", help="Backbone: mlp, resnet18, vit_small; default: the data set's."),
         click.option("--mmd-weight", type=float, default=1.0, show_default=True,
                      help="λ of the MMD² regulariser (mpts only; our default, the paper leaves it open)."),
-        click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default epochs // 2."),
+        click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default one per cycle, at most "
+                                                   "epochs // 2 (fewer when fewer cycles fit: recorded per round)."),
+        click.option("--cycle-steps", type=int, help="Optimiser steps per cyclic-LR cycle in the second half of "
+                                                     "training (mpts); our default 4 (README: Active learning)."),
+        click.option("--cycle-max-factor", type=float, help="LR at a cycle's start, as a multiple of --lr (mpts); "
+                                                            "our default 10."),
+        click.option("--cycle-min-factor", type=float, help="LR at a cycle's end, where the snapshot is taken, as a "
+                                                            "multiple of --lr (mpts); our default 0.1."),
         click.option("--mc-passes", type=int, default=10, show_default=True, help="MC-dropout passes (bald)."),
         click.option("--option", "options", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
                      help="A strategy option, repeatable, e.g. --option gcnal.variant=uncertaingcn or "
@@ -113,9 +120,11 @@ def check_applicable(ctx: click.Context, strategies: list[str]) -> None:
     needs = {name: get_strategy(name).needs for name in strategies}
     users = {"mmd_weight": [n for n, nd in needs.items() if nd.mmd],
              "snapshots": [n for n, nd in needs.items() if nd.snapshots],
+             **{f: [n for n, nd in needs.items() if nd.snapshots] for f in CYCLE_FIELDS},
              "mc_passes": [n for n in strategies if n == "bald"]}
     which = {"mmd_weight": "strategies trained with the MMD term (mpts)",
              "snapshots": "strategies that score with trajectory snapshots (mpts)",
+             **{f: "strategies that score with trajectory snapshots (mpts)" for f in CYCLE_FIELDS},
              "mc_passes": "bald"}
     for field, used_by in users.items():
         if given(ctx, field) and not used_by:
@@ -165,7 +174,8 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],
-                     snapshots=kw["snapshots"], strategy_options=options)
+                     snapshots=kw["snapshots"], strategy_options=options,
+                     **{f: kw[f] for f in CYCLE_FIELDS})
 
 
 def round_printer(quiet: bool):

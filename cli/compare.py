@@ -8,8 +8,11 @@ import click
 
 from mpts_fast.cli.al_options import check_applicable, experiment_options, given, merge_saved, run_config
 from mpts_fast.cli.run import execute
+from mpts_fast.loop import CYCLE_FIELDS
 
 SUMMARY_FILE = "summary.json"
+# settings recorded per strategy (None where the strategy does not use them), not in the shared config
+_PER_STRATEGY = ("strategy", "strategy_options", "mmd_weight", "snapshots", *CYCLE_FIELDS)
 
 
 def _strategy_list(text: str) -> list[str]:
@@ -40,15 +43,15 @@ def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
             return config.pop("strategies", list(summary.get("strategies", {}))), config
     found = sorted(p.parent.name for p in out_dir.glob(f"*/{RESULTS_FILE}"))
     if not found:
-        raise click.UsageError(f"nothing to resume: {out_dir} holds no {SUMMARY_FILE} and no <strategy>/{RESULTS_FILE}; "
-                               f"run without --resume to start")
+        raise click.UsageError(f"nothing to resume: {out_dir} holds no {SUMMARY_FILE} and no "
+                               f"<strategy>/{RESULTS_FILE}; run without --resume to start")
     config = load_json(out_dir / found[0] / RESULTS_FILE).get("config", {})
-    return found, {k: v for k, v in config.items() if k not in ("strategy", "strategy_options", "mmd_weight", "snapshots")}
+    return found, {k: v for k, v in config.items() if k not in _PER_STRATEGY}
 
 
 def _shared_config(config: dict, names: list[str]) -> dict:
     """summary.json's config: the settings every strategy shares, and the per-strategy ones by strategy."""
-    shared = {k: v for k, v in config.items() if k not in ("strategy", "strategy_options", "mmd_weight", "snapshots")}
+    shared = {k: v for k, v in config.items() if k not in _PER_STRATEGY}
     return {**shared, "strategies": names}
 
 
@@ -97,8 +100,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
         results = saved if done else execute(configs[name], sub, kw, saved is not None, overwrite, command="compare")
         summary["config"] = summary["config"] or _shared_config(results["config"], names)
-        summary["strategies"][name] = {"config": {k: results["config"][k] for k in ("strategy_options", "mmd_weight",
-                                                                                  "snapshots")},
+        summary["strategies"][name] = {"config": {k: results["config"].get(k) for k in _PER_STRATEGY[1:]},
                                        **summarize_runs(results)}
         everything.append(results)
         write_json_atomic(out_dir / SUMMARY_FILE, summary)

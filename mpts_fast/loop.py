@@ -17,6 +17,8 @@ from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
+from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
+                                       check_cycle_settings)
 
 RoundCallback = Callable[[int, dict], None]
 
@@ -45,7 +47,9 @@ class RunConfig:
     """One experiment: a strategy on a data set. `None` fields take the data set's defaults (SPEC Table 1).
 
     rounds: evaluated rounds (points on the learning curve); rounds − 1 selections of `budget` items follow the initial
-    `initial` random labels. snapshots: trajectory snapshots for MPTS (None: epochs // 2). mmd_weight: λ (MPTS only).
+    `initial` random labels. snapshots: trajectory snapshots for MPTS (None: one per cycle, at most epochs // 2).
+    mmd_weight: λ (MPTS only). cycle_steps, cycle_max_factor, cycle_min_factor: MPTS's cyclic phase (optimiser steps per
+    cycle; its LR range as multiples of lr), see training/schedule.py.
     """
 
     dataset: str = "digits"
@@ -61,6 +65,9 @@ class RunConfig:
     model: str | None = None
     mmd_weight: float = 1.0
     snapshots: int | None = None
+    cycle_steps: int | None = None
+    cycle_max_factor: float | None = None
+    cycle_min_factor: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self, data: Dataset, needs: "Needs | None" = None) -> "RunConfig":
@@ -73,16 +80,22 @@ class RunConfig:
             self, rounds=pick(self.rounds, d.rounds), initial=pick(self.initial, d.initial),
             budget=pick(self.budget, d.budget), epochs=epochs, lr=pick(self.lr, d.lr),
             batch_size=pick(self.batch_size, d.batch_size), model=pick(self.model, d.model),
-            snapshots=pick(self.snapshots, max(epochs // 2, 1)))
+            cycle_steps=pick(self.cycle_steps, DEFAULT_CYCLE_STEPS),
+            cycle_max_factor=pick(self.cycle_max_factor, DEFAULT_CYCLE_MAX_FACTOR),
+            cycle_min_factor=pick(self.cycle_min_factor, DEFAULT_CYCLE_MIN_FACTOR))
         return cfg if needs is None else cfg.used_only(needs)
 
     def used_only(self, needs: "Needs") -> "RunConfig":
         """This config with the settings the strategy does not use set to None."""
         return dataclasses.replace(self, mmd_weight=self.mmd_weight if needs.mmd else None,
-                                   snapshots=self.snapshots if needs.snapshots else None)
+                                   snapshots=self.snapshots if needs.snapshots else None,
+                                   **{k: getattr(self, k) if needs.snapshots else None for k in CYCLE_FIELDS})
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+
+CYCLE_FIELDS = ("cycle_steps", "cycle_max_factor", "cycle_min_factor")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -106,9 +119,15 @@ def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
             raise ConfigError(name, f"expected a positive integer, got {getattr(cfg, name)}")
     if cfg.budget < 1 and cfg.rounds > 1:
         raise ConfigError("budget", f"expected a positive integer, got {cfg.budget}")
-    if strategy.needs.snapshots and cfg.snapshots < 1:
+    if strategy.needs.snapshots and cfg.snapshots is not None and cfg.snapshots < 1:
         raise ConfigError("snapshots", f"strategy {strategy.name!r} averages trajectory snapshots, so it needs at least "
                                        f"1, got {cfg.snapshots}")
+    if strategy.needs.snapshots:
+        try:
+            check_cycle_settings(cfg.cycle_steps, cfg.cycle_max_factor, cfg.cycle_min_factor)
+        except ValueError as e:
+            field_name, _, message = str(e).partition(": ")
+            raise ConfigError(field_name, message) from None
     _check_model(cfg.model)
     needed = cfg.initial + cfg.budget * (cfg.rounds - 1)
     if needed > n_pool:
@@ -135,7 +154,8 @@ def train_config(cfg: RunConfig, strategy: Strategy) -> TrainConfig:
     needs = strategy.needs
     return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                        mmd_weight=cfg.mmd_weight if needs.mmd else 0.0,
-                       snapshots=cfg.snapshots if needs.snapshots else 0, ensemble_size=needs.ensemble_size)
+                       snapshots=cfg.snapshots if needs.snapshots else 0, ensemble_size=needs.ensemble_size,
+                       **({k: getattr(cfg, k) for k in CYCLE_FIELDS} if needs.snapshots else {}))
 
 
 def evaluate(trained: TrainedModel, data: Dataset) -> dict[str, float]:
@@ -152,6 +172,11 @@ def evaluate(trained: TrainedModel, data: Dataset) -> dict[str, float]:
     if trained.snapshots:
         p = trained.mean_probs(data.x_test, "snapshots").argmax(1).cpu().numpy()
         out["snapshot_accuracy"] = float(accuracy_score(y, p))
+    if trained.swa_model is not None:  # the snapshots' weight average, BatchNorm recomputed (update_bn)
+        with torch.no_grad():
+            p = torch.cat([trained.swa_model(xb.to(trained.device)).argmax(1).cpu()
+                           for xb in torch.split(data.x_test, trained.eval_batch_size)]).numpy()
+        out["swa_accuracy"] = float(accuracy_score(y, p))
     if len(trained.members) > 1:
         p = trained.mean_probs(data.x_test, "ensemble").argmax(1).cpu().numpy()
         out["ensemble_accuracy"] = float(accuracy_score(y, p))
@@ -243,19 +268,25 @@ class ActiveLearningRun:
             record = {"round": r, "n_labeled": len(labeled), **evaluate(trained, self.data),
                       "train_seconds": trained.train_seconds,
                       "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
+            if trained.trajectory is not None and trained.snapshots:
+                record["trajectory"] = trained.trajectory.record()  # "short": fewer snapshots than asked, said so
             selected: list[int] = []
             t0 = time.perf_counter()
+            mask = torch.ones(n_pool, dtype=torch.bool)
+            mask[lab] = False
+            sel_seed = derive_seed(run["seed"], r, "select")
+            ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
+                                   unlabeled=mask.nonzero().squeeze(1), trained=trained,
+                                   num_classes=self.data.num_classes,
+                                   generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
             if r < cfg.rounds - 1:
-                mask = torch.ones(n_pool, dtype=torch.bool)
-                mask[lab] = False
-                sel_seed = derive_seed(run["seed"], r, "select")
-                ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
-                                       unlabeled=mask.nonzero().squeeze(1), trained=trained,
-                                       num_classes=self.data.num_classes,
-                                       generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
                 picks = self.strategy.select(ctx, cfg.budget).cpu()
                 self._check_picks(picks, mask)
                 selected = picks.tolist()
+            elif getattr(self.strategy, "measures_diversity", False) and ctx.unlabeled.numel():
+                self.strategy.scores(ctx)  # no selection in the last round; its diversity figures are still recorded
+            if "diversity" in ctx.extras:
+                record["diversity"] = ctx.extras["diversity"]
             record["select_seconds"] = time.perf_counter() - t0
             record["selected"] = selected
             run["rounds"].append(record)

@@ -160,7 +160,8 @@ def test_unused_settings_are_recorded_as_none(tmp_path):
     res = _run(tmp_path, "badge", data=blobs(n=90), rounds=2, epochs=2, mmd_weight=5.0, snapshots=3).run()
     assert res["config"]["mmd_weight"] is None and res["config"]["snapshots"] is None
     res = _run(tmp_path, "mpts", name="m", rounds=2, epochs=2, mmd_weight=5.0).run()
-    assert res["config"]["mmd_weight"] == 5.0 and res["config"]["snapshots"] == 1
+    assert res["config"]["mmd_weight"] == 5.0 and res["config"]["snapshots"] is None  # None: one per cycle
+    assert res["config"]["cycle_steps"] == 4 and res["config"]["cycle_max_factor"] == 10.0
 
 
 def test_settings_that_cannot_work_are_refused_before_training(tmp_path, monkeypatch):

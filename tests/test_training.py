@@ -4,7 +4,6 @@ import torch
 from mpts_fast import ops
 from mpts_fast.models import build_model
 from mpts_fast.training import TrainConfig, Trainer, mmd_penalty
-from mpts_fast.training.trainer import _cyclic_lr
 
 from al_fixtures import blobs
 
@@ -13,32 +12,17 @@ def _trainer(cfg, data):
     return Trainer(lambda: build_model("mlp", data.input_shape, data.num_classes, hidden=16), cfg)
 
 
-def test_snapshot_epochs_default_and_thinned():
-    assert TrainConfig(epochs=10, snapshots=5).snapshot_epochs() == [5, 6, 7, 8, 9]
-    assert TrainConfig(epochs=10, snapshots=2).snapshot_epochs() == [7, 9]  # thinned, the last cycle kept
-    assert TrainConfig(epochs=10, snapshots=99).snapshot_epochs() == [5, 6, 7, 8, 9]
-    assert TrainConfig(epochs=10, snapshots=0).snapshot_epochs() == []
-    assert TrainConfig(epochs=1, snapshots=3).snapshot_epochs() == []  # ⌊1/2⌋ = 0 cycles
-
-
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=0), dict(mmd_weight=-1), dict(cyclic_epochs=11),
-                                 dict(cycle_min_factor=0)])
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=0), dict(mmd_weight=-1), dict(snapshots=-1),
+                                 dict(cycle_min_factor=0), dict(cycle_steps=0)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainConfig(**{"epochs": 10, **bad})
 
 
-def test_cyclic_lr_ramps_from_lr_towards_a_tenth():
-    assert _cyclic_lr(1.0, 0.1, 0, 5) == 1.0
-    assert _cyclic_lr(1.0, 0.1, 4, 5) == pytest.approx(1 - 0.9 * 4 / 5)
-    assert _cyclic_lr(1.0, 0.1, 99, 100) == pytest.approx(0.109)
-    assert _cyclic_lr(1.0, 0.1, 0, 1) == 1.0  # a 1-step epoch trains at the base rate
-
-
 def test_fit_is_deterministic_and_keeps_snapshots():
     data = blobs()
-    cfg = TrainConfig(epochs=6, lr=1e-2, batch_size=8, mmd_weight=1.0, snapshots=3)
-    lab = torch.arange(12)
+    cfg = TrainConfig(epochs=6, lr=1e-2, batch_size=8, mmd_weight=1.0, snapshots=3, cycle_steps=2)
+    lab = torch.arange(12)  # 2 steps per epoch: the last 3 epochs hold 3 cycles of 2 steps
     a = _trainer(cfg, data).fit(data.x_train, lab, data.y_train[lab], seed=5)
     b = _trainer(cfg, data).fit(data.x_train, lab, data.y_train[lab], seed=5)
     assert len(a.snapshots) == 3
@@ -51,7 +35,7 @@ def test_fit_is_deterministic_and_keeps_snapshots():
 
 def test_posterior_scores_match_the_op_on_stacked_logits():
     data = blobs()
-    cfg = TrainConfig(epochs=4, lr=1e-2, snapshots=2, ensemble_size=2)
+    cfg = TrainConfig(epochs=4, lr=1e-2, snapshots=2, cycle_steps=1, ensemble_size=2)
     lab = torch.arange(10)
     t = _trainer(cfg, data).fit(data.x_train, lab, data.y_train[lab], seed=1)
     for source in ("snapshots", "ensemble", "mc_dropout"):

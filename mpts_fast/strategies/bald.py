@@ -1,13 +1,17 @@
 """BALD with MC dropout: T stochastic passes (dropout on, BatchNorm in eval); H[mean p] − mean H[p]."""
+from typing import ClassVar
+
 from mpts_fast._types import SnapshotScores
 from mpts_fast.strategies.base import ScoreStrategy, SelectionContext
 from mpts_fast.strategies.registry import register
+from mpts_fast.training.diversity import scores_with_diversity
 
 
 @register
 class BaldStrategy(ScoreStrategy):
     name = "bald"
     description = "mutual information over T MC-dropout passes (default T=10)"
+    measures_diversity: ClassVar[bool] = True  # the loop records ctx.extras["diversity"] every round
     score_field = "bald"
 
     def __init__(self, passes: int = 10) -> None:
@@ -16,4 +20,4 @@ class BaldStrategy(ScoreStrategy):
         self.passes = int(passes)
 
     def scores(self, ctx: SelectionContext) -> SnapshotScores:
-        return ctx.trained.posterior_scores(ctx.x_unlabeled, "mc_dropout", passes=self.passes, seed=ctx.seed)
+        return scores_with_diversity(ctx, "mc_dropout", passes=self.passes)

@@ -4,14 +4,16 @@ from typing import ClassVar
 from mpts_fast._types import SnapshotScores
 from mpts_fast.strategies.base import Needs, ScoreStrategy, SelectionContext
 from mpts_fast.strategies.registry import register
+from mpts_fast.training.diversity import scores_with_diversity
 
 
 @register
 class MPTSStrategy(ScoreStrategy):
     name = "mpts"
     description = "entropy of the trajectory-snapshot posterior of an MMD-regularised model (the MPTS method)"
+    measures_diversity: ClassVar[bool] = True  # the loop records ctx.extras["diversity"] every round
     score_field = "entropy"
     needs: ClassVar[Needs] = Needs(mmd=True, snapshots=True)
 
     def scores(self, ctx: SelectionContext) -> SnapshotScores:
-        return ctx.trained.posterior_scores(ctx.x_unlabeled, "snapshots")
+        return scores_with_diversity(ctx, "snapshots")

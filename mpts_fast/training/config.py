@@ -2,15 +2,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+CycleShape = Literal["linear", "cos"]
+
+# Defaults of the cyclic phase (README "Active learning" argues them from the SWA / FGE / snapshot-ensemble papers and
+# bench/mpts_trajectory.py measures them): cycles of 4 optimiser steps, each from 10·lr down to lr/10.
+DEFAULT_CYCLE_STEPS = 4
+DEFAULT_CYCLE_MAX_FACTOR = 10.0
+DEFAULT_CYCLE_MIN_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings for one from-scratch training run (SPEC §1.2–1.7).
 
-    mmd_weight: λ of the MMD² term (0 switches it off). snapshots: how many trajectory snapshots to keep (0: none, no cyclic
-    phase). cyclic_epochs: length of the cyclic-LR phase at the end of training (None: ⌊E/2⌋, SPEC §1.4); one cycle per epoch,
-    lr falling linearly to lr·cycle_min_factor; snapshots are the ends of the last cycles, thinned evenly when fewer are asked.
+    mmd_weight: λ of the MMD² term (0 switches it off). snapshots: trajectory snapshots to keep (0: none, no cyclic phase;
+    None: one per cycle, at most ⌊E/2⌋). The last ⌊E/2⌋ epochs' optimiser steps hold cycles of `cycle_steps` steps each
+    (independent of |L| and the batch size); within a cycle the LR anneals (`cycle_shape`, via SWALR) from
+    lr·cycle_max_factor to lr·cycle_min_factor and the weights after a cycle's last (lowest-LR) step are a snapshot;
+    when there are more cycles than snapshots, the kept cycle ends are spread evenly, the last one included.
     ensemble_size: independently initialised members to train (1: just the model).
     """
 
@@ -19,37 +30,35 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     mmd_weight: float = 0.0
-    snapshots: int = 0
-    cyclic_epochs: int | None = None
-    cycle_min_factor: float = 0.1
+    snapshots: int | None = 0
+    cycle_steps: int = DEFAULT_CYCLE_STEPS
+    cycle_max_factor: float = DEFAULT_CYCLE_MAX_FACTOR
+    cycle_min_factor: float = DEFAULT_CYCLE_MIN_FACTOR
+    cycle_shape: CycleShape = "linear"
     ensemble_size: int = 1
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
         checks = [("epochs", self.epochs >= 1), ("lr", self.lr > 0), ("batch_size", self.batch_size >= 1),
                   ("weight_decay", self.weight_decay >= 0), ("mmd_weight", self.mmd_weight >= 0),
-                  ("snapshots", self.snapshots >= 0), ("ensemble_size", self.ensemble_size >= 1),
-                  ("cycle_min_factor", 0 < self.cycle_min_factor <= 1), ("eval_batch_size", self.eval_batch_size >= 1)]
+                  ("snapshots", self.snapshots is None or self.snapshots >= 0), ("ensemble_size", self.ensemble_size >= 1),
+                  ("eval_batch_size", self.eval_batch_size >= 1)]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name}: invalid value {getattr(self, name)!r}")
-        if self.cyclic_epochs is not None and not 0 <= self.cyclic_epochs <= self.epochs:
-            raise ValueError(f"cyclic_epochs: expected 0..epochs ({self.epochs}), got {self.cyclic_epochs}")
+        check_cycle_settings(self.cycle_steps, self.cycle_max_factor, self.cycle_min_factor, self.cycle_shape)
 
-    @property
-    def cycle_count(self) -> int:
-        """Number of cyclic-LR epochs (cycles) at the end of training; 0 without snapshots."""
-        if self.snapshots == 0:
-            return 0
-        return self.epochs // 2 if self.cyclic_epochs is None else self.cyclic_epochs
 
-    def snapshot_epochs(self) -> list[int]:
-        """0-based epochs whose end is kept as a snapshot: `snapshots` cycle ends spread evenly, the last cycle included."""
-        cycles = self.cycle_count
-        if cycles == 0:
-            return []
-        first = self.epochs - cycles
-        keep = min(self.snapshots, cycles)
-        stride = cycles / keep
-        # count back from the last cycle so the final weights are always a snapshot
-        return sorted({first + cycles - 1 - int(i * stride) for i in range(keep)})
+def check_cycle_settings(cycle_steps: int, max_factor: float, min_factor: float, shape: str = "linear") -> None:
+    """Raises ValueError naming the setting when the cyclic phase cannot work as described."""
+    if isinstance(cycle_steps, bool) or not isinstance(cycle_steps, int) or cycle_steps < 1:
+        raise ValueError(f"cycle_steps: expected a positive whole number of optimiser steps per cycle, got "
+                         f"{cycle_steps!r}")
+    for name, value in (("cycle_max_factor", max_factor), ("cycle_min_factor", min_factor)):
+        if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"{name}: expected a positive finite multiple of lr, got {value!r}")
+    if min_factor > max_factor:
+        raise ValueError(f"cycle_min_factor: the cycle's lowest LR ({min_factor}·lr) must not exceed its highest "
+                         f"(cycle_max_factor {max_factor}·lr)")
+    if shape not in ("linear", "cos"):
+        raise ValueError(f"cycle_shape: expected 'linear' or 'cos', got {shape!r}")

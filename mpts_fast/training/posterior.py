@@ -11,14 +11,18 @@ from torch import nn
 
 from mpts_fast import ops
 from mpts_fast._types import SnapshotScores
+from mpts_fast.training.diversity import DiversityAccumulator, PosteriorDiversity
+from mpts_fast.training.schedule import TrajectoryPlan
 
 PosteriorSource = Literal["snapshots", "mc_dropout", "ensemble"]
 
 
 @dataclass
 class TrainedModel:
-    """model: the final weights (eval mode); snapshots: trajectory state dicts on CPU; members: ensemble (members[0] is
-    model). eval_batch_size: rows per forward pass."""
+    """model: the final weights (eval mode); snapshots: trajectory state dicts on CPU (the last is the final weights);
+    members: ensemble (members[0] is model). eval_batch_size: rows per forward pass. swa_model: the snapshots' weight
+    average (torch.optim.swa_utils.AveragedModel, BatchNorm recomputed on the labeled set), None without snapshots.
+    trajectory: the schedule model 0 was trained on; lr_trace: the LR of each of its optimiser steps."""
 
     model: nn.Module
     snapshots: list[dict[str, torch.Tensor]]
@@ -26,6 +30,9 @@ class TrainedModel:
     eval_batch_size: int = 1024
     train_seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
+    swa_model: nn.Module | None = None
+    trajectory: TrajectoryPlan | None = None
+    lr_trace: list[float] = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +101,21 @@ class TrainedModel:
                 acc = ops.SnapshotAccumulator(logits.shape[0], logits.shape[1], device=logits.device)
             acc.update(logits.float())
         return acc.scores()
+
+    def posterior_summary(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10,
+                          seed: int = 0) -> tuple[SnapshotScores, PosteriorDiversity]:
+        """posterior_scores plus how diverse the samples are on x, from the same stream of logits. The final model's
+        logits (the entropy-ranking reference) are the last snapshot's (the final weights), the first member's, or one
+        extra deterministic pass (MC dropout)."""
+        final = self.logits(x) if source == "mc_dropout" else None
+        acc = None
+        for i, logits in enumerate(self.posterior_logits(x, source, passes, seed)):
+            if acc is None:
+                acc = DiversityAccumulator(logits.shape[0], logits.shape[1], device=logits.device)
+            acc.update(logits)
+            if source == "snapshots" or (source == "ensemble" and i == 0):
+                final = logits
+        return acc.result(final)
 
     @torch.no_grad()
     def mean_probs(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Trains a backbone from scratch on the labeled set: cross-entropy + optional MMD (MPTS), cyclic-LR snapshots, ensembles."""
+"""Trains a backbone from scratch on the labeled set: cross-entropy + optional MMD (MPTS), cyclic-LR snapshots (cycles
+counted in optimiser steps, training/schedule.py) with their SWA average, ensembles."""
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +9,13 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
 from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
+from mpts_fast.training.schedule import TrajectoryScheduler, plan_trajectory
 
 
 def derive_seed(*keys: int | str) -> int:
@@ -20,15 +23,6 @@ def derive_seed(*keys: int | str) -> int:
     history of the process — a resumed run draws exactly what an uninterrupted one did."""
     digest = hashlib.sha256("/".join(map(str, keys)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _cyclic_lr(base: float, min_factor: float, step: int, steps: int) -> float:
-    """One cycle per epoch: the line from base down to base·min_factor, sampled at the start of each of the epoch's steps.
-
-    Sampling at step starts keeps short epochs sensible: a 1-step epoch trains at base (not at base·min_factor, which
-    would freeze small labeled sets for the whole cyclic half), and long epochs approach the full ramp."""
-    t = step / steps
-    return base * (1.0 - (1.0 - min_factor) * t)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -51,24 +45,24 @@ class Trainer:
 
     def fit(self, x_pool: torch.Tensor, labeled: torch.Tensor, y_labeled: torch.Tensor, seed: int) -> TrainedModel:
         """labeled: (n_L,) int64 pool indices; y_labeled: (n_L,) int64 classes in the same order. Returns the trained model,
-        its trajectory snapshots (CPU state dicts) and any extra ensemble members."""
+        its trajectory snapshots (CPU state dicts), their SWA average, the schedule, and any extra ensemble members."""
         if labeled.numel() == 0:
             raise ValueError("labeled: training needs at least one labeled item")
         if labeled.shape != y_labeled.shape:
             raise ValueError(f"y_labeled: expected shape {tuple(labeled.shape)}, got {tuple(y_labeled.shape)}")
         start = time.perf_counter()
-        members, snapshots, epoch_seconds = [], [], []
+        members, epoch_seconds, first = [], [], None
         for m in range(self.config.ensemble_size):
-            model, snaps, secs = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
-                                               derive_seed(seed, "member", m))
-            members.append(model)
-            epoch_seconds.extend(secs)
-            if m == 0:
-                snapshots = snaps
-        return TrainedModel(members[0], snapshots, members, self.config.eval_batch_size,
-                            train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds)
+            run = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
+                                derive_seed(seed, "member", m))
+            members.append(run["model"])
+            epoch_seconds.extend(run["epoch_seconds"])
+            first = first or run
+        return TrainedModel(members[0], first["snapshots"], members, self.config.eval_batch_size,
+                            train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds,
+                            swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"])
 
-    def _fit_one(self, x_pool, labeled, y_labeled, seed):
+    def _fit_one(self, x_pool, labeled, y_labeled, seed) -> dict:
         cfg = self.config
         torch.manual_seed(seed)  # weights and dropout masks
         model = self.model_factory().to(self.device)
@@ -76,20 +70,20 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed)
         n_l, n_pool = labeled.numel(), x_pool.shape[0]
         steps = -(-n_l // min(cfg.batch_size, n_l))
-        cyclic_from = cfg.epochs - cfg.cycle_count
-        keep = set(cfg.snapshot_epochs())
-        snapshots, epoch_seconds = [], []
+        plan = plan_trajectory(cfg, steps)
+        schedule = TrajectoryScheduler(opt, plan)
+        keep = set(plan.snapshot_steps)
+        snapshots, epoch_seconds, lr_trace, swa = [], [], [], None
         model.train()
         # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
         bar = tqdm(range(cfg.epochs), desc="epochs", leave=False, disable=None if self.progress else True,
                    dynamic_ncols=True)
+        step = 0
         for epoch in bar:
             t0 = time.perf_counter()
             # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
-            for step, part in enumerate(torch.tensor_split(torch.randperm(n_l, generator=gen), steps)):
-                if epoch >= cyclic_from:
-                    for group in opt.param_groups:
-                        group["lr"] = _cyclic_lr(cfg.lr, cfg.cycle_min_factor, step, steps)
+            for part in torch.tensor_split(torch.randperm(n_l, generator=gen), steps):
+                schedule.before(step)
                 part = part.to(labeled.device)
                 # the pool may stay in host memory while the model trains on the GPU: move batches, not the pool
                 xb, yb = x_pool[labeled[part]].to(self.device), y_labeled[part].to(self.device)
@@ -104,10 +98,22 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                lr_trace.append(float(opt.param_groups[0]["lr"]))
+                schedule.after(step)
+                if step in keep:
+                    snapshots.append(_cpu_state(model))
+                    if swa is None:
+                        swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
+                    swa.update_parameters(model)
+                step += 1
             epoch_seconds.append(time.perf_counter() - t0)
-            if epoch in keep:
-                snapshots.append(_cpu_state(model))
             if not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         model.eval()
-        return model, snapshots, epoch_seconds
+        if swa is not None:
+            # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
+            update_bn([x_pool[labeled[p].to(labeled.device)].to(self.device)
+                       for p in torch.arange(n_l).tensor_split(steps)], swa)
+            swa.eval()
+        return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa, "plan": plan,
+                "lr_trace": lr_trace}
