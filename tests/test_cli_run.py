@@ -15,7 +15,7 @@ def test_run_writes_results_and_plot(tmp_path):
     assert saved["strategy"] == "mpts" and saved["dataset"] == "digits"
     assert (out / "learning_curve.png").stat().st_size > 1000
     again = CliRunner().invoke(main, ["run", *FAST, "--out", str(out)])
-    assert again.exit_code != 0 and "--resume" in again.output
+    assert again.exit_code == 2 and "--resume" in again.output
     fresh = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--overwrite"])
     assert fresh.exit_code == 0, fresh.output
     resumed = CliRunner().invoke(main, ["run", *FAST, "--out", str(out), "--resume"])
@@ -37,11 +37,11 @@ def test_compare_writes_summary_and_plot(tmp_path):
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
     res = CliRunner().invoke(main, ["run", "--strategy", "nope", "--out", str(tmp_path / "x")])
-    assert res.exit_code != 0 and "mpts" in res.output and "random" in res.output
+    assert res.exit_code == 2 and "mpts" in res.output and "random" in res.output  # a usage error
     res = CliRunner().invoke(main, ["compare", "--strategies", "random,nope", "--out", str(tmp_path / "y")])
-    assert res.exit_code != 0 and "nope" in res.output
+    assert res.exit_code == 2 and "nope" in res.output
     res = CliRunner().invoke(main, ["run", "--dataset", "nope", "--out", str(tmp_path / "z")])
-    assert res.exit_code != 0 and "digits" in res.output
+    assert res.exit_code == 2 and "digits" in res.output
 
 
 def test_strategy_options_reach_the_strategy(tmp_path):
