@@ -75,6 +75,8 @@ setup(
     version="0.1.0",
     description="Deep active learning with fast C++/CUDA kernels: MPTS, MMD, snapshot scores, sensitivity",
     python_requires=">=3.10",
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["mpts_fast", "mpts_fast.*"]) + ["mpts_fast.cli"],
     package_dir={"mpts_fast.cli": "cli"},
     ext_modules=_extensions(),

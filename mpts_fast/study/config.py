@@ -1,12 +1,12 @@
-"""Settings of the selective-learning study and the defaults we chose where the report is silent.
+"""Settings of the selective-learning study and the defaults we chose where the study paper is silent.
 
-Defaults (ours unless marked as the report's; `mpts-fast study --help` and docs/study.md repeat them):
-- epochs 1000 for passive and SASLA (the report's SASLA budget), batch size 16 (mini-batch SGD);
-- SASLA β = 0.9, selection every epoch, sum-norm Φ (the report's);
-- uncertainty sampling: query 2% of the initial pool per query (≥ 1; `query_size=1` is the report's
+Defaults (ours unless marked as the paper's; `mpts-fast study --help` and docs/study.md repeat them):
+- epochs 1000 for passive and SASLA (the paper's SASLA budget), batch size 16 (mini-batch SGD);
+- SASLA β = 0.9, selection every epoch, sum-norm Φ (the paper's);
+- uncertainty sampling: query 2% of the initial pool per query (≥ 1; `query_size=1` is the paper's
   algorithm), 20 warm-started epochs after the initial set and after every query, until the pool is empty;
-- ensemble of 3 networks (the report's);
-- convergence: window 10 epochs (SPEC), threshold 5e-3 on the std of the epoch training loss (the loss starts near 0.5).
+- ensemble of 3 networks (the paper's);
+- convergence: window 10 epochs, threshold 5e-3 on the std of the epoch training loss (the loss starts near 0.5).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ OUR_GRID_HYPER = {
     "sine": {"hidden": 512, "lr": 0.01, "weight_decay": 0.0, "momentum": 0.95},  # searched with 300 epochs
 }
 
-# The report's Table II (its own grid search): the last fallback. Its Iris row (lr 0.5, weight decay 0.1) leaves
+# The paper's Table II (its own grid search): the last fallback. Its Iris row (lr 0.5, weight decay 0.1) leaves
 # our torch-convention SGD network at chance level, which is why ours come first.
 PAPER_HYPER = {
     "iris": {"hidden": 512, "lr": 0.5, "weight_decay": 0.1, "momentum": 0.9},

@@ -1,4 +1,4 @@
-"""The 256-configuration grid search on passive learning (SPEC §3), chosen on validation folds only.
+"""The 256-configuration grid search on passive learning (the study paper's grid), chosen on validation folds only.
 
 Split: the 80% training part of a dedicated stratified split (seed key `GRID_TRIAL`), 5-fold stratified CV
 inside it; the test part is never looked at. Every configuration × fold is a member of one NetStack per

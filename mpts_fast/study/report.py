@@ -1,4 +1,4 @@
-"""The study's Markdown report: settings, the per-method table (with the report's figures where known),
+"""The study's Markdown report: settings, the per-method table (with the study paper's figures where known),
 convergence and data use, and the statistics."""
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def markdown(doc: dict, figures: dict[str, str]) -> str:
     if task == "classification":
         head = ["method", "accuracy", "F1 (macro)", "precision", "recall", "MCC"]
         if paper:
-            head.append("report's accuracy")
+            head.append("paper's accuracy")
         lines += ["## Test scores (mean ± std over trials)", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
         for m, s in methods.items():

@@ -8,7 +8,7 @@ from mpts_fast.study import stats
 CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall", "mcc")
 REGRESSION_METRICS = ("mse", "r2")
 
-# The report's final test accuracies (mean ± std over 50 trials; SPEC §4).
+# The study paper's final test accuracies (mean ± std over 50 trials; the draft's Table III still holds placeholders).
 PAPER_ACCURACY = {
     "iris": {"passive": (0.963, 0.029), "sasla": (0.965, 0.030), "entropy": (0.961, 0.032),
              "ensemble": (0.966, 0.030)},

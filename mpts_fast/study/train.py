@@ -15,7 +15,7 @@ import torch
 from mpts_fast.models.sigmoid_net import NetStack
 from mpts_fast.study.data import StudyData, scaler
 
-LOW, HIGH = 0.1, 0.9  # classification targets (SPEC §3)
+LOW, HIGH = 0.1, 0.9  # classification targets (the study paper's {0.1, 0.9})
 
 
 @dataclass
