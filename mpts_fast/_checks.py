@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import operator
 
+import numpy as np
 import torch
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -47,3 +49,26 @@ def finite(t: torch.Tensor, name: str) -> None:
 def choice(value, name: str, options) -> None:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def integer(value, name: str, minimum: int | None = None, what: str = "") -> int:
+    """`value` as an int: a Python int, a numpy integer or a 0-dim integer tensor are accepted
+    alike (every op takes counts and sizes this way); bools, floats and other tensors are
+    refused. `what` words the range error ("a positive number of picks"); without it the error
+    says ">= minimum"."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype == torch.bool or value.dtype.is_floating_point or value.dtype.is_complex:
+            raise TypeError(
+                f"{name} must be an int (or a 0-dim integer tensor), got a {value.dtype} tensor of shape {tuple(value.shape)}"
+            )
+        value = int(value)
+    else:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {what}, got {value}" if what else f"{name} must be >= {minimum}, got {value}")
+    return value

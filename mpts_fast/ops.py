@@ -16,6 +16,7 @@ from mpts_fast._types import SnapshotScores
 
 __all__ = [
     "rbf_mmd2",
+    "rbf_mmd2_ladder",
     "mmd_bandwidths",
     "snapshot_uncertainty",
     "SnapshotAccumulator",
@@ -34,10 +35,18 @@ def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return dtype
 
 
+# Read once: whether this build has CUDA kernels cannot change in a process, and the call into _C
+# (a pybind function) would break a torch.compile graph on every op call.
+_CUDA_KERNELS = _native._C is not None and bool(_native._C.cuda_compiled())
+
+
 def _native_for(op: str, device: torch.device, dtype: torch.dtype) -> bool:
     if device.type == "cuda" and dtype == torch.float64:
         return False  # CUDA kernels are fp32; the float64 reference is the exact path there
-    return _native.use_native(op, device)
+    if _native._C is not None and (device.type in ("cpu", "meta") or (device.type == "cuda" and _CUDA_KERNELS)):
+        # a kernel serves this device (meta: the registered fake computes shapes and dtypes)
+        return _native.backend_setting() != "reference"
+    return _native.use_native(op, device)  # no kernel here: fall back with a warning, or refuse
 
 
 # ----------------------------------------------------------------------------- MMD
@@ -45,20 +54,26 @@ def _native_for(op: str, device: torch.device, dtype: torch.dtype) -> bool:
 BandwidthArg = Union[None, float, Sequence[float], torch.Tensor]
 
 
-def mmd_bandwidths(x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float = 2.0) -> torch.Tensor:
+def mmd_bandwidths(
+    x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float = 2.0, *, check_finite: bool = True
+) -> torch.Tensor:
     """Default RBF bandwidths sigma_q for rbf_mmd2 (DAN-style ladder), without gradient.
 
     2 sigma_q^2 = h * mul^(q - num // 2), q = 0..num-1, where h is the mean pairwise squared
     distance over the joint set [x; y] (diagonal excluded), computed in O((n + m) d).
     If all points coincide (h = 0), h = 1 is used.
 
-    x: (n, d), y: (m, d). Returns (num,) in x's dtype and device.
+    x: (n, d), y: (m, d). Returns (num,) in x's dtype and device. check_finite=True (the
+    default) raises ValueError naming x or y for NaN/inf input, which reads one number to the
+    host; check_finite=False skips that (non-finite input then gives NaN bandwidths).
     """
     _validate_pair(x, y)
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"num must be a positive int, got {num!r}")
+    num = _checks.integer(num, "num", minimum=1, what="a positive number of bandwidths")
     if not (mul > 0 and mul != float("inf")):
         raise ValueError(f"mul must be a positive finite number, got {mul!r}")
+    if check_finite:
+        _checks.finite(x, "x")
+        _checks.finite(y, "y")
     return reference.mmd_bandwidths(x, y, num, mul)
 
 
@@ -71,10 +86,6 @@ def _validate_pair(x, y) -> None:
         raise ValueError(f"x and y must have the same number of columns, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if x.shape[1] == 0:
         raise ValueError("x and y must have at least one column (feature)")
-    # O((n + m) d) against the O((n + m)^2 d) op: cheap, and a NaN/inf coordinate can otherwise
-    # vanish into a clamped distance or a zero kernel value and give a finite, wrong MMD.
-    _checks.finite(x, "x")
-    _checks.finite(y, "y")
 
 
 def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
@@ -105,6 +116,7 @@ def rbf_mmd2(
     sigmas: BandwidthArg = None,
     *,
     estimator: str = "biased",
+    check_finite: bool = False,
 ) -> torch.Tensor:
     """Squared MMD between samples x and y under a sum of Gaussian RBF kernels.
 
@@ -117,7 +129,36 @@ def rbf_mmd2(
     in x and y (first order). The native path never holds an n x m matrix: tiles of
     ||a||^2 + ||b||^2 - 2 a.b are computed by GEMM and reduced in a fused epilogue, and the
     gradient is accumulated in the same pass.
+
+    Non-finite input: NaN or inf anywhere in x or y makes the result NaN (so is any loss it
+    enters), found on the device without reading anything back to the host, so a training step
+    never waits on the GPU for the check. check_finite=True raises ValueError naming x or y instead
+    (one host read per call). With sigmas=None or Python floats the op reads nothing to the
+    host at all: it runs on meta tensors and traces with torch.compile(fullgraph=True); a
+    tensor `sigmas` is read to the host once per call.
     """
+    unbiased = _validate_mmd_call(x, y, estimator, check_finite)
+    if sigmas is None:
+        return _ladder_mmd2(x, y, 5, 2.0, unbiased)
+    return _mmd2_nan_if_nonfinite(x, y, _scales_from_sigmas(sigmas), unbiased)
+
+
+def rbf_mmd2_ladder(
+    x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float = 2.0, *, estimator: str = "biased",
+    check_finite: bool = False,
+) -> torch.Tensor:
+    """rbf_mmd2 under the bandwidths mmd_bandwidths(x, y, num, mul), computed on the device
+    (rbf_mmd2(x, y) is rbf_mmd2_ladder(x, y, 5, 2.0)): unlike passing mmd_bandwidths' tensor
+    as sigmas, nothing is read to the host, so it also traces with torch.compile."""
+    unbiased = _validate_mmd_call(x, y, estimator, check_finite)
+    num = _checks.integer(num, "num", minimum=1, what="a positive number of bandwidths")
+    if not (mul > 0 and mul != float("inf")):
+        raise ValueError(f"mul must be a positive finite number, got {mul!r}")
+    return _ladder_mmd2(x, y, num, float(mul), unbiased)
+
+
+def _validate_mmd_call(x, y, estimator: str, check_finite: bool) -> bool:
+    """Checks of an rbf_mmd2 call; returns whether the estimator is the unbiased one."""
     _validate_pair(x, y)
     _checks.choice(estimator, "estimator", ("biased", "unbiased"))
     unbiased = estimator == "unbiased"
@@ -126,7 +167,34 @@ def rbf_mmd2(
         raise ValueError(
             f"the {estimator} estimator needs at least {need} rows in x and y, got x {tuple(x.shape)} and y {tuple(y.shape)}"
         )
-    scales = reference.bandwidth_scales(x, y) if sigmas is None else _scales_from_sigmas(sigmas)
+    if check_finite:
+        _checks.finite(x, "x")
+        _checks.finite(y, "y")
+    return unbiased
+
+
+def _ladder_mmd2(x: torch.Tensor, y: torch.Tensor, num: int, mul: float, unbiased: bool) -> torch.Tensor:
+    """MMD^2 under the default ladder 2 sigma_q^2 = h * mul^(q - num // 2), h from the data.
+
+    exp(-||a - b||^2 / (h r_q)) = exp(-||a/sqrt(h) - b/sqrt(h)||^2 / r_q): the points are scaled
+    by 1/sqrt(h), a 0-dim tensor without gradient, and the kernel runs with the constant scales
+    r_q, so h is never read to the host. Inputs assumed validated."""
+    cdt = _compute_dtype(x.dtype, x.device)
+    inv = reference.ladder_base(x.detach(), y.detach()).rsqrt().to(cdt)
+    scaled = _mmd2_nan_if_nonfinite(x.to(cdt) * inv, y.to(cdt) * inv, reference.ladder_ratios(num, mul), unbiased)
+    return scaled.to(x.dtype)
+
+
+def _mmd2_nan_if_nonfinite(x: torch.Tensor, y: torch.Tensor, scales: list[float], unbiased: bool) -> torch.Tensor:
+    # The kernels may clamp a NaN distance to 0 or turn an infinite one into a zero kernel value,
+    # i.e. a finite, wrong MMD: the result is multiplied by NaN where x or y holds a NaN/inf, a
+    # check on the device, O((n + m) d) against the O((n + m)^2 d) op, that needs no host read.
+    finite = torch.isfinite(x).all() & torch.isfinite(y).all()
+    flag = torch.where(finite, 1.0, float("nan")).to(x.dtype)
+    return _mmd2(x, y, scales, unbiased) * flag
+
+
+def _mmd2(x: torch.Tensor, y: torch.Tensor, scales: list[float], unbiased: bool) -> torch.Tensor:
     if not _native_for("rbf_mmd2", x.device, x.dtype):
         return reference.rbf_mmd2(x, y, scales, unbiased)
     cdt = _compute_dtype(x.dtype, x.device)

@@ -41,10 +41,23 @@ def bandwidth_scales(x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float 
     return [h * mul ** (q - num // 2) for q in range(num)]
 
 
+def ladder_base(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """h of bandwidth_scales as a 0-dim float64 tensor on x's device, without gradient and
+    without reading it to the host (traceable, works on meta tensors): the mean pairwise squared
+    distance, 1 where it is 0 (NaN stays NaN)."""
+    h = mean_sq_distance(x, y)
+    return torch.where(h == 0, torch.ones_like(h), h)
+
+
+def ladder_ratios(num: int = 5, mul: float = 2.0) -> list[float]:
+    """mul^(q - num // 2), q = 0..num-1: the scales s_q = h * ratio_q of the default kernel."""
+    return [mul ** (q - num // 2) for q in range(num)]
+
+
 def mmd_bandwidths(x: torch.Tensor, y: torch.Tensor, num: int = 5, mul: float = 2.0) -> torch.Tensor:
     """sigma_q with 2 sigma_q^2 = h * mul^(q - num // 2). Returns (num,) in x's dtype/device."""
-    scales = torch.tensor(bandwidth_scales(x, y, num, mul), dtype=torch.float64)
-    return (scales / 2).sqrt().to(dtype=x.dtype, device=x.device)
+    ratios = torch.tensor(ladder_ratios(num, mul), dtype=torch.float64, device=x.device)
+    return (ladder_base(x, y) * ratios / 2).sqrt().to(dtype=x.dtype)
 
 
 def rbf_mmd2(

@@ -220,3 +220,112 @@ def test_badge_initial_distances_to_labeled_are_exact(gen):
     want = oracle.sq_dists(g, g[:10]).min(1).values
     assert (mind[:10] == -1).all() and (mind[40:] == 0).all()
     torch.testing.assert_close(mind[10:40].double(), want[10:40], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ rbf_mmd2: no host reads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("sig", [None, [0.5, 2.0], 1.5], ids=["default", "list", "float"])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_rbf_mmd2_runs_on_meta_tensors(dtype, sig, estimator):
+    # Before: "RuntimeError: Tensor.item() cannot be called on meta tensors" (the NaN check and
+    # the default bandwidths read numbers to the host).
+    x = torch.empty(7, 3, dtype=dtype, device="meta", requires_grad=True)
+    y = torch.empty(5, 3, dtype=dtype, device="meta")
+    v = ops.rbf_mmd2(x, y, sig, estimator=estimator)
+    assert v.device.type == "meta" and v.shape == () and v.dtype == dtype
+    (gx,) = torch.autograd.grad(v, x)
+    assert gx.shape == x.shape and gx.device.type == "meta"
+    w = ops.rbf_mmd2_ladder(x, y, 3, 4.0, estimator=estimator)
+    assert w.shape == () and w.dtype == dtype
+
+
+def _refuse_host_reads(mp):
+    """Every Python-level read of a tensor's value to the host raises (item, bool, float, int,
+    tolist, numpy): on a GPU each would be a device-to-host sync."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a tensor value was read to the host")
+
+    for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy"):
+        mp.setattr(torch.Tensor, name, refuse)
+
+
+def test_rbf_mmd2_reads_nothing_to_the_host(backend, gen):
+    # Before: the NaN check read float(x.sum()) to the host on every call (a GPU sync per
+    # training step), and the default bandwidths read h.
+    x = randn(gen, 9, 4).requires_grad_()
+    y = randn(gen, 6, 4, shift=0.5).requires_grad_()
+    want = [ops.rbf_mmd2(x, y, s, estimator=e).detach().clone() for s in (None, [0.5, 1.0]) for e in ("biased", "unbiased")]
+    with pytest.MonkeyPatch.context() as mp:
+        _refuse_host_reads(mp)
+        got = [ops.rbf_mmd2(x, y, s, estimator=e) for s in (None, [0.5, 1.0]) for e in ("biased", "unbiased")]
+        torch.autograd.grad(sum(got), (x, y))
+        bad = x.detach().clone()
+        bad[2, 1] = float("nan")
+        nan_value = ops.rbf_mmd2(bad, y.detach())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+    assert torch.isnan(nan_value)
+
+
+def _mmd_step(x, y):
+    return (
+        ops.rbf_mmd2(x, y)
+        + ops.rbf_mmd2(x, y, [0.5, 1.0, 3.0], estimator="unbiased")
+        + ops.rbf_mmd2_ladder(x, y, 3, 4.0)
+    )
+
+
+def test_rbf_mmd2_traces_with_torch_compile_fullgraph(backend, gen):
+    # Before: torch.compile(fullgraph=True) failed at the NaN check float(t.detach().sum())
+    # ("Could not guard on data-dependent expression"), and would next have broken at
+    # _C.cuda_compiled(). aot_eager traces forward and backward without compiling code (fast).
+    torch._dynamo.reset()
+    x0, y0 = randn(gen, 12, 5), randn(gen, 10, 5, shift=0.4)
+    compiled = torch.compile(_mmd_step, fullgraph=True, backend="aot_eager")
+    results = {}
+    for name, fn in (("eager", _mmd_step), ("compiled", compiled)):
+        x, y = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+        v = fn(x, y)
+        v.backward()
+        results[name] = (v.detach(), x.grad, y.grad)
+    for a, b in zip(results["compiled"], results["eager"]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    bad = x0.clone()
+    bad[0, 0] = float("inf")
+    assert torch.isnan(compiled(bad, y0))
+
+
+@pytest.mark.parametrize("num, mul", [(5, 2.0), (3, 4.0), (1, 2.0), (np.int64(4), 1.5)])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_rbf_mmd2_ladder_equals_mmd2_with_mmd_bandwidths(backend, num, mul, estimator, gen):
+    from mpts_testutil import oracle_bandwidths, oracle_mmd2
+
+    x, y = randn(gen, 30, 4, dtype=torch.float64), randn(gen, 25, 4, dtype=torch.float64, shift=0.3)
+    got = ops.rbf_mmd2_ladder(x, y, num, mul, estimator=estimator)
+    want = oracle_mmd2(x, y, oracle_bandwidths(x, y, int(num), mul), estimator)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+    if (num, mul) == (5, 2.0):
+        torch.testing.assert_close(ops.rbf_mmd2(x, y, estimator=estimator), got, rtol=0, atol=0)
+
+
+def test_mmd_penalty_non_finite_embeddings(gen):
+    from mpts_fast.training import mmd_penalty
+
+    z_l, z_all = randn(gen, 8, 4), randn(gen, 8, 4)
+    bad = z_all.clone()
+    bad[3, 1] = float("nan")
+    # CPU embeddings: checked by default (no device to wait on), the error names the argument
+    with pytest.raises(ValueError, match=r"z_all contains NaN or infinite values.*diverged"):
+        mmd_penalty(z_l, bad)
+    with pytest.raises(ValueError, match=r"z_labeled contains NaN"):
+        mmd_penalty(bad, z_l, num_kernels=3)
+    # opted out (what an accelerator gets by default): NaN, nothing read to the host
+    with pytest.MonkeyPatch.context() as mp:
+        _refuse_host_reads(mp)
+        value = mmd_penalty(z_l, bad, check_finite=False)
+    assert torch.isnan(value)
+    torch.testing.assert_close(mmd_penalty(z_l, z_all), ops.rbf_mmd2(z_l, z_all), rtol=0, atol=0)
+    torch.testing.assert_close(mmd_penalty(z_l, z_all, 3), ops.rbf_mmd2(z_l, z_all, ops.mmd_bandwidths(z_l, z_all, 3)))

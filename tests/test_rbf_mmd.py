@@ -482,7 +482,8 @@ BAD_CALLS = {
     "sigma-nested": (lambda x, y: lambda: ops.rbf_mmd2(x, y, [[1.0, 2.0]]), TypeError, r"sigmas"),
     "sigma-complex": (lambda x, y: lambda: ops.rbf_mmd2(x, y, 1j), TypeError, r"sigmas"),
     "bw-num-0": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, num=0), ValueError, r"\bnum\b"),
-    "bw-num-float": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, num=2.0), ValueError, r"\bnum\b"),
+    "bw-num-float": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, num=2.0), TypeError, r"\bnum\b.*int"),
+    "bw-num-bool": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, num=True), TypeError, r"\bnum\b.*bool"),
     "bw-mul-0": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, mul=0.0), ValueError, r"\bmul\b"),
     "bw-mul-inf": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, mul=INF), ValueError, r"\bmul\b"),
     "bw-mul-nan": (lambda x, y: lambda: ops.mmd_bandwidths(x, y, mul=NAN), ValueError, r"\bmul\b"),
@@ -526,20 +527,24 @@ def _nonfinite_xy(gen, dtype, layout):
 @pytest.mark.parametrize("value", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("which", ["x", "y"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_nonfinite_input_raises(dtype, which, value, layout, backend, set_backend, gen):
-    # Before 5331982 this failed: the native epilogue's clamp `D > 0 ? D : 0` turned a NaN distance
-    # into 0 and ops.py checked x/y only when the value came out non-finite, so NaN/inf input
-    # gave a finite, wrong MMD (and with sigmas=None an error about "scales" that did not name
-    # the argument); the reference path did the same for the same-sign layout.
+def test_nonfinite_input_gives_nan_or_raises_on_request(dtype, which, value, layout, backend, set_backend, gen):
+    # Before 5331982 NaN/inf input gave a finite, wrong MMD: the native epilogue's clamp
+    # `D > 0 ? D : 0` turned a NaN distance into 0 (and the reference path did the same for the
+    # same-sign layout). Now the result is NaN, found without a host read (issue 16: the old
+    # raising check read a sum to the host on every call), and check_finite=True raises naming
+    # the argument.
     set_backend(backend)
     x, y = _nonfinite_xy(gen, dtype, layout)
     args = {"x": x, "y": y}
     args[which] = _poison(args[which], value)
     for sig in ([0.5, 1.0], None):
+        for estimator in ("biased", "unbiased"):
+            assert math.isnan(float(ops.rbf_mmd2(args["x"], args["y"], sig, estimator=estimator)))
         with pytest.raises(ValueError, match=rf"\b{which}\b contains NaN or infinite"):
-            ops.rbf_mmd2(args["x"], args["y"], sig)
+            ops.rbf_mmd2(args["x"], args["y"], sig, check_finite=True)
     with pytest.raises(ValueError, match=rf"\b{which}\b contains NaN or infinite"):
         ops.mmd_bandwidths(args["x"], args["y"])  # before 5331982: NaN bandwidths, no error
+    assert torch.isnan(ops.mmd_bandwidths(args["x"], args["y"], check_finite=False)).all()
 
 
 @pytest.mark.parametrize("sig", ["abc", "1.0", b"1", ["a"], [1.0, "x"]], ids=["str", "numeric-str", "bytes", "list-of-str", "mixed-list"])

@@ -1,8 +1,6 @@
 """Argument checks of the selection ops: every error names the argument and what was expected."""
 from __future__ import annotations
 
-import operator
-
 import torch
 
 from mpts_fast import _checks
@@ -28,15 +26,7 @@ def features(x, name: str = "features") -> torch.Tensor:
 
 
 def count(k, name: str = "k") -> int:
-    if isinstance(k, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(k).__name__}") from None
-    if k <= 0:
-        raise ValueError(f"{name} must be a positive number of picks, got {k}")
-    return k
+    return _checks.integer(k, name, minimum=1, what="a positive number of picks")
 
 
 def labeled_mask(labeled, n: int, device: torch.device, name: str = "labeled") -> torch.Tensor | None:
