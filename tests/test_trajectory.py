@@ -205,3 +205,54 @@ def test_posterior_summary_agrees_with_posterior_scores(source):
         torch.testing.assert_close(g, w)
     assert div.models == {"snapshots": 3, "ensemble": 3, "mc_dropout": 4}[source]
     assert div.items == data.x_test.shape[0] and 0 <= div.disagreement <= 1
+
+
+@pytest.mark.parametrize("strategy,source", [("mpts", "snapshots"), ("bald", "mc_dropout"),
+                                             ("ensemble_variance", "ensemble")])
+def test_every_round_records_diversity_and_mpts_its_schedule_and_swa_accuracy(tmp_path, strategy, source):
+    from mpts_fast.loop import ActiveLearningRun, RunConfig
+
+    from al_fixtures import tiny_digits
+
+    cfg = RunConfig(strategy=strategy, rounds=2, epochs=4, cycle_steps=1 if strategy == "mpts" else None)
+    res = ActiveLearningRun(cfg, tmp_path, data=tiny_digits(), device="cpu", progress=False).run()
+    for rd in res["runs"][0]["rounds"]:  # the last round selects nothing but still records its diversity
+        d = rd["diversity"]
+        assert d["source"] == source and d["items"] == 240 - rd["n_labeled"]
+        assert 0 <= d["disagreement"] <= 1 and d["mutual_information"] >= 0 and -1 <= d["entropy_spearman"] <= 1
+        assert ("trajectory" in rd) == ("swa_accuracy" in rd) == (strategy == "mpts")
+    if strategy == "mpts":
+        rd = res["runs"][0]["rounds"][0]
+        assert rd["trajectory"]["cycles"] == 2 and rd["trajectory"]["snapshots"] == 2 == rd["diversity"]["models"]
+        assert res["config"]["cycle_steps"] == 1
+    else:
+        assert res["config"]["cycle_steps"] is None
+
+
+def _cli(tmp_path, *args):
+    from click.testing import CliRunner
+
+    from mpts_fast.cli.main import main
+
+    fast = ["--rounds", "2", "--initial", "20", "--budget", "10", "--epochs", "2", "--device", "cpu", "--quiet"]
+    return CliRunner().invoke(main, ["run", *fast, "--out", str(tmp_path / "o"), *args])
+
+
+@pytest.mark.parametrize("args,flag", [(["--cycle-steps", "0"], "--cycle-steps"),
+                                       (["--cycle-max-factor", "-1"], "--cycle-max-factor"),
+                                       (["--cycle-max-factor", "2", "--cycle-min-factor", "3"], "--cycle-min-factor"),
+                                       (["-s", "random", "--cycle-steps", "3"], "--cycle-steps")])
+def test_cli_refuses_bad_cycle_settings_before_training(tmp_path, monkeypatch, args, flag):
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: pytest.fail("trained"))
+    res = _cli(tmp_path, *args)
+    assert res.exit_code == 2 and flag in res.output, res.output
+
+
+def test_cli_cycle_flags_are_recorded(tmp_path):
+    import json
+
+    res = _cli(tmp_path, "--cycle-steps", "2", "--cycle-max-factor", "5", "--cycle-min-factor", "0.2")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert (saved["config"]["cycle_steps"], saved["config"]["cycle_max_factor"],
+            saved["config"]["cycle_min_factor"]) == (2, 5.0, 0.2)
