@@ -77,7 +77,7 @@ def test_resume_may_add_trials_but_not_change_settings(finished, tmp_path):
     assert "--epochs 13" in res.output and "--lr 0.5" in res.output and "--overwrite" in res.output
     res = invoke("study", "-o", str(out), "--resume", "-d", "wine")
     assert res.exit_code == 2 and "--dataset" in res.output
-    res = invoke("study", "-o", str(out), "--resume", "--trials", "3", "-q", "--no-plots")
+    res = invoke("study", "-o", str(out), "--resume", "--trials", "3", "-q", "--no-plots", "--workers", "1")
     assert res.exit_code == 0, res.output
     assert len(list((out / "trials" / "passive").glob("trial_*.json"))) == 3
     assert json.loads((out / "config.json").read_text())["trials"] == 3
@@ -149,7 +149,7 @@ def test_ctrl_c_with_worker_processes_leaves_no_tracebacks(tmp_path):
         deadline = time.monotonic() + 60
         while not (out / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.5)  # the workers are starting or training
+        time.sleep(1.0)  # the workers are starting or training
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
         _, err = proc.communicate(timeout=60)
     finally:
