@@ -17,7 +17,7 @@ for ds in "${@:-iris wine}"; do
     # sine: 400 training patterns are 25 batches an epoch, so its grid and passive/SASLA runs use 300 epochs
     [ "$d" = sine ] && extra=(--epochs 300)
     "$PY" -m mpts_fast.cli.main study --dataset "$d" --trials 50 --grid --grid-cache bench/results/study/grid \
-      --out "$out" --no-progress "${extra[@]}"
+      --out "$out" --overwrite --no-progress "${extra[@]}"
     mkdir -p bench/results/study/$d
     cp "$out/study.json" "$out/report.md" bench/results/study/$d/
   done
