@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 namespace mpts_torch {
 
 inline void check_float(const at::Tensor& t, const char* name, bool allow_half) {
@@ -59,6 +61,24 @@ inline void check_sensitivity_args(const at::Tensor& x, const at::Tensor& V, con
   TORCH_CHECK_VALUE(norm == 0 || norm == 1 || norm == 2, "norm code must be 0, 1 or 2");
 }
 
+// Snapshot accumulator state: mean (N, C), m2 (N, C), ent_sum (N), contiguous, on one device
+// (a tensor on another device would reach the kernel as a foreign pointer). Dtypes are the
+// registration's to check: the CPU takes float32/float64, the CUDA kernels float32.
+inline void check_snapshot_state(const at::Tensor& mean, const at::Tensor& m2,
+                                 const at::Tensor& ent_sum) {
+  check_dim(mean, "mean", 2);
+  TORCH_CHECK_VALUE(m2.device() == mean.device(), "m2 must be on the device of mean (",
+                    mean.device(), "), got ", m2.device());
+  TORCH_CHECK_VALUE(ent_sum.device() == mean.device(), "ent_sum must be on the device of mean (",
+                    mean.device(), "), got ", ent_sum.device());
+  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes(), "m2 must have the shape of mean ", mean.sizes(),
+                    ", got ", m2.sizes());
+  TORCH_CHECK_VALUE(ent_sum.dim() == 1 && ent_sum.size(0) == mean.size(0),
+                    "ent_sum must have shape (", mean.size(0), ",), got ", ent_sum.sizes());
+  TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
+                    "accumulator state (mean, m2, ent_sum) must be contiguous");
+}
+
 }  // namespace mpts_torch
 
 namespace mpts_torch {
@@ -75,6 +95,24 @@ inline void check_select_state(const at::Tensor& rows, const at::Tensor& mind, i
   TORCH_CHECK_VALUE(first >= -1 && first < N, "first must be -1 or a row index below ", N,
                     ", got ", first);
   TORCH_CHECK_VALUE(k >= 0 && k <= N, "k must be in [0, ", N, "], got ", k);
+}
+
+// mind must be NaN-free (the loops' arg-max and sampling give NaN rows no defined meaning; < 0
+// marks a row never to pick). The loops stop early (picks of -1) once they run out of rows with
+// mind >= 0, and with `first` at a row of mind < 0 they would return that labeled or excluded
+// row as pick 0: both are refused up front. The three facts are read back in one transfer (one
+// host sync per call on CUDA).
+inline void check_select_pickable(const at::Tensor& mind, int64_t first, int64_t k) {
+  std::vector<at::Tensor> parts = {mind.isnan().sum().reshape({1}), mind.ge(0).sum().reshape({1})};
+  if (first >= 0) parts.push_back(mind.narrow(0, first, 1).ge(0).to(at::kLong));
+  const at::Tensor facts = at::cat(parts).cpu();
+  const int64_t* f = facts.data_ptr<int64_t>();
+  TORCH_CHECK_VALUE(f[0] == 0, "mind must not contain NaN (found ", f[0],
+                    "); mark rows never to pick with a negative value");
+  TORCH_CHECK_VALUE(k <= f[1], "k = ", k, " exceeds the ", f[1],
+                    " rows that can be picked (rows with mind >= 0)");
+  TORCH_CHECK_VALUE(first < 0 || f[2] == 1,
+                    "first must be a pickable row (mind[first] >= 0), got first = ", first);
 }
 
 inline void check_uniforms(const at::Tensor& u, const at::Tensor& rows, int64_t k) {

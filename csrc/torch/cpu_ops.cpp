@@ -52,15 +52,10 @@ at::Tensor snapshot_scores_cpu(const at::Tensor& logits) {
 }
 
 void check_state(const at::Tensor& mean, const at::Tensor& m2, const at::Tensor& ent_sum) {
+  check_snapshot_state(mean, m2, ent_sum);
   check_float(mean, "mean", false);
-  check_dim(mean, "mean", 2);
   check_same(mean, m2, "mean", "m2");
   check_same(mean, ent_sum, "mean", "ent_sum");
-  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes() && ent_sum.dim() == 1 &&
-                        ent_sum.size(0) == mean.size(0),
-                    "accumulator state shapes disagree");
-  TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
-                    "accumulator state must be contiguous");
 }
 
 void snapshot_accumulate_cpu(at::Tensor mean, at::Tensor m2, at::Tensor ent_sum,
@@ -115,10 +110,7 @@ void check_select_cpu(const at::Tensor& rows, const at::Tensor& mind, int64_t fi
   check_select_state(rows, mind, first, k, rows_name);
   TORCH_CHECK_TYPE(mind.scalar_type() == rows.scalar_type(), "mind must have the dtype of ",
                    rows_name);
-  // The loops stop early (picks of -1) if they run out of rows: refuse that up front.
-  const int64_t eligible = mind.ge(0).sum().item<int64_t>();
-  TORCH_CHECK_VALUE(k <= eligible, "k = ", k, " exceeds the ", eligible, " rows that can be picked");
-  TORCH_CHECK_VALUE(first < 0 || mind[first].item<double>() >= 0, "first must be a pickable row");
+  check_select_pickable(mind, first, k);
 }
 
 at::Tensor select_kcenter_cpu(const at::Tensor& x, at::Tensor mind, int64_t first, int64_t k) {

@@ -76,15 +76,12 @@ at::Tensor snapshot_scores_cuda(const at::Tensor& logits) {
 }
 
 void check_state_cuda(const at::Tensor& mean, const at::Tensor& m2, const at::Tensor& ent_sum) {
+  check_snapshot_state(mean, m2, ent_sum);
+  TORCH_CHECK_VALUE(mean.is_cuda(), "mean must be a CUDA tensor, got ", mean.device());
   TORCH_CHECK_TYPE(mean.scalar_type() == at::kFloat && m2.scalar_type() == at::kFloat &&
                        ent_sum.scalar_type() == at::kFloat,
-                   "the CUDA accumulator state must be float32");
-  check_dim(mean, "mean", 2);
-  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes() && ent_sum.dim() == 1 &&
-                        ent_sum.size(0) == mean.size(0),
-                    "accumulator state shapes disagree");
-  TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
-                    "accumulator state must be contiguous");
+                   "the CUDA accumulator state (mean, m2, ent_sum) must be float32, got ",
+                   mean.scalar_type(), ", ", m2.scalar_type(), ", ", ent_sum.scalar_type());
   TORCH_CHECK_VALUE(mean.size(1) <= mpts::cuda::kMaxClassesCuda, "at most ",
                     mpts::cuda::kMaxClassesCuda, " classes on CUDA");
 }
@@ -92,7 +89,8 @@ void check_state_cuda(const at::Tensor& mean, const at::Tensor& m2, const at::Te
 void snapshot_accumulate_cuda(at::Tensor mean, at::Tensor m2, at::Tensor ent_sum,
                               const at::Tensor& logits, int64_t count) {
   check_state_cuda(mean, m2, ent_sum);
-  TORCH_CHECK_VALUE(logits.device() == mean.device(), "logits and state must be on one device");
+  TORCH_CHECK_VALUE(logits.device() == mean.device(), "logits must be on the device of mean (",
+                    mean.device(), "), got ", logits.device());
   TORCH_CHECK_VALUE(logits.sizes() == mean.sizes(), "logits must have shape ", mean.sizes(),
                     ", got ", logits.sizes());
   const auto type = logit_type(logits);
@@ -134,8 +132,9 @@ at::Tensor sensitivity_cuda(const at::Tensor& x, const at::Tensor& V, const at::
 }
 
 // ------------------------------------------------------------------ selection loops
-// Rows stay in their storage dtype (float32/float16/bfloat16); the state is float32. Nothing
-// here synchronises with the host: k launches are enqueued and the picks stay on the device.
+// Rows stay in their storage dtype (float32/float16/bfloat16); the state is float32. One host
+// sync per call (check_select_pickable reads back the pickable-row count and mind[first]);
+// then k launches are enqueued and the picks stay on the device.
 
 mpts::cuda::RowType row_type(const at::Tensor& t, const char* name) {
   switch (t.scalar_type()) {
@@ -156,6 +155,7 @@ void check_select_cuda(const at::Tensor& rows, const at::Tensor& mind, int64_t f
   check_select_state(rows, mind, first, k, rows_name);
   TORCH_CHECK_TYPE(mind.scalar_type() == at::kFloat, "mind must be float32 on CUDA");
   TORCH_CHECK_VALUE(rows.is_contiguous(), rows_name, " must be contiguous");
+  check_select_pickable(mind, first, k);
 }
 
 at::Tensor select_workspace(int64_t N, const at::Tensor& like) {
