@@ -263,6 +263,15 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     return SnapshotScores.from_stacked(scores)
 
 
+def _accumulate_logits_dtype(logits_dtype: torch.dtype, state_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype snapshot_accumulate's native kernel takes logits of `logits_dtype` in: the
+    state's dtype on the CPU; on CUDA (float32 state) float32, float16 and bfloat16 are read as
+    stored and anything else (float64) is converted to float32."""
+    if device.type == "cuda" and state_dtype == torch.float32 and logits_dtype in (torch.float32, *_HALF):
+        return logits_dtype
+    return state_dtype
+
+
 class SnapshotAccumulator:
     """Streams snapshots one (N, C) batch of logits at a time; O(N C) memory.
 
@@ -282,9 +291,10 @@ class SnapshotAccumulator:
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.n, self.num_classes = n, num_classes
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.count = 0
-        self._state = reference.SnapshotMoments(n, num_classes, self.device, dtype)
+        self._state = reference.SnapshotMoments(n, num_classes, device if device is not None else "cpu", dtype)
+        # The state's own device: "cuda" becomes "cuda:0", so logits made with device="cuda" match.
+        self.device = self._state.mean.device
 
     def update(self, logits_s: torch.Tensor) -> "SnapshotAccumulator":
         """Fold in one snapshot's logits (n, C), or several as (S, n, C)."""
@@ -299,8 +309,7 @@ class SnapshotAccumulator:
             raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
         st = self._state
         if self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype):
-            if self.device.type == "cpu" or st.mean.dtype == torch.float64:
-                logits_s = logits_s.to(st.mean.dtype)
+            logits_s = logits_s.to(_accumulate_logits_dtype(logits_s.dtype, st.mean.dtype, self.device))
             torch.ops.mpts_fast.snapshot_accumulate(st.mean, st.m2, st.ent_sum, logits_s, self.count)
         elif self.n:
             st.update(logits_s, self.count)
