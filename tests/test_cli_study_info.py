@@ -50,10 +50,12 @@ def test_resume_of_a_finished_study_as_typed_in_the_issue(finished, tmp_path):
     assert res.exit_code == 0, res.output
     assert "passive" in res.output and "sasla" in res.output
     assert trial_stamps(out) == stamps  # nothing recomputed
+    assert "patterns" not in res.output  # -q: the result lines only
     # --resume alone takes every setting from the study's config.json
-    res = invoke("study", "-o", str(out), "--resume", "-q", "--no-plots")
+    res = invoke("study", "-o", str(out), "--resume", "--no-plots")
     assert res.exit_code == 0, res.output
     assert trial_stamps(out) == stamps
+    assert "(resumed)" in res.output and "'hidden': 16" in res.output
 
 
 def test_resume_with_one_method_complete_and_another_missing_trials(finished, tmp_path):
@@ -77,7 +79,8 @@ def test_resume_may_add_trials_but_not_change_settings(finished, tmp_path):
     assert "--epochs 13" in res.output and "--lr 0.5" in res.output and "--overwrite" in res.output
     res = invoke("study", "-o", str(out), "--resume", "-d", "wine")
     assert res.exit_code == 2 and "--dataset" in res.output
-    res = invoke("study", "-o", str(out), "--resume", "--trials", "3", "-q", "--no-plots", "--workers", "1")
+    res = invoke("study", "-o", str(out), "--resume", "--trials", "3", "--methods", "PASSIVE,Sasla", "-q",
+                 "--no-plots", "--workers", "1")
     assert res.exit_code == 0, res.output
     assert len(list((out / "trials" / "passive").glob("trial_*.json"))) == 3
     assert json.loads((out / "config.json").read_text())["trials"] == 3
