@@ -284,10 +284,8 @@ class SnapshotAccumulator:
     """
 
     def __init__(self, n: int, num_classes: int, device=None, dtype: torch.dtype = torch.float32) -> None:
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        n = _checks.integer(n, "n", minimum=0, what="a non-negative number of items")
+        num_classes = _checks.integer(num_classes, "num_classes", minimum=1, what="a positive number of classes")
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.n, self.num_classes = n, num_classes
@@ -337,6 +335,15 @@ class SnapshotAccumulator:
 _NORM_CODES = {"l1": 1, "l2": 2, "inf": 0}
 
 
+def _network_biases(V, b_v, W, b_w) -> tuple[torch.Tensor, torch.Tensor]:
+    """b_v, b_w with None (a layer without bias, e.g. nn.Linear(bias=False)) as zeros."""
+    if b_v is None and isinstance(V, torch.Tensor) and V.dim() == 2:
+        b_v = V.new_zeros((V.shape[0],))
+    if b_w is None and isinstance(W, torch.Tensor) and W.dim() == 2:
+        b_w = W.new_zeros((W.shape[0],))
+    return b_v, b_w
+
+
 def _validate_network(x, V, b_v, W, b_w, output: str) -> None:
     _checks.tensor(x, "x", 2)
     _checks.tensor(V, "V", 2)
@@ -365,9 +372,9 @@ def _validate_network(x, V, b_v, W, b_w, output: str) -> None:
 def sensitivity(
     x: torch.Tensor,
     V: torch.Tensor,
-    b_v: torch.Tensor,
+    b_v: torch.Tensor | None,
     W: torch.Tensor,
-    b_w: torch.Tensor,
+    b_w: torch.Tensor | None,
     *,
     norm: str = "l1",
     output: str = "sigmoid",
@@ -378,9 +385,11 @@ def sensitivity(
     and the o (1 - o) factor is 1). S[p,k,i] = o_k (1 - o_k) sum_j W[k,j] y_j (1 - y_j) V[j,i].
     norm: "l1" (sum-norm, the default), "l2" or "inf" over the inputs i.
 
-    x: (P, I), V: (J, I), b_v: (J,), W: (K, J), b_w: (K,). Returns (P,). The (P, K, I) tensor is
+    x: (P, I), V: (J, I), b_v: (J,), W: (K, J), b_w: (K,); b_v / b_w None for a layer without
+    bias (nn.Linear(bias=False)), the same as zeros. Returns (P,). The (P, K, I) tensor is
     never stored (use sensitivity_matrix for it). Not differentiable.
     """
+    b_v, b_w = _network_biases(V, b_v, W, b_w)
     _validate_network(x, V, b_v, W, b_w, output)
     _checks.choice(norm, "norm", tuple(_NORM_CODES))
     if x.shape[0] == 0:
@@ -397,14 +406,15 @@ def sensitivity(
 def sensitivity_matrix(
     x: torch.Tensor,
     V: torch.Tensor,
-    b_v: torch.Tensor,
+    b_v: torch.Tensor | None,
     W: torch.Tensor,
-    b_w: torch.Tensor,
+    b_w: torch.Tensor | None,
     *,
     output: str = "sigmoid",
 ) -> torch.Tensor:
     """The full output-sensitivity tensor S (P, K, I) of `sensitivity` (for small P and tests;
-    memory P K I). Differentiable."""
+    memory P K I). Differentiable. b_v / b_w may be None (zeros) as in `sensitivity`."""
+    b_v, b_w = _network_biases(V, b_v, W, b_w)
     _validate_network(x, V, b_v, W, b_w, output)
     return reference.sensitivity_matrix(x, V, b_v, W, b_w, output)
 

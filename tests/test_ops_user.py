@@ -329,3 +329,67 @@ def test_mmd_penalty_non_finite_embeddings(gen):
     assert torch.isnan(value)
     torch.testing.assert_close(mmd_penalty(z_l, z_all), ops.rbf_mmd2(z_l, z_all), rtol=0, atol=0)
     torch.testing.assert_close(mmd_penalty(z_l, z_all, 3), ops.rbf_mmd2(z_l, z_all, ops.mmd_bandwidths(z_l, z_all, 3)))
+
+
+# ---------------------------------------------------------- integer-like arguments, every op
+
+INT_LIKES = [7, np.int64(7), np.int32(7), torch.tensor(7), torch.tensor(7, dtype=torch.int32)]
+NOT_INTS = [(True, "bool"), (7.0, "float"), (np.float64(7.0), "float64"), (torch.tensor(7.0), "float32 tensor"),
+            (torch.tensor([7]), "shape \\(1,\\)"), ("7", "str")]
+
+
+def _int_arg_calls(gen):
+    x = _pool(gen)
+    probs, emb = _badge_inputs(gen)
+    a, b = randn(gen, 9, 3), randn(gen, 8, 3)
+    return {
+        "kcenter_greedy.k": (lambda v: ops.kcenter_greedy(x, v), "k"),
+        "kmeanspp.k": (lambda v: ops.kmeanspp(x, v, generator=torch.Generator().manual_seed(0)), "k"),
+        "badge_select.k": (lambda v: ops.badge_select(probs, emb, v, generator=torch.Generator().manual_seed(0)), "k"),
+        "mmd_bandwidths.num": (lambda v: ops.mmd_bandwidths(a, b, v), "num"),
+        "rbf_mmd2_ladder.num": (lambda v: ops.rbf_mmd2_ladder(a, b, v), "num"),
+        "SnapshotAccumulator.n": (lambda v: ops.SnapshotAccumulator(v, 3).update(torch.zeros(7, 3)).scores(), "n"),
+        "SnapshotAccumulator.num_classes": (lambda v: ops.SnapshotAccumulator(4, v).update(torch.zeros(4, 7)).scores(), "num_classes"),
+    }
+
+
+def test_integer_like_arguments_are_accepted_alike_by_every_op(gen):
+    for name, (call, _) in _int_arg_calls(gen).items():
+        outs = [call(v) for v in INT_LIKES]
+        for o in outs[1:]:
+            flat = (lambda r: torch.stack(list(r)) if isinstance(r, tuple) else r)
+            assert torch.equal(flat(o), flat(outs[0])), name
+
+
+@pytest.mark.parametrize("bad, what", NOT_INTS, ids=[w for _, w in NOT_INTS])
+def test_bools_and_floats_are_refused_naming_the_argument(bad, what, gen):
+    for name, (call, arg) in _int_arg_calls(gen).items():
+        with pytest.raises(TypeError, match=rf"\b{arg} must be an int.*{what}"):
+            call(bad)
+
+
+# ------------------------------------------------------------ sensitivity without biases
+
+
+@pytest.mark.parametrize("drop", ["b_v", "b_w", "both"])
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_sensitivity_accepts_none_biases(backend, drop, output, gen):
+    # Before: TypeError "b_v must be a torch.Tensor, got NoneType" for an nn.Linear(bias=False).
+    from mpts_testutil import oracle_sensitivity, oracle_sensitivity_matrix
+
+    hidden = torch.nn.Linear(5, 4, bias=drop == "b_w").double()
+    out = torch.nn.Linear(4, 3, bias=drop == "b_v").double()
+    x = randn(gen, 11, 5, dtype=torch.float64)
+    b_v = None if drop in ("b_v", "both") else hidden.bias.detach()
+    b_w = None if drop in ("b_w", "both") else out.bias.detach()
+    V, W = hidden.weight.detach(), out.weight.detach()
+    zeros_v = b_v if b_v is not None else torch.zeros(4, dtype=torch.float64)
+    zeros_w = b_w if b_w is not None else torch.zeros(3, dtype=torch.float64)
+    got = ops.sensitivity(x, V, b_v, W, b_w, output=output)
+    torch.testing.assert_close(got, oracle_sensitivity(x, V, zeros_v, W, zeros_w, output=output), rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        ops.sensitivity_matrix(x, V, b_v, W, b_w, output=output),
+        oracle_sensitivity_matrix(x, V, zeros_v, W, zeros_w, output=output),
+        rtol=1e-10,
+        atol=1e-13,
+    )

@@ -384,8 +384,10 @@ def test_accumulator_errors(gen):
     assert acc.count == 0  # failed updates fold nothing in
     with pytest.raises(ValueError, match=r"\bn\b"):
         SnapshotAccumulator(-1, 3)
-    with pytest.raises(ValueError, match=r"\bn\b"):
+    with pytest.raises(TypeError, match=r"\bn\b must be an int"):
         SnapshotAccumulator(2.0, 3)
+    with pytest.raises(TypeError, match=r"num_classes must be an int, got bool"):
+        SnapshotAccumulator(3, True)
     with pytest.raises(ValueError, match=r"num_classes"):
         SnapshotAccumulator(3, 0)
     with pytest.raises(TypeError, match=r"dtype"):
