@@ -123,7 +123,8 @@ def _sensitivity_section(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: in
 
 @click.command()
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
-@click.option("--epochs", default=100, show_default=True, help="Training epochs of the snapshot demo (the MPTS paper trains 100 per round).")
+@click.option("--epochs", default=100, show_default=True,
+              help="Training epochs of the snapshot demo (the MPTS paper trains 100 per round).")
 def demo(seed: int, epochs: int) -> None:
     """Run the scoring ops on the bundled digits data set (offline, a few seconds)."""
     from mpts_fast.cli.info import check_backend

@@ -176,8 +176,8 @@ def test_info_with_a_bogus_backend_is_a_clear_error():
 
 
 def test_library_imports_with_a_bogus_backend_and_its_ops_name_the_variable():
-    code = ("import torch, mpts_fast\nfrom mpts_fast import ops\ntry:\n    ops.rbf_mmd2(torch.ones(2, 3), torch.zeros(2, 3))\n"
-            "except ValueError as e:\n    print(e)\n")
+    code = ("import torch, mpts_fast\nfrom mpts_fast import ops\n"
+            "try:\n    ops.rbf_mmd2(torch.ones(2, 3), torch.zeros(2, 3))\nexcept ValueError as e:\n    print(e)\n")
     env = {**os.environ, "MPTS_FAST_BACKEND": "bogus"}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
