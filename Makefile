@@ -50,14 +50,13 @@ bench: build
 cuda-check: $(VENV)/.bootstrapped
 	scripts/cuda_check.sh $(PY)
 
-# On a GPU machine: its own python3 and torch (nothing can be installed there), an in-place
-# CUDA build, every test (CUDA ones included), the GPU benchmarks, a results file.
+# On a GPU machine: its own python3 and torch (nothing can be installed there). Stages, each
+# recorded whatever the others do (scripts/gpu_check.py): in-place CUDA build, the CUDA tests,
+# the small CUDA workload under compute-sanitizer memcheck / racecheck / synccheck, the GPU
+# benchmarks; bench/results/<date>-gpu-check-<gpu>.json says what passed, failed or could not
+# run. About 8 minutes at most (GPU_CHECK_BUDGET_S); exit 1 on a failure, 2 if a stage could not run.
 gpu-check:
-	MPTS_FAST_CUDA=1 TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" \
-	  $(PYTHON) setup.py -q build_ext --inplace
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests
-	PYTHONPATH=$(CURDIR) $(PYTHON) bench/run.py --device cuda --out bench/results
-	PYTHONPATH=$(CURDIR) $(PYTHON) bench/select_run.py --device cuda --out bench/results
+	PYTHON=$(PYTHON) $(PYTHON) scripts/gpu_check.py
 
 clean:
 	rm -rf build $(VENV) mpts_fast/_C*.so *.egg-info
