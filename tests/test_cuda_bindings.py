@@ -166,9 +166,12 @@ def test_float32_accumulator_takes_other_logit_dtypes(device, logits_dtype, gen)
         acc.update(logits[s].to(device))
     want = SnapshotAccumulator(70, 10, device=device).update(logits.float().to(device)).scores()
     oracle = oracle_snapshot(logits.float())
+    # the same float32 values reach the kernel (the CUDA kernel reads float16 as stored: its
+    # load path may order the arithmetic differently)
+    same = dict(rtol=0, atol=0) if device == "cpu" or logits_dtype == F64 else dict(rtol=1e-6, atol=1e-7)
     for f, got, w in zip(SCORE_FIELDS, acc.scores(), want):
         assert got.dtype == torch.float32
-        torch.testing.assert_close(got, w, rtol=0, atol=0, msg=f)
+        torch.testing.assert_close(got, w, **same, msg=f)
         torch.testing.assert_close(got.cpu().double(), oracle[f], rtol=1e-5, atol=1e-6, msg=f)
 
 
