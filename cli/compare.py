@@ -38,7 +38,7 @@ def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
     summary_path = out_dir / SUMMARY_FILE
     if summary_path.exists():
         summary = load_json(summary_path)
-        if "config" in summary:
+        if summary.get("config"):
             config = dict(summary["config"])
             return config.pop("strategies", list(summary.get("strategies", {}))), config
     found = sorted(p.parent.name for p in out_dir.glob(f"*/{RESULTS_FILE}"))
@@ -49,10 +49,21 @@ def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
     return found, {k: v for k, v in config.items() if k not in _PER_STRATEGY}
 
 
-def _shared_config(config: dict, names: list[str]) -> dict:
-    """summary.json's config: the settings every strategy shares, and the per-strategy ones by strategy."""
-    shared = {k: v for k, v in config.items() if k not in _PER_STRATEGY}
-    return {**shared, "strategies": names}
+def _invocation_config(configs: dict, names: list[str]) -> dict:
+    """summary.json's config, written before any training so that --resume knows the strategies and settings even
+    when the first strategy is interrupted: the shared settings, each strategy-specific one from the first strategy
+    that uses it (None when none does), and every strategy's options."""
+    from mpts_fast.strategies import get_strategy
+
+    def users(field: str) -> list[str]:
+        needs = {n: get_strategy(n).needs for n in names}
+        return [n for n in names if (needs[n].mmd if field == "mmd_weight" else needs[n].snapshots)]
+
+    config = {k: v for k, v in configs[names[0]].to_json().items() if k not in _PER_STRATEGY}
+    for field in _PER_STRATEGY[2:]:
+        used_by = users(field)
+        config[field] = getattr(configs[used_by[0]], field) if used_by else None
+    return {**config, "strategy_options": {n: configs[n].strategy_options for n in names}, "strategies": names}
 
 
 @click.command()
@@ -89,7 +100,12 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         if resume and saved_path.exists():
             sub_kw = merge_saved(ctx, kw, load_json(saved_path).get("config", {}), saved_path)
         configs[name] = run_config(name, sub_kw, prefix_required=True, in_run=names)
-    summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": None, "strategies": {}}
+    summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": _invocation_config(configs, names),
+               "strategies": {}}
+    if resume and (out_dir / SUMMARY_FILE).exists():  # entries of finished strategies stay until they are redone
+        earlier = load_json(out_dir / SUMMARY_FILE).get("strategies", {})
+        summary["strategies"] = {n: earlier[n] for n in names if n in earlier}
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
     everything = []
     for name in names:
         sub = out_dir / name
@@ -99,7 +115,10 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
         results = saved if done else execute(configs[name], sub, kw, saved is not None, overwrite, command="compare")
-        summary["config"] = summary["config"] or _shared_config(results["config"], names)
+        # the shared settings as resolved (the data set's defaults filled in)
+        summary["config"].update({k: v for k, v in results["config"].items() if k not in _PER_STRATEGY})
+        summary["config"].update({k: results["config"][k] for k in _PER_STRATEGY[2:]
+                                  if summary["config"].get(k) is None and results["config"].get(k) is not None})
         summary["strategies"][name] = {"config": {k: results["config"].get(k) for k in _PER_STRATEGY[1:]},
                                        **summarize_runs(results)}
         everything.append(results)

@@ -274,3 +274,16 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("a.json", "b.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode
+
+
+def test_compare_interrupted_in_its_first_strategy_resumes_every_strategy(tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    with monkeypatch.context() as m:
+        _interrupt_after_rounds(m, 0)
+        res = cli("compare", *FAST, "-s", "mpts,random", "--mmd-weight", 0.5, "--out", out)
+    assert res.exit_code == 130
+    res = cli("compare", "--out", out, "--resume", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["strategies"]) == ["mpts", "random"] and summary["config"]["mmd_weight"] == 0.5
+    assert json.loads((out / "mpts" / "results.json").read_text())["config"]["mmd_weight"] == 0.5
