@@ -18,7 +18,8 @@ _DEFAULT = "default: the data set's (see `mpts-fast datasets`)"
 def experiment_options(fn):
     """Options for the AL protocol; those left out take the data set's defaults (MPTS paper Table 1)."""
     options = [
-        click.option("--dataset", "-d", default="digits", show_default=True, help="Data set name (`mpts-fast datasets`)."),
+        click.option("--dataset", "-d", default="digits", show_default=True,
+                     help="Data set name, case-insensitive (`mpts-fast datasets`)."),
         click.option("--rounds", type=int, help=f"Evaluated rounds (points on the learning curve); {_DEFAULT}."),
         click.option("--initial", type=int, help=f"Size of the random initial labeled set; {_DEFAULT}."),
         click.option("--budget", type=int, help=f"Items labeled per round; {_DEFAULT}."),
