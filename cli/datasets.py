@@ -69,10 +69,12 @@ def datasets(data_dir: Path | None, to_download: tuple[str, ...]) -> None:
     """List the data sets: task, classes, sizes, default AL settings and local availability."""
     from mpts_fast import data
 
+    from mpts_fast.cli.names import resolve_name
+
     root = data_dir if data_dir is not None else data.default_data_dir()
-    for name in to_download:
+    names = [resolve_name(n, data.dataset_names(), what="data set", param_hint="'--download'") for n in to_download]
+    for name in names:
         try:
-            data.get_info(name)
             ds = data.load_dataset(name, root, download=True, progress=True)
         except (ValueError, OSError, ImportError) as exc:
             raise click.ClickException(str(exc)) from exc

@@ -287,3 +287,8 @@ def test_compare_interrupted_in_its_first_strategy_resumes_every_strategy(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["strategies"]) == ["mpts", "random"] and summary["config"]["mmd_weight"] == 0.5
     assert json.loads((out / "mpts" / "results.json").read_text())["config"]["mmd_weight"] == 0.5
+
+
+def test_datasets_download_names_are_checked_first(tmp_path):
+    res = cli("datasets", "--data-dir", tmp_path, "--download", "svnh")
+    assert res.exit_code == 2 and "did you mean 'svhn'" in res.output
