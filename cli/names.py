@@ -23,9 +23,26 @@ def resolve_name(value: str, choices: list[str], *, what: str, param_hint: str) 
 
 
 def resolve_dataset(value: str) -> str:
-    from mpts_fast.data import dataset_names
+    """A registered name, or your own data set's absolute path (an .npz file or a directory of .npy files): loaded
+    here (memory-mapped, checked) so a bad file is a usage error before anything runs, with its inferred defaults
+    printed to stderr."""
+    from mpts_fast.data import dataset_names, own
 
+    if own.is_own_dataset(value):
+        try:
+            ds = own.load_own_dataset(value)
+        except (ValueError, OSError) as e:
+            raise click.BadParameter(str(e).removeprefix("dataset: "), param_hint="'--dataset'") from None
+        click.echo(own.summary(ds), err=True)
+        return ds.name
     return resolve_name(value, dataset_names(), what="data set", param_hint="'--dataset'")
+
+
+def dataset_label(dataset: str) -> str:
+    """A data set's name for default output directories: the registered name, or your own file's stem."""
+    from mpts_fast.data import own
+
+    return own.label(dataset) if own.is_own_dataset(dataset) else dataset
 
 
 def resolve_strategy(value: str, param_hint: str = "'--strategy'") -> str:

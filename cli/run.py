@@ -84,7 +84,7 @@ def seeds_line(summary: dict) -> str:
 @click.pass_context
 def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run active learning with one strategy: with no options, MPTS on the embedded digits data set."""
-    from mpts_fast.cli.names import resolve_dataset, resolve_strategy
+    from mpts_fast.cli.names import dataset_label, resolve_dataset, resolve_strategy
     from mpts_fast.plots import plot_learning_curve
     from mpts_fast.results import CSV_FILE, aubc, summarize_runs, write_results_csv
 
@@ -92,7 +92,7 @@ def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwr
         raise click.UsageError("--resume and --overwrite exclude each other")
     kw["dataset"] = resolve_dataset(kw["dataset"])
     strategy = resolve_strategy(strategy)
-    out_dir = Path(out or f"runs/{kw['dataset']}-{strategy}")
+    out_dir = Path(out or f"runs/{dataset_label(kw['dataset'])}-{strategy}")
     if resume:
         saved = _load_saved(out_dir)
         saved_strategy = saved.get("strategy", strategy)

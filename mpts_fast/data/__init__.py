@@ -10,7 +10,7 @@ import inspect
 import os
 from pathlib import Path
 
-from mpts_fast.data import bundled, cifar, idx, mini_imagenet, openml_sets, regression, svhn
+from mpts_fast.data import bundled, cifar, idx, mini_imagenet, openml_sets, own, regression, svhn
 from mpts_fast.data.base import ALDefaults, Availability, Dataset, DatasetInfo, Task
 from mpts_fast.data.download import ChecksumError, DataNotFoundError
 
@@ -107,13 +107,18 @@ def _root(data_dir: str | Path | None) -> Path:
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True,
                  progress: bool = True, **options) -> Dataset:
-    """Load a registered data set by name.
+    """Load a registered data set by name, or your own from a path (an .npz file or a directory of .npy files, see
+    :mod:`mpts_fast.data.own`).
 
     data_dir: where downloaded files live (default :func:`default_data_dir`); download: fetch missing files with a
     progress bar and checksum check (False never touches the network). A missing file raises DataNotFoundError (a
     FileNotFoundError) naming the file, where to place it and its URL; a corrupt one raises ChecksumError (a
     ValueError). options: reader-specific keywords, e.g. target="Y2" for energy-efficiency.
     """
+    if own.is_own_dataset(name):  # your own .npz / directory of .npy files (mpts_fast/data/own.py)
+        if options:
+            raise ValueError(f"options: your own data set {name} takes no options, got {', '.join(sorted(options))}")
+        return own.load_own_dataset(name)
     info = get_info(name)
     if options:
         accepted = [p for p in inspect.signature(info.loader).parameters if p not in ("data_dir", "download",
@@ -128,6 +133,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
 def availability(name: str, data_dir: str | Path | None = None) -> Availability:
     """Whether `name` can be loaded from `data_dir` without the network (file names only; checksums are checked on
     load)."""
+    if own.is_own_dataset(name):
+        path = Path(name).expanduser()
+        return Availability("present" if path.exists() else "missing", path.parent, () if path.exists() else (path.name,))
     info = get_info(name)
     if info.bundled or info.availability is None:
         return Availability("bundled")
