@@ -7,6 +7,7 @@ float64 on CUDA runs the reference). float16/bfloat16 on CPU are computed in flo
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence, Union
 
 import torch
@@ -233,7 +234,39 @@ def _raise_if_nonfinite_scores(scores: torch.Tensor, name: str) -> None:
     # The kernels let NaN/inf logits poison the item's scores; checking the (5, N) result
     # costs far less than a separate pass over the (S, N, C) input.
     if scores.numel() and not bool(torch.isfinite(scores).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise _nonfinite_logits_error(name)
+
+
+def _nonfinite_logits_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name} contains NaN or infinite values (NaN, +inf, or an item whose logits are all -inf; "
+        "-inf in some classes masks those classes and is fine)"
+    )
+
+
+_PROBABILITY_SAMPLE_ROWS = 64
+
+
+def _looks_like_probabilities(logits_2d: torch.Tensor) -> torch.Tensor:
+    """0-dim bool tensor, computed on the device: the first 64 rows of (N, C) logits are all in
+    [0, 1] and each sums to 1 (within 1e-3), i.e. probabilities passed where logits belong. A
+    sample: O(64 C) work whatever N, read to the host together with a check the caller reads
+    anyway."""
+    sample = logits_2d[:_PROBABILITY_SAMPLE_ROWS]
+    if sample.shape[-1] < 2:
+        return torch.zeros((), dtype=torch.bool, device=sample.device)
+    in_unit = ((sample >= 0) & (sample <= 1)).all()
+    sums_to_one = ((sample.sum(-1, dtype=torch.float64) - 1).abs() <= 1e-3).all()
+    return in_unit & sums_to_one
+
+
+def _warn_probabilities(name: str) -> None:
+    warnings.warn(
+        f"{name} looks like probabilities (every value in [0, 1], rows summing to 1): the snapshot scores take "
+        "logits (or log-probabilities) and apply softmax themselves; pass model outputs before softmax",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
@@ -244,7 +277,12 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     entropy = -sum_c pbar log pbar; bald = entropy - mean_s H(p_s) (clamped at 0);
     variance = sum_c sample variance of p_s over s (S - 1 denominator, 0 when S = 1);
     margin = pbar(1st) - pbar(2nd); least_confidence = 1 - max pbar. Scores are float32
-    (float64 for float64 logits).
+    (float64 for float64 logits). Every score is higher for a more uncertain item except margin,
+    which is lower: rank with scores.most_uncertain(k, field) or scores.uncertainty(field).
+
+    -inf logits mask classes: the scores equal those of the logits without them. NaN, +inf or an
+    item with every logit at -inf raises ValueError. Probabilities passed as logits (a sample of
+    rows all in [0, 1], summing to 1) give a warning: softmax is applied here.
     """
     _validate_logits(logits, "logits", 3)
     if logits.shape[0] < 1:
@@ -252,15 +290,25 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     if logits.shape[1] == 0:
         empty = logits.new_zeros((0,), dtype=_compute_dtype(logits.dtype, logits.device))
         return SnapshotScores(*(empty.clone() for _ in range(5)))
+    looks_like_probs = _looks_like_probabilities(logits[0])
     if not _native_for("snapshot_uncertainty", logits.device, logits.dtype):
         out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
-        _raise_if_nonfinite_scores(torch.stack(out), "logits")
-        return out
-    if logits.device.type == "cpu":
-        logits = logits.to(_compute_dtype(logits.dtype, logits.device))
-    scores = torch.ops.mpts_fast.snapshot_scores(logits)
-    _raise_if_nonfinite_scores(scores, "logits")
-    return SnapshotScores.from_stacked(scores)
+        finite, probs = torch.stack([torch.isfinite(torch.stack(out)).all(), looks_like_probs]).tolist()  # one read
+    else:
+        native_logits = logits.to(_compute_dtype(logits.dtype, logits.device)) if logits.device.type == "cpu" else logits
+        scores = torch.ops.mpts_fast.snapshot_scores(native_logits)
+        finite, probs = torch.stack([torch.isfinite(scores).all(), looks_like_probs]).tolist()  # one read
+        out = SnapshotScores.from_stacked(scores)
+        if not finite:
+            # -inf logits (masked classes) poison the native kernels' scores (0 * -inf in the
+            # entropy sum); the reference handles them. Only non-finite results pay for this.
+            out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
+            finite = bool(torch.isfinite(torch.stack(out)).all())
+    if probs:
+        _warn_probabilities("logits")
+    if not finite:
+        raise _nonfinite_logits_error("logits")
+    return out
 
 
 def _accumulate_logits_dtype(logits_dtype: torch.dtype, state_dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -280,7 +328,9 @@ class SnapshotAccumulator:
     scores = acc.scores()                                 # same as snapshot_uncertainty(stack)
 
     The state (Welford mean and M2 per class, summed snapshot entropy) is float32, or float64
-    with dtype=torch.float64.
+    with dtype=torch.float64. Logits as in snapshot_uncertainty (-inf masks a class; margin is
+    the one score where lower = more uncertain). Each native update reads one flag to the host
+    (whether the snapshot has -inf logits, which the plain-PyTorch fold takes).
     """
 
     def __init__(self, n: int, num_classes: int, device=None, dtype: torch.dtype = torch.float32) -> None:
@@ -306,7 +356,15 @@ class SnapshotAccumulator:
         if logits_s.device != self.device:
             raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
         st = self._state
-        if self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype):
+        native = self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype)
+        if self.n and (native or self.count == 0):
+            # one read: -inf logits (masked classes) go through the reference fold, which handles
+            # them (the native fold does not yet); the first snapshot is checked for probabilities
+            masked, probs = torch.stack([torch.isneginf(logits_s).any(), _looks_like_probabilities(logits_s)]).tolist()
+            if probs and self.count == 0:
+                _warn_probabilities("logits_s")
+            native = native and not masked
+        if native:
             logits_s = logits_s.to(_accumulate_logits_dtype(logits_s.dtype, st.mean.dtype, self.device))
             torch.ops.mpts_fast.snapshot_accumulate(st.mean, st.m2, st.ent_sum, logits_s, self.count)
         elif self.n:

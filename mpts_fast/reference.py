@@ -100,13 +100,20 @@ def _scores_from_moments(pbar: torch.Tensor, var_sum: torch.Tensor, mean_ent: to
     return SnapshotScores(entropy, bald, var_sum, top1 - top2, 1 - top1)
 
 
+def _plogp(p: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """p log p with 0 log 0 = 0: a -inf logit (a masked class) has p = 0 and log p = -inf, whose
+    product would be NaN. NaN p stays NaN (p * 0)."""
+    return torch.where(p > 0, p * logp, p * 0)
+
+
 def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
-    """logits (S, N, C) -> SnapshotScores of (N,) tensors. The plain way: softmax, mean, entropy."""
+    """logits (S, N, C) -> SnapshotScores of (N,) tensors. The plain way: softmax, mean, entropy.
+    -inf logits (masked classes) give the scores of the logits without those classes."""
     S = logits.shape[0]
     logp = torch.log_softmax(logits, dim=-1)
     p = logp.exp()
     pbar = p.mean(0)
-    mean_ent = -(p * logp).sum(-1).mean(0)
+    mean_ent = -_plogp(p, logp).sum(-1).mean(0)
     var_sum = p.var(0, unbiased=True).sum(-1) if S > 1 else torch.zeros_like(pbar[..., 0])
     return _scores_from_moments(pbar, var_sum, mean_ent)
 
@@ -125,7 +132,7 @@ class SnapshotMoments:
         delta = p - self.mean
         self.mean += delta / (count + 1)
         self.m2 += delta * (p - self.mean)
-        self.ent_sum += -(p * logp).sum(-1)
+        self.ent_sum += -_plogp(p, logp).sum(-1)
 
     def scores(self, count: int) -> SnapshotScores:
         var_sum = self.m2.sum(-1) / (count - 1) if count > 1 else torch.zeros_like(self.ent_sum)
