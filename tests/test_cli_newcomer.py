@@ -36,7 +36,7 @@ def test_resume_takes_the_saved_settings(tmp_path, monkeypatch):
     out = tmp_path / "badge"
     with monkeypatch.context() as m:
         _interrupt_after_rounds(m, 3)
-        res = cli("run", "--strategy", "badge", "--rounds", 3, "--budget", 5, "--repeats", 3, "--initial", 20,
+        res = cli("run", "--strategy", "badge", "--rounds", 2, "--budget", 5, "--repeats", 3, "--initial", 20,
                   "--epochs", 1, "--device", "cpu", "-q", "--out", out)
     assert res.exit_code == 130, res.output
     assert "--resume" in res.output and str(out) in res.output
@@ -45,7 +45,7 @@ def test_resume_takes_the_saved_settings(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["strategy"] == "badge" and saved["config"]["budget"] == 5 and saved["config"]["repeats"] == 3
-    assert [len(r["rounds"]) for r in saved["runs"]] == [3, 3, 3]
+    assert [len(r["rounds"]) for r in saved["runs"]] == [2, 2, 2]
     # options given again must agree: the same value is fine, another is refused by name
     assert cli("run", "--out", out, "--resume", "--budget", 5, "-q").exit_code == 0
     res = cli("run", "--out", out, "--resume", "--budget", 50, "-q")
