@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Sequence, Union
 
+import numpy as np
 import torch
 
 from mpts_fast import _checks, _native, reference
@@ -519,8 +520,12 @@ _register()
 
 __all__ += ["kcenter_greedy", "kmeanspp", "badge_select"]
 
+# Rows that count as centres and are never picked: a bool mask (N,) or integer row indices, as a
+# tensor, numpy array or list.
+LabeledArg = Union[None, torch.Tensor, np.ndarray, Sequence[int], Sequence[bool]]
 
-def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor:
+
+def kcenter_greedy(features: torch.Tensor, k: int, labeled: LabeledArg = None) -> torch.Tensor:
     """Greedy k-center (Coreset, Sener & Savarese): k rows, each the unlabeled, unpicked row
     farthest (Euclidean) from its nearest centre; ties go to the lowest index.
 
@@ -547,7 +552,7 @@ def kmeanspp(
     *,
     generator: torch.Generator | None = None,
     first: str = "norm",
-    labeled=None,
+    labeled: LabeledArg = None,
 ) -> torch.Tensor:
     """k-means++ seeding: k distinct rows. The first pick is the largest-norm unlabeled row
     (first="norm", as in BADGE) or a uniform draw among them (first="random"); each next pick is
@@ -568,7 +573,7 @@ def badge_select(
     k: int,
     *,
     generator: torch.Generator | None = None,
-    labeled=None,
+    labeled: LabeledArg = None,
 ) -> torch.Tensor:
     """BADGE (Ash et al. 2020): k-means++ seeding (first="norm") over the gradient embeddings
     g_i = (p_i - e_yhat_i) (x) h_i, yhat_i = argmax p_i, without forming them:

@@ -20,6 +20,7 @@ def mmd_penalty(
     checks where the embeddings are in host memory, where the check waits on nothing, and not on an accelerator or
     while torch.compile traces.
     """
+    num_kernels = _checks.integer(num_kernels, "num_kernels", minimum=1, what="a positive number of kernels")
     if check_finite is None:
         check_finite = isinstance(z_labeled, torch.Tensor) and z_labeled.device.type == "cpu" and not torch.compiler.is_compiling()
     if check_finite:
