@@ -240,7 +240,10 @@ def test_strategies_lists_every_strategy_with_options():
     assert res.exit_code == 0
     for name in strategy_names():
         assert f"{name}:" in res.output
-    assert "variant='coregcn'" in res.output and "alpha_cap=1/32" in res.output and "passes=10" in res.output
+    assert "variant='coregcn'" in res.output and "alpha_cap=" in res.output and "passes=10" in res.output
+    from mpts_fast.cli.strategies import _value
+
+    assert _value(1 / 32) == "1/32" and _value(0.3) == "0.3" and _value(None) == "None"  # defaults as the docs write them
 
 
 def test_python_api_errors_do_not_name_cli_options(tmp_path):
