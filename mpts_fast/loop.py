@@ -287,6 +287,8 @@ class ActiveLearningRun:
                 self.strategy.scores(ctx)  # no selection in the last round; its diversity figures are still recorded
             if "diversity" in ctx.extras:
                 record["diversity"] = ctx.extras["diversity"]
+            if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)
+                record["selection"] = ctx.extras["selection"]
             record["select_seconds"] = time.perf_counter() - t0
             record["selected"] = selected
             run["rounds"].append(record)

@@ -152,3 +152,80 @@ def test_deepfool_defaults_score_the_whole_pool():
         build_strategy("deepfool", variant="ours")
     with pytest.raises(ValueError, match="overshoot"):
         build_strategy("deepfool", overshoot=-0.1)
+
+
+# --- ALFA-Mix: AlphaMixSampling.query's candidate set ---------------------------------------------------------------
+
+def _alfa_reference(head, z_u, z_l, y_l, c, budget, variant, step, seed):
+    """The reference's caps / anchors / α loop in float64. The learned α's starting draw follows the documented order
+    (one (C, n_todo, D) normal draw per cap for the not-yet-candidates); every other step is the reference's own: a new
+    torch.optim.Adam per step, the check before each step, the union over anchors and caps."""
+    g = torch.Generator().manual_seed(seed)
+    n, d = z_u.shape
+    pred = head(z_u).argmax(1)
+    candidate = torch.zeros(n, dtype=torch.bool)
+    counts = []
+    if variant == "closed_form":
+        var = z_u.clone().requires_grad_(True)
+        grads = torch.autograd.grad(nn.functional.cross_entropy(head(var), pred), var)[0]
+    cap = 0.0
+    while cap < 1.0:
+        cap += step
+        todo = (~candidate).nonzero().squeeze(1)
+        zt, pt = z_u[todo], pred[todo]
+        if variant == "learned":
+            draws = torch.normal(cap / 2, cap / 2, size=(c, len(todo), d), generator=g).clamp(1e-8, cap).double()
+        for i in range(c):
+            emb = z_l[y_l == i]
+            anchor = (emb if len(emb) else z_l).mean(0).expand(len(todo), d)
+            if variant == "closed_form":
+                eps = cap / math.sqrt(d)
+                zz = anchor - zt
+                alpha = (eps * zz.norm(dim=1) / grads[todo].norm(dim=1)).unsqueeze(1) * grads[todo] / (zz + 1e-8)
+                pc = head((1 - alpha) * zt + alpha * anchor).argmax(1) != pt
+            else:
+                alpha = draws[i].clone()
+                pc = torch.zeros(len(todo), dtype=torch.bool)
+                for it in range(5):
+                    l = alpha.clone().requires_grad_(True)
+                    opt = torch.optim.Adam([l], lr=0.1 / (1.0 if it < 5 * 2 / 3 else 10.0))
+                    out = head((1 - l) * zt + l * anchor)
+                    pc |= out.argmax(1) != pt
+                    loss = -1.0 * nn.functional.cross_entropy(out, pt, reduction="none") + 0.01 * l.norm(dim=1)
+                    loss.sum().backward()
+                    opt.step()
+                    alpha = l.detach().clamp(1e-8, cap)
+            candidate[todo[pc]] = True
+        counts.append(int(candidate.sum()))
+        if candidate.sum() > budget:
+            break
+    return candidate, counts
+
+
+@pytest.mark.parametrize("variant,step,budget", [("learned", 1 / 32, 12), ("learned", 0.2, 40),
+                                                 ("closed_form", 0.2, 12), ("closed_form", 1 / 32, 25)])
+def test_alfa_mix_candidates_equal_the_reference(variant, step, budget):
+    from mpts_fast.strategies.alfa_mix import alfa_mix_candidates
+
+    torch.manual_seed(0)
+    head = nn.Linear(5, 4).double().eval()
+    g = torch.Generator().manual_seed(7)
+    z_u = torch.randn(80, 5, generator=g, dtype=torch.float64).relu()  # ReLU features: exact zeros in d
+    z_l = torch.randn(12, 5, generator=g, dtype=torch.float64).relu()
+    y_l = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])  # class 3 has no label: the labeled mean
+    want, counts = _alfa_reference(head, z_u, z_l, y_l, 4, budget, variant, step, seed=5)
+    got = alfa_mix_candidates(head, z_u, z_l, y_l, 4, budget, alpha=variant, alpha_cap=step,
+                              generator=torch.Generator().manual_seed(5), block=1000)
+    assert got.counts == counts and len(counts) >= 1
+    assert torch.equal(got.mask, want)
+
+
+def test_alfa_mix_records_its_candidates_per_round(tmp_path):
+    from al_fixtures import tiny_digits
+
+    from mpts_fast.loop import RunConfig, run_experiment
+
+    cfg = RunConfig(dataset="digits", strategy="alfa_mix", rounds=2, initial=20, budget=10, epochs=2)
+    results = run_experiment(cfg, tmp_path, data=tiny_digits(), device="cpu", progress=False)
+    sel = results["runs"][0]["rounds"][0]["selection"]
+    assert sel["candidates"] == sel["candidates_per_cap"][-1] and sel["alpha_cap"] > 0
