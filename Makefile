@@ -55,8 +55,9 @@ cuda-check: $(VENV)/.bootstrapped
 # the small CUDA workload under compute-sanitizer memcheck / racecheck / synccheck, the GPU
 # benchmarks; bench/results/<date>-gpu-check-<gpu>.json says what passed, failed or could not
 # run. About 8 minutes at most (GPU_CHECK_BUDGET_S); exit 1 on a failure, 2 if a stage could not run.
+# GPU_CHECK_ARGS passes options on, e.g. GPU_CHECK_ARGS="--bundle $OUT/gpu-check.tar.gz".
 gpu-check:
-	PYTHON=$(PYTHON) $(PYTHON) scripts/gpu_check.py
+	PYTHON=$(PYTHON) $(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build $(VENV) mpts_fast/_C*.so *.egg-info

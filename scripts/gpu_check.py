@@ -5,6 +5,7 @@ that each record their outcome, so one failing stage never hides the others.
     python3 scripts/gpu_check.py                 # all stages (what `make gpu-check` runs)
     python3 scripts/gpu_check.py --dry-run       # print the plan, run nothing
     python3 scripts/gpu_check.py --only tests,memcheck
+    python3 scripts/gpu_check.py --bundle "$OUT/gpu-check.tar.gz"   # + one archive of it all
 
 Stages, in order:
   build      in-place CUDA build of mpts_fast._C (setup.py build_ext, MPTS_FAST_CUDA=1)
@@ -263,12 +264,25 @@ def write_results(path: str, info: dict, outcomes: list[Outcome], started: str, 
     os.replace(tmp, path)
 
 
+def write_bundle(bundle: str, results: str, since: float) -> None:
+    import tarfile
+
+    others = sorted(glob.glob(os.path.join(LOG_DIR, "*.log")) + glob.glob(os.path.join(RESULTS_DIR, "*.json")))
+    files = [results] + [f for f in others if os.path.getmtime(f) >= since and f != results]  # this run's files
+    with tarfile.open(bundle, "w:gz") as tar:
+        for f in files:
+            tar.add(f, arcname=os.path.relpath(f, ROOT) if f.startswith(ROOT + os.sep) else os.path.basename(f))
+    print(f"[gpu-check] bundle: {bundle} ({len(files)} files)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--python", default=os.environ.get("PYTHON") or sys.executable)
     ap.add_argument("--only", help="comma-separated stage names (default: all)")
     ap.add_argument("--dry-run", action="store_true", help="print the stages and exit")
     ap.add_argument("--out", default=RESULTS_DIR, help="folder for the results JSON")
+    ap.add_argument("--bundle", help="also write this .tar.gz: the results JSON, every stage's log and the "
+                    "benchmark JSONs this run wrote (one file to carry back from a GPU machine)")
     a = ap.parse_args(argv)
     stages = plan(a.python)
     if a.only:
@@ -290,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = re.sub(r"[^a-z0-9]+", "-", info.get("gpu", "no-gpu").lower()).strip("-")
     path = os.path.join(a.out, f"{started[:10]}-gpu-check-{gpu}.json")
     budget_end = time.monotonic() + float(os.environ.get("GPU_CHECK_BUDGET_S", 480))
+    started_at = time.time()
     outcomes: list[Outcome] = []
     not_ready: str | None = ""  # "" = not probed yet
     for s in stages:
@@ -315,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         write_results(path, info, outcomes, started, [st.name for st in stages])
     status, code = overall(outcomes)
+    if a.bundle:
+        write_bundle(a.bundle, path, started_at)
     print(f"[gpu-check] {status.upper()}: " + ", ".join(f"{o.name} {o.status}" for o in outcomes))
     print(f"[gpu-check] results: {os.path.relpath(path, ROOT)}; logs: {os.path.relpath(LOG_DIR, ROOT)}/")
     return code

@@ -23,8 +23,8 @@ namespace mpts_torch {
 // prefers cuBLASLt (torch.backends.cuda.preferred_blas_library, TORCH_BLAS_PREFER_CUBLASLT) is
 // routed to cuBLAS; the first scope in saves the preference and the last one out restores it,
 // so concurrent calls from several threads nest correctly. Only the backend choice changes,
-// never a numeric setting; other threads' matmuls meanwhile run on cuBLAS (same results, FP32
-// or TF32 exactly as they asked).
+// never a numeric setting: other threads' matmuls meanwhile run on cuBLAS at the precision they
+// asked for (FP32 or TF32), possibly with another GEMM algorithm.
 class CublasNotLtScope {
  public:
   CublasNotLtScope() {
