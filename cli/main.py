@@ -9,6 +9,7 @@ from mpts_fast.cli import demo as demo_module
 from mpts_fast.cli import export as export_module
 from mpts_fast.cli import info as info_module
 from mpts_fast.cli import run as run_module
+from mpts_fast.cli import select as select_module
 from mpts_fast.cli import strategies as strategies_module
 from mpts_fast.cli import study as study_module
 
@@ -40,6 +41,7 @@ main.add_command(export_module.export)
 main.add_command(strategies_module.strategies)
 main.add_command(datasets_module.datasets)
 main.add_command(study_module.study)
+main.add_command(select_module.select)
 
 
 if __name__ == "__main__":
