@@ -174,6 +174,14 @@ def cuda_ready(py: str) -> str | None:
     return lines[-1] if lines else f"the CUDA probe exited {res.returncode}"
 
 
+def api_errors(path: str | None) -> int:
+    """memcheck also counts CUDA API calls that returned an error (any caller's, torch's too)."""
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path, errors="replace") as f:
+        return sum(1 for ln in f if "Program hit " in ln)
+
+
 def run_stage(stage: Stage, budget_left: float) -> Outcome:
     shown = " ".join(stage.command)
     log_path = os.path.join(LOG_DIR, f"{stage.name}.log")
@@ -212,6 +220,9 @@ def run_stage(stage: Stage, budget_left: float) -> Outcome:
         out.tests = pytest_counts(text)
     if stage.sanitizer_log:
         out.errors, out.summary, refused = sanitizer_report(stage.sanitizer_log)
+        api = api_errors(stage.sanitizer_log)
+        if api:
+            out.summary.append(f"{api} of the errors are failed CUDA API calls (\"Program hit ...\"), not kernel accesses")
         if refused and not out.tests.get("passed"):
             out.status, out.detail = "not-run", "compute-sanitizer does not support this device or platform"
     if out.status == "not-run" and out.exit_code is not None and not out.detail:
