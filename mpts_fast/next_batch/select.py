@@ -144,10 +144,9 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
         num_classes = _positive(num_classes, "num_classes")
     lab, y_lab, used["labeled"] = inputs.read_labels(labeled, n_pool, num_classes, names)
     if num_classes is None:
-        if lab.numel() == 0:
-            raise InputError("num_classes", "no labels and no probabilities to count the classes from; pass "
-                                            "num_classes or class_names")
-        num_classes = int(y_lab.max()) + 1
+        if lab.numel() == 0 and model is not None:
+            raise InputError("labeled", f"training backbone {model!r} needs at least one labeled item")
+        num_classes = int(y_lab.max()) + 1 if lab.numel() else 0  # 0: unknown, for embeddings-only strategies
     unlabeled_mask = torch.ones(n_pool, dtype=torch.bool)
     unlabeled_mask[lab] = False
     unlabeled = unlabeled_mask.nonzero().squeeze(1)
@@ -178,7 +177,7 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     else:
         picks = strat.select(ctx, budget).cpu()
     _check_picks(picks, unlabeled_mask, budget, strategy)
-    settings.update(num_classes=num_classes, class_names=list(names) if names else None, n_pool=n_pool,
+    settings.update(num_classes=num_classes or None, class_names=list(names) if names else None, n_pool=n_pool,
                     n_labeled=int(lab.numel()), n_unlabeled=int(unlabeled.numel()),
                     inputs={k: v for k, v in used.items() if v is not None},
                     score=score_name, score_order=None if score_name is None else
