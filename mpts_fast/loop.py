@@ -16,6 +16,7 @@ from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
+from mpts_fast.strategies.registry import model_dropout
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
 from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
                                        check_cycle_settings)
@@ -258,7 +259,9 @@ class ActiveLearningRun:
         labeled = list(run["initial"])
         for rd in run["rounds"]:
             labeled.extend(rd["selected"])
-        factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes)  # noqa: E731
+        dropout = model_dropout(cfg.strategy)  # 0 (as the reference code) except where MC dropout needs it
+        factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes,  # noqa: E731
+                                      dropout=dropout)
         trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress)
         bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
                    disable=None if self.progress else True, leave=False, dynamic_ncols=True)

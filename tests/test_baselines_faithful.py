@@ -229,3 +229,141 @@ def test_alfa_mix_records_its_candidates_per_round(tmp_path):
     results = run_experiment(cfg, tmp_path, data=tiny_digits(), device="cpu", progress=False)
     sel = results["runs"][0]["rounds"][0]["selection"]
     assert sel["candidates"] == sel["candidates_per_cap"][-1] and sel["alpha_cap"] > 0
+
+
+# --- dropout per strategy -------------------------------------------------------------------------------------------
+
+def test_backbones_take_dropout_and_the_loop_passes_each_strategys(monkeypatch, tmp_path):
+    from al_fixtures import tiny_digits
+
+    from mpts_fast import loop
+    from mpts_fast.models import build_model
+    from mpts_fast.strategies.registry import model_dropout
+
+    assert model_dropout("bald") == 0.3 and model_dropout("cdal") == 0.0 and model_dropout("mpts") == 0.0
+    with pytest.raises(ValueError, match="strategy"):
+        model_dropout("nope")
+    for name, shape in (("mlp", (5,)), ("resnet18", (3, 8, 8))):
+        assert build_model(name, shape, 3, dropout=0.0).dropout.p == 0.0
+        assert build_model(name, shape, 3).dropout.p == 0.3  # built by hand: MC dropout still works
+        with pytest.raises(ValueError, match="dropout"):
+            build_model(name, shape, 3, dropout=1.0)
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw.get("dropout"))
+        return build_model(*args, **kw)
+
+    monkeypatch.setattr(loop, "build_model", spy)
+    for strategy in ("entropy", "bald"):
+        cfg = loop.RunConfig(dataset="digits", strategy=strategy, rounds=1, initial=20, epochs=1)
+        loop.run_experiment(cfg, tmp_path / strategy, data=tiny_digits(), device="cpu", progress=False)
+    assert set(seen) == {0.0, 0.3}
+
+
+# --- the ViT protocol (a timm-shaped stand-in; the real timm model when installed) ---------------------------------
+
+class _Block(nn.Module):
+    def __init__(self, e):
+        super().__init__()
+        self.norm1, self.fc, self.norm2 = nn.LayerNorm(e), nn.Linear(e, e), nn.LayerNorm(e)
+
+    def forward(self, t):
+        return t + self.norm2(self.fc(self.norm1(t)))
+
+
+class _TinyViT(nn.Module):
+    """The attributes of timm's VisionTransformer that ViTSmall uses, at toy size (patch 4, 3 blocks, width 8)."""
+
+    def __init__(self, e=8, depth=3):
+        super().__init__()
+        self.embed_dim = e
+        self.patch_embed = nn.Sequential(nn.Conv2d(3, e, 4, 4), nn.Flatten(2))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, e))
+        self.patch_drop, self.norm_pre = nn.Identity(), nn.Identity()
+        self.blocks = nn.Sequential(*[_Block(e) for _ in range(depth)])
+        self.norm = nn.LayerNorm(e)
+
+    def _pos_embed(self, x):
+        x = x.transpose(1, 2)
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1)
+
+
+def test_vit_features_are_the_last_blocks_cls_tokens_and_only_layernorms_train():
+    from mpts_fast.models.vit import ViTSmall
+
+    torch.manual_seed(0)
+    bb = _TinyViT()
+    model = ViTSmall((3, 12, 12), 5, backbone=bb, n_last_blocks=2, projection=6, dropout=0.0)
+    x = torch.randn(4, 3, 12, 12)
+    t = bb._pos_embed(bb.patch_embed(x))
+    outs = []
+    for blk in bb.blocks:
+        t = blk(t)
+        outs.append(bb.norm(t)[:, 0])
+    want = torch.cat(outs[-2:], 1)
+    torch.testing.assert_close(model.cls_features(x), want)
+    torch.testing.assert_close(model.embed(x), model.projection(want))
+    assert model.embed(x).shape == (4, 6) and model(x).shape == (4, 5) and model.embedding_dim == 6
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.norm.weight", "backbone.norm.bias", "backbone.blocks.2.norm1.weight",
+                         "backbone.blocks.2.norm1.bias", "backbone.blocks.2.norm2.weight", "backbone.blocks.2.norm2.bias",
+                         "projection.weight", "projection.bias", "classifier.weight", "classifier.bias"}
+    assert float(model.classifier.bias.detach().abs().max()) == 0.0 and float(model.classifier.weight.detach().std()) < 0.03
+    assert ViTSmall((3, 12, 12), 5, backbone=_TinyViT(), projection=None, n_last_blocks=3).embedding_dim == 24
+    with pytest.raises(ValueError, match="n_last_blocks"):
+        ViTSmall((3, 12, 12), 5, backbone=_TinyViT(), n_last_blocks=4)
+
+
+def test_vit_weights_offline_message_and_local_file(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from mpts_fast.models import vit
+
+    def create_model(name, pretrained=False, **kw):
+        assert name == vit.TIMM_NAME and kw["dynamic_img_size"] and kw["num_classes"] == 0
+        if pretrained:
+            raise OSError("offline: cannot reach the hub")
+        return _TinyViT()
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(RuntimeError) as err:
+        vit.create_backbone(pretrained=True)
+    msg = str(err.value)
+    assert vit.TIMM_NAME in msg and str(tmp_path / "hub" / ("models--timm--" + vit.TIMM_NAME)) in msg
+    assert "weights=" in msg and "pretrained=False" in msg
+    # a DINO-style checkpoint: the teacher's weights under 'backbone.' prefixes
+    src = _TinyViT()
+    torch.save({"teacher": {"backbone." + k: v for k, v in src.state_dict().items()}}, tmp_path / "dino.pth")
+    loaded = vit.create_backbone(weights=tmp_path / "dino.pth")
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    with pytest.raises(RuntimeError, match="no file"):
+        vit.create_backbone(weights=tmp_path / "missing.pth")
+    torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(RuntimeError, match="lacks"):
+        vit.create_backbone(weights=tmp_path / "bad.pth")
+
+
+def test_vit_without_timm_says_what_is_missing(monkeypatch):
+    import sys
+
+    from mpts_fast.models import vit
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
+    with pytest.raises(RuntimeError, match="timm"):
+        vit.create_backbone(pretrained=False)
+
+
+def test_vit_small_with_real_timm_random_weights():
+    pytest.importorskip("timm")
+    from mpts_fast.models import build_model
+
+    model = build_model("vit_small", (3, 84, 84), 7, pretrained=False, dropout=0.0).eval()
+    with torch.no_grad():
+        z = model.embed(torch.randn(2, 3, 84, 84))
+        assert model.cls_features(torch.randn(2, 3, 84, 84)).shape == (2, 1536)
+    assert z.shape == (2, 256) and model.head(z).shape == (2, 7)
+    assert sum(p.numel() for p in model.backbone.parameters() if p.requires_grad) == 3 * 2 * 384

@@ -24,7 +24,9 @@ def model_names() -> list[str]:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    """A fresh, randomly initialised backbone (seed torch before calling for reproducible weights)."""
+    """A fresh backbone (seed torch before calling for reproducible weights). kwargs go to its constructor; every
+    backbone takes `dropout`, the probability of the dropout before its head (default 0.3 when not given; the
+    active-learning loop passes each strategy's value, see mpts_fast.strategies.registry.model_dropout)."""
     try:
         factory = MODELS[name]
     except KeyError:

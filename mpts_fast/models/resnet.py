@@ -1,12 +1,15 @@
 """ResNet-18 with the CIFAR stem (3×3 stride-1 first convolution, no max-pool), as in the MPTS/BADGE CIFAR and SVHN runs.
 
-The embedding is the 512-d global-average-pooled feature; dropout sits before the linear head so MC-dropout (BALD) works.
+The embedding is the 512-d global-average-pooled feature; `dropout` sits before the linear head (see models/mlp.py for
+its per-strategy value: BALD's MC dropout needs it, the reference code trains without).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from mpts_fast.models.mlp import DEFAULT_DROPOUT, check_dropout
 
 
 class BasicBlock(nn.Module):
@@ -29,7 +32,8 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """x: (n, c, h, w) float32 → logits (n, num_classes); embed(x) → (n, 512)."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.3, width: int = 64) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dropout: float = DEFAULT_DROPOUT,
+                 width: int = 64) -> None:
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"input_shape: ResNet18 needs images (c, h, w), got {tuple(input_shape)}")
@@ -43,7 +47,7 @@ class ResNet18(nn.Module):
                 c_in = c_out
         self.layers = nn.Sequential(*layers)
         self.embedding_dim = c_in
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(check_dropout(dropout))
         self.classifier = nn.Linear(c_in, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
