@@ -15,10 +15,16 @@ SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
 
 all: build
 
+# The importable torch is the one $(PYTHON) imports: an activated virtualenv's or conda environment's, or the
+# system's. `venv --system-site-packages` alone sees only the base interpreter's packages, not an activated
+# virtualenv's, so a .pth file in $(VENV) also lists the site-packages of the interpreter that found torch.
 $(VENV)/.bootstrapped:
 	@if [ "$(origin TORCH_SPEC)" = "file" ] && $(PYTHON) -c "import torch" 2>/dev/null; then \
-	  echo "using the importable torch: $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
-	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  echo "using the importable torch: $$($(PYTHON) -c 'import torch, sys; print(torch.__version__, "from", sys.prefix)')"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV) && \
+	  $(PYTHON) -c 'import site, sysconfig; p = sysconfig.get_paths(); print("\n".join(dict.fromkeys([p["purelib"], p["platlib"], *site.getsitepackages(), site.getusersitepackages()])))' \
+	    > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mpts_outer_env.pth" && \
+	  $(VENV)/bin/python -c "import torch" || { echo "bootstrap: $(VENV) cannot import the torch $(PYTHON) imports"; exit 1; }; \
 	else \
 	  $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && \
 	  $(VENV)/bin/pip install -q "$(TORCH_SPEC)"; \
