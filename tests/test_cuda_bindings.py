@@ -243,7 +243,9 @@ def test_cuda_rbf_mmd2_ignores_tf32(device, tf32_on, blas, gen):
     x64, y64 = x.double().cpu().requires_grad_(), y.double().cpu().requires_grad_()
     ref = oracle_mmd2(x64, y64, sigmas)
     rx, ry = torch.autograd.grad(ref, (x64, y64))
-    assert abs(float(value) - float(ref)) <= 5e-5 * abs(float(ref)), (float(value), float(ref))
+    value, ref = float(value.detach()), float(ref.detach())
+    # the CPU kernel (same algorithm, FP32 MKL GEMMs) gives <= 4e-6 and 7e-5 on these inputs
+    assert abs(value - ref) <= 5e-5 * abs(ref), (value, ref)
     g, r = torch.cat([gx, gy]).cpu().double(), torch.cat([rx, ry])
     assert float((g - r).abs().max()) <= 1e-3 * float(r.abs().max())
 
