@@ -22,6 +22,7 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
     """Run one configuration, turning the engine's Python-worded errors into the CLI's (option names, exit codes);
     Ctrl-C keeps every finished round, says how to resume and exits 130."""
     from mpts_fast.loop import ActiveLearningRun, ConfigError, ResumeMismatchError
+    from mpts_fast.results import OutputLockedError
 
     try:
         try:
@@ -40,7 +41,7 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
         except FileExistsError:
             raise click.UsageError(f"{out / 'results.json'} exists; pass --resume to continue it, --overwrite to start "
                                    f"again, or choose another --out") from None
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, OutputLockedError) as e:
             raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished rounds are saved in {out / 'results.json'}; to continue, run\n"
@@ -57,8 +58,8 @@ def _load_saved(out_dir: Path) -> dict:
         raise click.UsageError(f"nothing to resume: {out_dir} holds no {RESULTS_FILE}; run without --resume to start")
     try:
         return load_json(path).get("config", {})
-    except ValueError as e:
-        raise click.ClickException(f"cannot resume: {path} is not valid JSON ({e})") from None
+    except ValueError as e:  # DamagedResultsError: names the file and what to do
+        raise click.ClickException(f"cannot resume: {e}") from None
 
 
 def seeds_line(summary: dict) -> str:

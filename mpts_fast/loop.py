@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.models import build_model
-from mpts_fast.results import RESULTS_FILE, load_json, provenance, write_json_atomic
+from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.strategies.registry import model_dropout
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
@@ -228,7 +228,12 @@ class ActiveLearningRun:
 
     def run(self, resume: bool = False, overwrite: bool = False) -> dict:
         """resume: continue `<out>/results.json` from its last finished round (starting afresh when there is none);
-        overwrite: start afresh over it. Resuming with more repeats adds runs; with fewer keeps every stored run."""
+        overwrite: start afresh over it. Resuming with more repeats adds runs; with fewer keeps every stored run.
+        The output directory's lock is held throughout: a second process given it raises OutputLockedError."""
+        with output_lock(self.path.parent):
+            return self._run_locked(resume, overwrite)
+
+    def _run_locked(self, resume: bool, overwrite: bool) -> dict:
         if self.path.exists() and not (resume or overwrite) and self._holds_finished_round():
             raise FileExistsError(f"results: {self.path} exists; pass resume=True to continue it or overwrite=True to "
                                   f"start again, or write to another directory")

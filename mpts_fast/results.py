@@ -2,13 +2,14 @@
 seeds (sample std, ddof = 1), provenance of a run and the one-row-per-seed-and-round CSV export."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -57,9 +58,64 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
+class DamagedResultsError(ValueError):
+    """A results file that is not valid JSON (truncated, or edited by hand): the message names it and what to do."""
+
+
 def load_json(path: str | Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON in `path`; a DamagedResultsError naming the file, where it breaks and what to do when it is not valid
+    JSON (a truncated or hand-edited file), instead of the parser's bare message."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DamagedResultsError(
+                f"{path} is damaged: it is not valid JSON ({e}), so it was cut short or edited by hand. Start again "
+                f"over it with --overwrite (overwrite=True), write to another --out, or restore the file from a "
+                f"copy") from None
+
+
+class OutputLockedError(RuntimeError):
+    """Another process holds the output directory's lock (it is writing results there now)."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str | Path) -> Iterator[Path]:
+    """Holds `<out_dir>/.lock` (fcntl.flock, exclusive, non-blocking) while the block runs, so two processes given
+    the same output directory never interleave their writes: the second raises OutputLockedError naming the holder's
+    pid and start time. The kernel drops the lock when its holder exits, even on a crash or kill -9, so a stale lock
+    file never blocks a later run. The file stays (removing it would race with a process that has just opened it).
+    Without fcntl (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(out_dir) / LOCK_FILE
+        return
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise OutputLockedError(f"{out_dir} is in use by another mpts-fast process ({holder}); wait for it to "
+                                    f"finish, or choose another --out") from None
+        import datetime
+
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {stamp}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def aubc(n_labeled: list[int] | np.ndarray, accuracy: list[float] | np.ndarray) -> float:
