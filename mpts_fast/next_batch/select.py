@@ -237,6 +237,7 @@ def _train(strat, model: str, x_pool, lab, y_lab, num_classes, seed, epochs, lr,
            device, progress):
     from mpts_fast.loop import ConfigError, _check_model, resolve_device
     from mpts_fast.models import build_model
+    from mpts_fast.strategies.registry import model_dropout
     from mpts_fast.training import TrainConfig, Trainer, derive_seed
 
     try:
@@ -255,12 +256,13 @@ def _train(strat, model: str, x_pool, lab, y_lab, num_classes, seed, epochs, lr,
         field, _, message = str(e).partition(": ")
         raise InputError(field, message) from None
     shape = tuple(x_pool.shape[1:])
+    dropout = model_dropout(strat.name)  # as the AL loop builds it for this strategy (MC dropout needs it)
     try:
-        build_model(model, shape, num_classes)
+        build_model(model, shape, num_classes, dropout=dropout)
     except ValueError as e:
         raise InputError("model", f"{model!r} cannot take pool items of shape {shape}: {str(e).partition(': ')[2]}") \
             from None
-    trainer = Trainer(lambda: build_model(model, shape, num_classes), config, dev, progress=progress)
+    trainer = Trainer(lambda: build_model(model, shape, num_classes, dropout=dropout), config, dev, progress=progress)
     return trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, "train"))
 
 
