@@ -9,7 +9,8 @@ time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed c
     flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool digits --device cpu
     flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool synthetic --reps 1 --warmup 0
 
-Writes bench/results/selection-time-<pool>-<machine>.json and prints a markdown table. A strategy whose op is missing
+Writes bench/results/selection-time-<pool>-<machine>.json and prints a markdown table; with --update, the strategies
+measured replace their rows in an existing file (each row keeps its own date) and the other rows stay. A strategy whose op is missing
 (the selection engine's k-center / BADGE ops before it is merged) is reported as such, not timed.
 """
 from __future__ import annotations
@@ -32,16 +33,18 @@ from mpts_fast.models import build_model  # noqa: E402
 from mpts_fast.strategies import SelectionContext, build_strategy  # noqa: E402
 from mpts_fast.training import TrainConfig, Trainer  # noqa: E402
 
-LINE_UP = ["random", "entropy", "bald", "badge", "coreset", "cdal", "alfa_mix", "deepfool", "gcnal", "mpts"]
+LINE_UP = ["random", "entropy", "bald", "badge", "coreset", "cdal", "cdal_hellinger", "alfa_mix", "deepfool", "gcnal",
+           "mpts"]
 WHAT = {
     "random": "permutation",
     "entropy": "1 forward pass over the pool",
     "bald": "10 MC-dropout forward passes",
     "badge": "forward + k-means++ over factored gradient embeddings",
     "coreset": "embeddings + greedy k-center (labeled as centres)",
-    "cdal": "softmax + k-center over C² contextual features",
-    "alfa_mix": "embeddings, gradients, ≤ 32 caps × C anchors through the head, k-means",
-    "deepfool": "≤ 50 DeepFool iterations × (C + 1) passes on a 10,000-item subsample",
+    "cdal": "softmax + furthest-first under the symmetric KL: one (N, 2C) matrix-vector product per pick",
+    "cdal_hellinger": "softmax + k-center over C² contextual features",
+    "alfa_mix": "embeddings, ≤ 32 caps × 5 learned-α steps × C anchors through the head, scikit-learn k-means",
+    "deepfool": "≤ 50 DeepFool iterations × (C + 1) passes over the whole pool",
     "gcnal": "200 GCN steps on 10,000 sampled + labeled items, k-center on GCN features",
     "mpts": "50 snapshot forward passes, streamed entropy",
 }
@@ -98,6 +101,7 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--strategies", default=",".join(LINE_UP))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--update", action="store_true", help="replace only the measured rows of an existing results file")
     a = ap.parse_args(argv)
     device = torch.device(a.device)
     x, y, classes = load_pool(a.pool)
@@ -124,6 +128,7 @@ def main(argv=None) -> None:
 
         row = time_strategy(name, ctx_for, budget, a.reps, a.warmup)
         row["work"] = WHAT.get(name, "")
+        row["date"] = date.today().isoformat()
         rows.append(row)
         print(f"{name:<10} {row['seconds'] if row['seconds'] is None else round(row['seconds'], 4)}", file=sys.stderr)
 
@@ -134,6 +139,12 @@ def main(argv=None) -> None:
               "budget": budget, "epochs": a.epochs, "reps": a.reps, "warmup": a.warmup, "results": rows}
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, f"selection-time-{a.pool}-{machine}.json")
+    if a.update and os.path.exists(path):
+        with open(path) as fh:
+            old = json.load(fh)
+        measured = {row["strategy"]: row for row in rows}
+        kept = [measured.pop(r["strategy"], r) for r in old["results"]]
+        result["results"] = rows = kept + list(measured.values())
     with open(path, "w") as fh:
         json.dump(result, fh, indent=1)
     print(f"| strategy | {a.pool} ({x.shape[0]:,} items) | what it does |\n|---|---|---|")
