@@ -225,7 +225,11 @@ def results_rows(results: dict) -> list[dict[str, Any]]:
     for run in results["runs"]:
         for rd in run["rounds"]:
             row = {"dataset": results["dataset"], "strategy": results["strategy"], "seed": run["seed"]}
-            row.update({k: v for k, v in rd.items() if k != "selected"})
+            for k, v in rd.items():
+                if isinstance(v, dict):  # nested records (trajectory, diversity) become "trajectory.cycles" columns
+                    row.update({f"{k}.{sub}": x for sub, x in v.items()})
+                elif k != "selected":
+                    row[k] = v
             row["n_selected"] = len(rd.get("selected", []))
             rows.append(row)
     return rows

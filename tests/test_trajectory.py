@@ -221,6 +221,10 @@ def test_every_round_records_diversity_and_mpts_its_schedule_and_swa_accuracy(tm
         assert d["source"] == source and d["items"] == 240 - rd["n_labeled"]
         assert 0 <= d["disagreement"] <= 1 and d["mutual_information"] >= 0 and -1 <= d["entropy_spearman"] <= 1
         assert ("trajectory" in rd) == ("swa_accuracy" in rd) == (strategy == "mpts")
+    from mpts_fast.results import results_rows
+
+    row = results_rows(res)[0]  # results.csv: nested records become flat columns
+    assert row["diversity.source"] == source and "diversity" not in row
     if strategy == "mpts":
         rd = res["runs"][0]["rounds"][0]
         assert rd["trajectory"]["cycles"] == 2 and rd["trajectory"]["snapshots"] == 2 == rd["diversity"]["models"]
