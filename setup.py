@@ -88,6 +88,8 @@ setup(
         "study": ["scikit-posthocs"],
         "openml": ["openml"],
         "vit": ["timm"],
+        # our kernels inside baal / scikit-activeml (mpts_fast.integrations); the tests skip without them
+        "integrations": ["baal", "scikit-activeml"],
     },
     entry_points={"console_scripts": ["mpts-fast=mpts_fast.cli.main:main"]},
 )
