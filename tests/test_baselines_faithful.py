@@ -367,3 +367,15 @@ def test_vit_small_with_real_timm_random_weights():
         assert model.cls_features(torch.randn(2, 3, 84, 84)).shape == (2, 1536)
     assert z.shape == (2, 256) and model.head(z).shape == (2, 7)
     assert sum(p.numel() for p in model.backbone.parameters() if p.requires_grad) == 3 * 2 * 384
+
+
+def test_deepfool_stops_on_the_boundary_with_the_references_norm():
+    """float32 ReLU net, no overshoot: most items land on a boundary and tie; the reference keeps taking
+    rounding-sized steps until max_iter, we stop: the same norms up to rounding, in far fewer iterations."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    x = torch.randn(30, 6, generator=torch.Generator().manual_seed(4))
+    want = torch.tensor([_deepfool_reference(model, xi, 50, True) for xi in x])
+    r, iters = deepfool_perturbations(model, x, max_iter=50)
+    torch.testing.assert_close(r.norm(dim=1), want, rtol=1e-4, atol=1e-6)
+    assert int(iters.max()) < 50

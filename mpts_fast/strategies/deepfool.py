@@ -14,9 +14,13 @@ Variants (`variant`):
 - "reference": the reference's arithmetic, bug included (the step towards the last class ≠ ŷ), to reproduce published
   numbers.
 Both use the reference's step without DeepFool's +1e-4 and, by default, no overshoot (the reference has none);
-`overshoot` > 0 (DeepFool's paper uses 0.02) is offered: without it an item can land exactly on a boundary of a
-piecewise-linear network, not flip, and repeat tiny steps until `max_iter`. The score is ‖(1 + overshoot)·r‖ (the
+`overshoot` > 0 (DeepFool's paper uses 0.02) is offered. The score is ‖(1 + overshoot)·r‖ (the
 reference returns ‖r‖², the same order).
+
+Stopping on the boundary: with no overshoot, a linearised step lands exactly on the boundary of a piecewise-linear
+network; if the tie goes to ŷ, every further step is rounding-sized. Such an item (|f_l| within 64 ulp of the largest
+logit) stops there; the reference takes those steps until `max_iter`, which changes the norm by rounding only and
+costs up to 50 iterations per item.
 
 Memory: the C input gradients are taken one class at a time (backward passes over the whole batch, keeping only the
 running best direction), so a batch holds O(batch × input size) whatever C is; the whole pool is scored in batches of
@@ -34,6 +38,7 @@ from mpts_fast.strategies.base import SelectionContext, Strategy, top_k
 from mpts_fast.strategies.registry import register
 
 VARIANTS = ("corrected", "reference")
+_ROUNDING = 64  # |f_l| ≤ 64 ulp of the largest logit counts as 0: the item sits on the boundary
 
 
 def _logit_gradient(out: torch.Tensor, x: torch.Tensor, k: int, retain: bool = True) -> torch.Tensor:
@@ -71,6 +76,7 @@ def deepfool_perturbations(model: nn.Module, x: torch.Tensor, max_iter: int = 50
             g_lab = torch.autograd.grad(out[rows, lab].sum(), xa, retain_graph=True)[0].flatten(1)  # ∇ logit_ŷ
             f = (out - out[rows, lab].unsqueeze(1)).detach()  # (a, C), 0 at ŷ
             best = torch.full((rows.numel(),), float("inf"), dtype=f.dtype, device=f.device)
+            gap = torch.zeros_like(best)  # |f_l| of the chosen class
             step = torch.zeros_like(g_lab)
             for k in range(c):
                 w = _logit_gradient(out, xa, k, retain=k < c - 1) - g_lab  # (a, P)
@@ -81,11 +87,16 @@ def deepfool_perturbations(model: nn.Module, x: torch.Tensor, max_iter: int = 50
                 if variant == "corrected":
                     take &= value < best
                 best = torch.where(take, value, best)
+                gap = torch.where(take, f[:, k].abs(), gap)
                 step = torch.where(take.unsqueeze(1), (value / w_norm).unsqueeze(1) * w, step)
         # no finite step (the logits do not move with x: ‖w‖ = 0): no boundary is reachable, the score is inf
         stuck = ~torch.isfinite(step).all(1) | ~torch.isfinite(best)
         unreachable[active[still & stuck]] = True
-        keep = still & ~stuck
+        # on the boundary within rounding (the last step landed on it, the tie went to ŷ): further steps would be
+        # rounding-sized and the reference takes them until max_iter; the item stops here instead
+        scale = out.detach().abs().amax(1).clamp_min(1.0)
+        landed = gap <= _ROUNDING * torch.finfo(f.dtype).eps * scale
+        keep = still & ~stuck & ~landed
         step, active = step[keep], active[keep]
         r[active] += step.view_as(r[active])
         iters[active.cpu()] += 1
