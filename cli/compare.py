@@ -77,7 +77,7 @@ def _invocation_config(configs: dict, names: list[str]) -> dict:
 @click.pass_context
 def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run several strategies with the same seeds and compare their learning curves."""
-    from mpts_fast.cli.names import resolve_dataset
+    from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.plots import plot_comparison
     from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, format_mean_std, load_json, summarize_runs,
                                    write_json_atomic, write_results_csv)
@@ -86,7 +86,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         raise click.UsageError("--resume and --overwrite exclude each other")
     kw["dataset"] = resolve_dataset(kw["dataset"])
     names = _strategy_list(strategies)
-    out_dir = Path(out or f"runs/compare-{kw['dataset']}")
+    out_dir = Path(out or f"runs/compare-{dataset_label(kw['dataset'])}")
     if resume:
         saved_names, saved_config = _saved_compare(out_dir)
         if not given(ctx, "strategies"):
