@@ -80,7 +80,7 @@ def _training_step(model, x, y, device, dtype, lam=1.0):
         z = model.embed(x)
         loss = F.cross_entropy(model.head(z[:n]), y) + lam * mmd_penalty(z[:n], z[n:])
     loss.backward()
-    return float(loss), {k: p.grad.detach().double().cpu() for k, p in model.named_parameters()}
+    return float(loss.detach()), {k: p.grad.detach().double().cpu() for k, p in model.named_parameters()}
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
