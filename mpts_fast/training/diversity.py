@@ -2,7 +2,6 @@
 records each round, computed from the logits the strategy streams anyway (no extra pass over the samples)."""
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -77,7 +76,7 @@ def entropy_spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a constant input warns and gives nan: recorded as None
         rho = spearmanr(a.double().cpu().numpy(), b.double().cpu().numpy()).statistic
-    return None if not np.isfinite(rho) or math.isnan(rho) else float(rho)
+    return float(rho) if np.isfinite(rho) else None
 
 
 def scores_with_diversity(ctx, source: str, passes: int = 10) -> SnapshotScores:
