@@ -71,10 +71,11 @@ inline void check_snapshot_state(const at::Tensor& mean, const at::Tensor& m2,
                     mean.device(), "), got ", m2.device());
   TORCH_CHECK_VALUE(ent_sum.device() == mean.device(), "ent_sum must be on the device of mean (",
                     mean.device(), "), got ", ent_sum.device());
-  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes(), "m2 must have the shape of mean ", mean.sizes(),
-                    ", got ", m2.sizes());
+  TORCH_CHECK_VALUE(m2.sizes() == mean.sizes(), "accumulator state shapes disagree: m2 must have ",
+                    "the shape of mean ", mean.sizes(), ", got ", m2.sizes());
   TORCH_CHECK_VALUE(ent_sum.dim() == 1 && ent_sum.size(0) == mean.size(0),
-                    "ent_sum must have shape (", mean.size(0), ",), got ", ent_sum.sizes());
+                    "accumulator state shapes disagree: ent_sum must have shape (", mean.size(0),
+                    ",), got ", ent_sum.sizes());
   TORCH_CHECK_VALUE(mean.is_contiguous() && m2.is_contiguous() && ent_sum.is_contiguous(),
                     "accumulator state (mean, m2, ent_sum) must be contiguous");
 }
