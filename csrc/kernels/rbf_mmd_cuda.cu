@@ -95,11 +95,28 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ||a||^2 + ||b||^2 - 2 a.b cancels for near-identical rows: its error is ~eps (||a||^2 +
+// ||b||^2), so duplicates at different indices would get a few ulps of ||z||^2 instead of 0 (and
+// the MMD^2 of a sample with itself would not be 0). Distances below sqrt(FLT_EPSILON) of that
+// scale are recomputed directly, as rbf_mmd_cpu.cpp does; in generic data such pairs are rare.
+constexpr float kNearRel = 3.45266983e-4f;  // sqrt(FLT_EPSILON)
+
+__device__ __forceinline__ float direct_sqdist(const float* __restrict__ a, const float* __restrict__ b,
+                                               int64_t d) {
+  float s = 0.f;
+  for (int64_t k = 0; k < d; ++k) {
+    const float t = a[k] - b[k];
+    s += t * t;
+  }
+  return s;
+}
+
 // Fused tile epilogue: G (bi x bj, row stride bj) holds z_I z_J^T on entry and, when kGrad,
 // w = c k'(D) on exit. One block per tile row, so the row's accumulators have one owner.
 template <bool kGrad>
 __global__ void __launch_bounds__(kThreads)
-    tile_epilogue_kernel(float* __restrict__ G, const float* __restrict__ rn, int64_t i0,
+    tile_epilogue_kernel(float* __restrict__ G, const float* __restrict__ rn,
+                         const float* __restrict__ z, int64_t d, int64_t i0,
                          int64_t j0, int64_t bi, int64_t bj, int64_t n, DevScales sc, float wxx,
                          float wyy, float wxy, double dxx, double dyy, double dxy, bool incl_diag,
                          double mult, float* __restrict__ rs, double* __restrict__ vrow) {
@@ -119,8 +136,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t jj = threadIdx.x; jj < bj; jj += blockDim.x) {
       const int64_t j = j0 + jj;
       const bool diag = (i == j);
-      float D = rni + rn[j] - 2.f * grow[jj];
+      const float rnj = rn[j];
+      float D = rni + rnj - 2.f * grow[jj];
       D = D < 0.f ? 0.f : D;  // written so that NaN survives (fmaxf would drop it)
+      if (!diag && D < kNearRel * (rni + rnj)) D = direct_sqdist(z + i * d, z + j * d, d);
       if (diag) D = 0.f;
       float k = 0.f, kp = 0.f, e = 0.f;
 #pragma unroll
@@ -274,12 +293,12 @@ void rbf_mmd2(const float* z, int64_t n, int64_t m, int64_t d, const MmdScales& 
       const unsigned grid = unsigned(std::min(bi, kMaxBlocks));
       if (with_grad) {
         tile_epilogue_kernel<true><<<grid, kThreads, 0, stream>>>(
-            G, rn, i0, j0, bi, bj, n, sc, float(weights.xx), float(weights.yy),
+            G, rn, z, d, i0, j0, bi, bj, n, sc, float(weights.xx), float(weights.yy),
             float(weights.xy), weights.xx, weights.yy, weights.xy, weights.include_diagonal,
             mult, rs, vrow);
       } else {
         tile_epilogue_kernel<false><<<grid, kThreads, 0, stream>>>(
-            G, rn, i0, j0, bi, bj, n, sc, float(weights.xx), float(weights.yy),
+            G, rn, z, d, i0, j0, bi, bj, n, sc, float(weights.xx), float(weights.yy),
             float(weights.xy), weights.xx, weights.yy, weights.xy, weights.include_diagonal,
             mult, rs, vrow);
       }
