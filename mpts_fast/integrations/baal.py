@@ -53,18 +53,24 @@ def _are_probabilities(x: np.ndarray) -> bool:
     return not (x.min() < 0 or x.max() > 1.0) and bool(np.allclose(x.sum(1), 1))
 
 
-def _snapshot_logits(x: np.ndarray) -> torch.Tensor:
-    """[N, C] or [N, C, T] probabilities or logits → (S, N, C) logits for the op (S = T, or 1)."""
-    t = torch.from_numpy(np.ascontiguousarray(x))
+def _snapshot_logits(x: np.ndarray, probabilities: bool) -> torch.Tensor:
+    """[N, C] or [N, C, T] probabilities or logits → (S, N, C) logits for the op (S = T, or 1), written once into
+    the op's layout (log taken in place for probabilities)."""
+    t = torch.from_numpy(x)
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    if _are_probabilities(x):
-        t = t.clamp_min(torch.finfo(t.dtype).tiny).log()
-    return (t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)).contiguous()
+    view = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+    out = torch.empty(view.shape, dtype=view.dtype)
+    if probabilities:
+        torch.clamp_min(view, torch.finfo(view.dtype).tiny, out=out).log_()
+    else:
+        out.copy_(view)
+    return out
 
 
-def _scores(x: np.ndarray):
-    return ops.snapshot_uncertainty(_snapshot_logits(x))
+def _scores(x: np.ndarray, probabilities: bool | None = None):
+    flag = _are_probabilities(x) if probabilities is None else probabilities
+    return ops.snapshot_uncertainty(_snapshot_logits(x, flag))
 
 
 class BALD(_baal.BALD):
@@ -114,6 +120,6 @@ class Variance(_baal.Variance):
             raise ValueError("Variance: expected probabilities (each [n, :, t] in [0, 1] summing to 1); baal's own "
                              "Variance takes logits as they are, the op scores softmax probabilities")
         n_iter, classes = x.shape[2], x.shape[1]
-        summed = _scores(x).variance.double().numpy() * (n_iter - 1) / n_iter
+        summed = _scores(x, probabilities=True).variance.double().numpy() * (n_iter - 1) / n_iter
         out = summed / classes if self._over_classes == "mean" else summed
         return out.astype(x.dtype, copy=False)
