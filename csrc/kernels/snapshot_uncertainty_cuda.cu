@@ -34,8 +34,8 @@ void check(cudaError_t err, const char* what) { check_cuda(err, "snapshot", what
 
 __device__ __forceinline__ bool is_finite(float v) { return fabsf(v) <= FLT_MAX; }
 
-template <int TEAM>
-__device__ __forceinline__ float team_sum(float v) {
+template <int TEAM, typename T>
+__device__ __forceinline__ T team_sum(T v) {
   if constexpr (TEAM > 1) {
 #pragma unroll
     for (int o = TEAM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, TEAM);
@@ -91,26 +91,29 @@ __device__ __forceinline__ void fold_snapshot(const InT* __restrict__ row, int64
   }
   mx = team_max<TEAM>(mx);
   // A NaN logit is skipped by fmaxf but still reaches the sum through expf(NaN).
-  float sum = 0.f, sed = 0.f;
+  // Sums over classes run in double, as on the CPU: a float32 sum drops every term below half
+  // an ulp of the running sum, so its error grows with C; the per-class work stays float32.
+  double sum = 0.0, sed = 0.0;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int c = tl + r * TEAM;
     if (valid && c < C) {
       const float dl = e[r] - mx;
       e[r] = expf(dl);
-      sum += e[r];
-      sed += e[r] * dl;  // 0 * (-inf) = NaN for a -inf logit, on purpose
+      sum += double(e[r]);
+      sed += double(e[r] * dl);  // 0 * (-inf) = NaN for a -inf logit, on purpose
     }
   }
   sum = team_sum<TEAM>(sum);
   sed = team_sum<TEAM>(sed);
   // H = log(sum) - sum_c p_c (l_c - max), with p_c = e_c / sum factored out of the dot.
-  const float H = logf(sum) - sed / sum;
+  const float sumf = float(sum);
+  const float H = logf(sumf) - float(sed / sum);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int c = tl + r * TEAM;
     if (valid && c < C) {
-      const float p = e[r] / sum;
+      const float p = e[r] / sumf;
       const float delta = p - mean[r];
       mean[r] += delta / count_new;
       m2[r] += delta * (p - mean[r]);
@@ -125,7 +128,8 @@ __device__ __forceinline__ void finish_item(const float (&mean)[R], const float 
                                             float ent_sum, int64_t count, int64_t C, int tl,
                                             bool valid, int64_t item, int64_t N,
                                             float* __restrict__ scores) {
-  float ent = 0.f, var = 0.f, t1 = 0.f, t2 = 0.f;
+  double ent = 0.0, var = 0.0;  // class sums in double, as on the CPU
+  float t1 = 0.f, t2 = 0.f;
   int bad = 0;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -133,8 +137,8 @@ __device__ __forceinline__ void finish_item(const float (&mean)[R], const float 
     if (valid && c < C) {
       const float p = mean[r];
       bad |= int(!is_finite(p) || !is_finite(m2[r]));
-      ent -= p > FLT_MIN ? p * logf(p) : 0.f;  // 0 log 0 = 0, subnormals as 0
-      var += m2[r];
+      ent -= p > FLT_MIN ? double(p * logf(p)) : 0.0;  // 0 log 0 = 0, subnormals as 0
+      var += double(m2[r]);
       if (p > t1) {
         t2 = t1;
         t1 = p;
@@ -149,10 +153,11 @@ __device__ __forceinline__ void finish_item(const float (&mean)[R], const float 
   bad = team_or<TEAM>(bad);
   if (!valid || tl != 0) return;
   const bool nan_out = bad || !is_finite(ent_sum);
-  float bald = ent - ent_sum / float(count);
+  const float entf = float(ent);
+  float bald = entf - ent_sum / float(count);
   bald = bald < 0.f ? 0.f : bald;
-  const float variance = count > 1 ? fmaxf(var / float(count - 1), 0.f) : 0.f;  // m2 rounds below 0
-  scores[int64_t(kEntropy) * N + item] = nan_out ? NAN : ent;
+  const float variance = count > 1 ? fmaxf(float(var) / float(count - 1), 0.f) : 0.f;  // m2 rounds below 0
+  scores[int64_t(kEntropy) * N + item] = nan_out ? NAN : entf;
   scores[int64_t(kBald) * N + item] = nan_out ? NAN : bald;
   scores[int64_t(kVariance) * N + item] = nan_out ? NAN : variance;
   scores[int64_t(kMargin) * N + item] = nan_out ? NAN : t1 - t2;
