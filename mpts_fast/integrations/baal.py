@@ -24,6 +24,7 @@ except ImportError as e:  # pragma: no cover - exercised without baal
                       "'mpts-fast[integrations]')") from e
 
 from mpts_fast import ops
+from mpts_fast._types import SnapshotScores
 
 __all__ = ["BALD", "Entropy", "Variance", "Margin"]
 
@@ -48,29 +49,43 @@ def _single(predictions, name: str) -> np.ndarray:
     return predictions
 
 
-def _are_probabilities(x: np.ndarray) -> bool:
-    """baal's to_prob test: bounded in [0, 1] and summing to 1 over the classes (axis 1), np.allclose's tolerance."""
-    return not (x.min() < 0 or x.max() > 1.0) and bool(np.allclose(x.sum(1), 1))
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """The predictions as a tensor sharing their memory (a copy only for negative strides, which torch lacks)."""
+    t = torch.from_numpy(x.copy() if any(st < 0 for st in x.strides) else x)
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def _snapshot_logits(x: np.ndarray, probabilities: bool) -> torch.Tensor:
-    """[N, C] or [N, C, T] probabilities or logits → (S, N, C) logits for the op (S = T, or 1), written once into
-    the op's layout (log taken in place for probabilities)."""
-    t = torch.from_numpy(x)
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.float()
-    view = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
-    out = torch.empty(view.shape, dtype=view.dtype)
-    if probabilities:
-        torch.clamp_min(view, torch.finfo(view.dtype).tiny, out=out).log_()
-    else:
-        out.copy_(view)
-    return out
+def _are_probabilities(t: torch.Tensor) -> bool:
+    """baal's to_prob test: bounded in [0, 1] and summing to 1 over the classes (axis 1) within np.allclose's
+    tolerance (|sum - 1| <= 1e-8 + 1e-5); NaN fails it. Computed with torch (threaded, one pass for the bounds)."""
+    low, high = torch.aminmax(t)
+    if bool(low < 0) or bool(high > 1):
+        return False
+    return bool((t.sum(1, dtype=torch.float64) - 1).abs().max() <= 1e-8 + 1e-5)
 
 
-def _scores(x: np.ndarray, probabilities: bool | None = None):
-    flag = _are_probabilities(x) if probabilities is None else probabilities
-    return ops.snapshot_uncertainty(_snapshot_logits(x, flag))
+def _scores(t: torch.Tensor, probabilities: bool | None = None, block: int = 8192):
+    """Snapshot scores of [N, C] or [N, C, T] probabilities or logits. Blocks of `block` items are transposed into
+    the op's (S, N, C) logits layout (the log taken in place for probabilities) while they sit in cache, and scored
+    one by one: a whole-array transpose would cost as much as the op itself."""
+    probabilities = _are_probabilities(t) if probabilities is None else probabilities
+    tiny = torch.finfo(t.dtype).tiny
+    parts = []
+    for blk in t.split(block):
+        view = blk.unsqueeze(0) if blk.dim() == 2 else blk.permute(2, 0, 1)
+        logits = torch.empty(view.shape, dtype=view.dtype)
+        if probabilities:
+            torch.clamp_min(view, tiny, out=logits).log_()
+        else:
+            logits.copy_(view)
+        parts.append(torch.stack(tuple(ops.snapshot_uncertainty(logits))))
+    return SnapshotScores.from_stacked(torch.cat(parts, 1))
+
+
+def _averaged(x: np.ndarray) -> torch.Tensor:
+    """baal's singlepass: the mean over the iterations (of probabilities or logits, as given)."""
+    t = _tensor(x)
+    return t.mean(-1) if t.dim() == 3 else t
 
 
 class BALD(_baal.BALD):
@@ -80,7 +95,7 @@ class BALD(_baal.BALD):
         x = _single(predictions, "BALD")
         if x.ndim != 3:
             raise ValueError(f"BALD: expected predictions [N, C, iterations], got {x.shape}")
-        return _scores(x).bald.numpy()
+        return _scores(_tensor(x)).bald.numpy()
 
 
 class Entropy(_baal.Entropy):
@@ -88,7 +103,7 @@ class Entropy(_baal.Entropy):
 
     def compute_score(self, predictions, target_predictions=None):
         x = _single(predictions, "Entropy")
-        return _scores(x.mean(-1) if x.ndim == 3 else x).entropy.numpy()
+        return _scores(_averaged(x)).entropy.numpy()
 
 
 class Margin(_baal.Margin):
@@ -96,7 +111,7 @@ class Margin(_baal.Margin):
 
     def compute_score(self, predictions, target_predictions=None):
         x = _single(predictions, "Margin")
-        return _scores(x.mean(-1) if x.ndim == 3 else x).margin.numpy()
+        return _scores(_averaged(x)).margin.numpy()
 
 
 class Variance(_baal.Variance):
@@ -116,10 +131,11 @@ class Variance(_baal.Variance):
         x = _single(predictions, "Variance")
         if x.ndim != 3:
             raise ValueError(f"Variance: expected predictions [N, C, iterations], got {x.shape}")
-        if not _are_probabilities(x):
+        t = _tensor(x)
+        if not _are_probabilities(t):
             raise ValueError("Variance: expected probabilities (each [n, :, t] in [0, 1] summing to 1); baal's own "
                              "Variance takes logits as they are, the op scores softmax probabilities")
         n_iter, classes = x.shape[2], x.shape[1]
-        summed = _scores(x, probabilities=True).variance.double().numpy() * (n_iter - 1) / n_iter
+        summed = _scores(t, probabilities=True).variance.double().numpy() * (n_iter - 1) / n_iter
         out = summed / classes if self._over_classes == "mean" else summed
         return out.astype(x.dtype, copy=False)
