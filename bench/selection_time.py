@@ -10,8 +10,8 @@ time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed c
     flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool synthetic --reps 1 --warmup 0
 
 Writes bench/results/selection-time-<pool>-<machine>.json and prints a markdown table; with --update, the strategies
-measured replace their rows in an existing file (each row keeps its own date) and the other rows stay. A strategy whose op is missing
-(the selection engine's k-center / BADGE ops before it is merged) is reported as such, not timed.
+measured replace their rows in an existing file (each row keeps its own date) and the other rows stay. A strategy
+whose op is missing (the selection engine's k-center / BADGE ops before it is merged) is reported as such, not timed.
 """
 from __future__ import annotations
 

@@ -306,10 +306,11 @@ def test_vit_features_are_the_last_blocks_cls_tokens_and_only_layernorms_train()
     torch.testing.assert_close(model.embed(x), model.projection(want))
     assert model.embed(x).shape == (4, 6) and model(x).shape == (4, 5) and model.embedding_dim == 6
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"backbone.norm.weight", "backbone.norm.bias", "backbone.blocks.2.norm1.weight",
-                         "backbone.blocks.2.norm1.bias", "backbone.blocks.2.norm2.weight", "backbone.blocks.2.norm2.bias",
-                         "projection.weight", "projection.bias", "classifier.weight", "classifier.bias"}
-    assert float(model.classifier.bias.detach().abs().max()) == 0.0 and float(model.classifier.weight.detach().std()) < 0.03
+    last = [f"backbone.blocks.2.{m}.{p}" for m in ("norm1", "norm2") for p in ("weight", "bias")]
+    assert trainable == {"backbone.norm.weight", "backbone.norm.bias", *last, "projection.weight", "projection.bias",
+                         "classifier.weight", "classifier.bias"}
+    assert float(model.classifier.bias.detach().abs().max()) == 0.0
+    assert float(model.classifier.weight.detach().std()) < 0.03
     assert ViTSmall((3, 12, 12), 5, backbone=_TinyViT(), projection=None, n_last_blocks=3).embedding_dim == 24
     with pytest.raises(ValueError, match="n_last_blocks"):
         ViTSmall((3, 12, 12), 5, backbone=_TinyViT(), n_last_blocks=4)

@@ -62,7 +62,8 @@ def test_registry_holds_the_paper_line_up():
     assert set(EXTRA + ["random", "entropy", "bald", "badge", "coreset", "mpts"]) <= set(strategy_names())
 
 
-@pytest.mark.parametrize("name,options", [("cdal", {}), ("cdal_hellinger", {}), ("alfa_mix", {}), ("alfa_mix", {"kmeans": "torch"}),
+@pytest.mark.parametrize("name,options", [("cdal", {}), ("cdal_hellinger", {}), ("alfa_mix", {}),
+                                          ("alfa_mix", {"kmeans": "torch"}),
                                           ("alfa_mix", {"alpha": "closed_form"}),
                                           ("deepfool", {"pool_subsample": 20}), ("gcnal", {}),
                                           ("gcnal", {"variant": "uncertaingcn"})])
@@ -276,7 +277,8 @@ def test_fewer_than_two_classes_are_refused(name):
 @pytest.mark.parametrize("name,options,match", [
     ("deepfool", {"max_iter": 0}, "max_iter"), ("deepfool", {"pool_subsample": -1}, "pool_subsample"),
     ("deepfool", {"overshoot": float("nan")}, "overshoot"), ("alfa_mix", {"alpha_cap": 2.0}, "alpha_cap"),
-    ("alfa_mix", {"kmeans": "scipy"}, "kmeans"), ("alfa_mix", {"alpha": "opt"}, "alpha"), ("gcnal", {"variant": "gcn"}, "variant"),
+    ("alfa_mix", {"kmeans": "scipy"}, "kmeans"), ("alfa_mix", {"alpha": "opt"}, "alpha"),
+    ("gcnal", {"variant": "gcn"}, "variant"),
     ("gcnal", {"unlabeled_sample": True}, "unlabeled_sample"), ("gcnal", {"s_margin": 1.5}, "s_margin"),
     ("cdal", {"metric": "kl"}, "no options")])
 def test_bad_options_are_refused(name, options, match):

@@ -1,5 +1,5 @@
-"""Feature Mixing (ALFA-Mix, Parvaneh et al. 2022), as the authors' code runs it (`query_strategies/alpha_mix_sampling.py`
-of the ALFA-Mix repository): mix each unlabeled embedding z with every class anchor z* (the mean labeled embedding of
+"""Feature Mixing (ALFA-Mix, Parvaneh et al. 2022), as the authors' code runs it
+(`query_strategies/alpha_mix_sampling.py` of the ALFA-Mix repository): mix each unlabeled embedding z with every class anchor z* (the mean labeled embedding of
 the class; the mean of all labeled embeddings for a class with no labels), (1 − α) z + α z*; an item whose predicted
 class changes for some anchor is a candidate; k-means over the normalised candidate embeddings, the candidate nearest
 each centre is picked; too few candidates are topped up at random.
