@@ -250,6 +250,25 @@ def test_nonfinite_input_raises(fn, name, value, gen):
         getattr(ops, fn)(*args.values())
 
 
+# Regression (issue 10, finding 8): the CPU kernel's inf-norm was a max that drops NaN (max(0, NaN)
+# is 0), while its l1/l2 norms and every CUDA norm propagate it. ops.sensitivity rejects non-finite
+# inputs before the kernel runs, so the raw op is called: a NaN must reach phi in every norm.
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_kernel_norms_propagate_nan(dtype, output, gen):
+    from mpts_fast import _native
+
+    if "cpu" not in _native.native_devices():
+        pytest.skip("mpts_fast._C is not built")
+    x, V, b_v, W, b_w = _net(gen, 70, 9, 5, 4, dtype)
+    x[66, 2] = NAN  # in the second 64-pattern chunk
+    for norm, code in ops._NORM_CODES.items():
+        phi = torch.ops.mpts_fast.sensitivity(x, V, b_v, W, b_w, code, output == "sigmoid")
+        assert bool(phi[66].isnan()), f"{norm}: phi = {float(phi[66])} for a pattern with a NaN input"
+        others = torch.cat([phi[:66], phi[67:]])
+        assert bool(others.isfinite().all()), f"{norm}: NaN leaked into other patterns"
+
+
 def test_bad_strings_raise(gen):
     args = _net(gen, 5, 3, 2, 2)
     with pytest.raises(ValueError, match=r"norm.*'l3'"):

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "sensitivity.h"
@@ -57,8 +58,16 @@ void sensitivity_cpu(const T* x, const T* V, const T* b_v, const T* W, const T* 
         for (int64_t i = 0; i < I; ++i) acc += s[i] * s[i];
         acc = std::sqrt(acc);
       } else {
-#pragma omp simd reduction(max : acc)
-        for (int64_t i = 0; i < I; ++i) acc = std::max(acc, std::abs(s[i]));
+        // std::max and OpenMP's max reduction drop NaN (max(0, NaN) is 0); the l1/l2 sums and
+        // the CUDA kernel's nan_max keep it, so a non-finite input shows up in phi in every norm.
+        int nan = 0;
+#pragma omp simd reduction(max : acc) reduction(| : nan)
+        for (int64_t i = 0; i < I; ++i) {
+          const T a = std::abs(s[i]);
+          acc = std::max(acc, a);
+          nan |= int(a != a);
+        }
+        if (nan) acc = std::numeric_limits<T>::quiet_NaN();
       }
       rnorm[r] = acc;
     }
