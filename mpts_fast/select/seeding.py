@@ -54,7 +54,11 @@ def uniform_row(u0: float, n: int, mask: torch.Tensor | None) -> int:
 
 def uniforms(k: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """k float64 uniforms in [0, 1), drawn up front from `generator` (on the generator's own
-    device, so the same generator gives the same picks on CPU and CUDA), moved to `device`."""
+    device, so the same generator gives the same uniforms on CPU and CUDA), moved to `device`.
+
+    The same uniforms do not make the picks bit-identical across devices: the kernels sum
+    distances in different orders, so a near-tie within float32 rounding may be drawn or taken
+    differently and the sequences part from there (README, "Selection ops")."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(k, dtype=torch.float64, generator=generator, device=gen_device)
     return u.to(device)
