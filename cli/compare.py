@@ -79,8 +79,8 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     """Run several strategies with the same seeds and compare their learning curves."""
     from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.plots import plot_comparison
-    from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, format_mean_std, load_json, summarize_runs,
-                                   write_json_atomic, write_results_csv)
+    from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, format_mean_std, load_json,
+                                   output_lock, summarize_runs, write_json_atomic, write_results_csv)
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -102,6 +102,10 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         configs[name] = run_config(name, sub_kw, prefix_required=True, in_run=names)
     summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": _invocation_config(configs, names),
                "strategies": {}}
+    try:  # held until the command ends: a second compare on the same --out refuses instead of interleaving
+        ctx.with_resource(output_lock(out_dir))
+    except OutputLockedError as e:
+        raise click.ClickException(str(e)) from None
     if resume and (out_dir / SUMMARY_FILE).exists():  # entries of finished strategies stay until they are redone
         earlier = load_json(out_dir / SUMMARY_FILE).get("strategies", {})
         summary["strategies"] = {n: earlier[n] for n in names if n in earlier}
@@ -126,7 +130,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     csv = write_results_csv(out_dir / CSV_FILE, everything)
     seeds = sorted({s["repeats"] for s in summary["strategies"].values()})
     png = plot_comparison(summary, out_dir / "comparison.png",
-                          title=f"{kw['dataset']}, {' or '.join(map(str, seeds))} seeds")
+                          title=f"{dataset_label(kw['dataset'])}, {' or '.join(map(str, seeds))} seeds")
     click.echo(f"{'strategy':<18} {'AUBC':>15}  {'final accuracy':>15}  (mean ± sample std over seeds)")
     for name, s in sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"]):
         final_std = None if s["accuracy_std"] is None else s["accuracy_std"][-1]

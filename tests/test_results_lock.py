@@ -58,3 +58,13 @@ def test_second_process_on_the_same_out_is_refused(tmp_path):
         assert path == out / ".lock"
     res = CliRunner().invoke(main, ["run", *FAST, "--out", str(out)])
     assert res.exit_code == 0, res.output
+
+
+def test_compare_holds_its_output_directory(tmp_path):
+    out = tmp_path / "cmp"
+    with output_lock(out):
+        res = CliRunner().invoke(main, ["compare", *FAST[:-2], "--strategies", "random,entropy", "--out", str(out)])
+    assert res.exit_code == 1 and "in use by another mpts-fast process" in res.output
+    assert not (out / "summary.json").exists()
+    res = CliRunner().invoke(main, ["compare", *FAST[:-2], "--strategies", "random,entropy", "--out", str(out)])
+    assert res.exit_code == 0, res.output
