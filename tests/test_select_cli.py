@@ -190,3 +190,23 @@ def test_cli_errors_name_the_option(files):
     assert res.exit_code == 2 and "'--out'" in res.output
     res = _cli("-l", d / "labels.csv", "-b", 3, "--probs", d / "probs.npy", "-o", d / "ok.csv")
     assert res.exit_code == 0 and "entropy picked 3" in res.output
+
+
+def test_float32_pool_is_mapped_not_copied(files):
+    from mpts_fast.data import own
+    from mpts_fast.next_batch import inputs
+
+    mapped = own.open_arrays(files["dir"] / "pool.npy")["x"]
+    assert isinstance(mapped, np.memmap)
+    assert own._float_features(mapped).data_ptr() == mapped.ctypes.data  # the tensor reads the mapping itself
+    x, where = inputs.pool_tensor(str(files["dir"] / "pool.npy"))
+    assert where == str(files["dir"] / "pool.npy") and torch.equal(x, files["pool"])
+
+
+def test_uint8_image_pool_trains_a_convolutional_backbone(tmp_path, gen):
+    images = torch.randint(0, 256, (40, 8, 8, 3), generator=gen, dtype=torch.uint8).numpy()  # channels last
+    np.save(tmp_path / "images.npy", images)
+    sel = select_next(str(tmp_path / "images.npy"), {i: i % 2 for i in range(6)}, budget=4, model="resnet18",
+                      strategy="entropy", epochs=1, batch_size=8)
+    assert len(set(sel.indices.tolist())) == 4 and min(sel.indices) >= 6
+    assert sel.settings["model"] == "resnet18" and sel.settings["num_classes"] == 2
