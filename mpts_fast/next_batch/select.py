@@ -110,7 +110,7 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     ValueError) naming the argument.
     """
     from mpts_fast.results import provenance
-    from mpts_fast.strategies import ScoreStrategy, SelectionContext, top_k
+    from mpts_fast.strategies import ScoreStrategy, SelectionContext
     from mpts_fast.training import derive_seed
 
     if strategy is None:
@@ -170,10 +170,14 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
                            num_classes=num_classes, generator=torch.Generator().manual_seed(select_seed),
                            seed=select_seed)
     scores, score_name = None, None
-    if isinstance(strat, ScoreStrategy) and type(strat).select is ScoreStrategy.select:
-        values = getattr(strat.scores(ctx), strat.score_field).double().cpu()
-        positions = top_k(values, budget, largest=strat.largest)
-        picks, scores, score_name = unlabeled[positions], values[positions].numpy(), strat.score_field
+    if isinstance(strat, ScoreStrategy):
+        # score once: the strategy's own select (top-b, or whatever a subclass does) reads these cached scores
+        cached = strat.scores(ctx)
+        strat.scores = lambda _ctx: cached
+        picks = strat.select(ctx, budget).cpu()
+        _check_picks(picks, unlabeled_mask, budget, strategy)
+        values = getattr(cached, strat.score_field).double().cpu()
+        scores, score_name = values[torch.searchsorted(unlabeled, picks)].numpy(), strat.score_field
     else:
         picks = strat.select(ctx, budget).cpu()
     _check_picks(picks, unlabeled_mask, budget, strategy)
