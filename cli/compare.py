@@ -78,6 +78,7 @@ def _invocation_config(configs: dict, names: list[str]) -> dict:
 def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run several strategies with the same seeds and compare their learning curves."""
     from mpts_fast.cli.names import dataset_label, resolve_dataset
+    from mpts_fast.distributed import is_primary
     from mpts_fast.plots import plot_comparison
     from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, format_mean_std, load_json,
                                    output_lock, summarize_runs, write_json_atomic, write_results_csv)
@@ -127,6 +128,8 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
                                        **summarize_runs(results)}
         everything.append(results)
         write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    if not is_primary():  # torchrun: rank 0 writes the CSV and the plot and prints the table
+        return
     csv = write_results_csv(out_dir / CSV_FILE, everything)
     seeds = sorted({s["repeats"] for s in summary["strategies"].values()})
     png = plot_comparison(summary, out_dir / "comparison.png",

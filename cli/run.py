@@ -86,6 +86,7 @@ def seeds_line(summary: dict) -> str:
 def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
     """Run active learning with one strategy: with no options, MPTS on the embedded digits data set."""
     from mpts_fast.cli.names import dataset_label, resolve_dataset, resolve_strategy
+    from mpts_fast.distributed import is_primary
     from mpts_fast.plots import plot_learning_curve
     from mpts_fast.results import CSV_FILE, aubc, summarize_runs, write_results_csv
 
@@ -104,6 +105,8 @@ def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwr
         kw = merge_saved(ctx, kw, saved, out_dir / "results.json")
     check_applicable(ctx, [strategy])
     results = execute(run_config(strategy, kw), out_dir, kw, resume, overwrite)
+    if not is_primary():  # torchrun: rank 0 writes the plot and the CSV and prints the summary
+        return
     png = plot_learning_curve(results, out_dir / "learning_curve.png")
     csv = write_results_csv(out_dir / CSV_FILE, [results])
     for r in results["runs"]:

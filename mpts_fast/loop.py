@@ -12,7 +12,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mpts_fast import distributed
 from mpts_fast.data import Dataset, load_dataset
+from mpts_fast.distributed.comm import broadcast_object
+from mpts_fast.distributed.training import sync_trained
 from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
@@ -193,9 +196,10 @@ class ActiveLearningRun:
         self.strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
         self.cfg = cfg.resolved(self.data, self.strategy.needs)
         validate(self.cfg, self.data, self.strategy)
-        self.device = resolve_device(device)
+        # under torchrun: join the process group (nccl on CUDA, gloo otherwise), CUDA becomes this rank's local GPU
+        self.device = distributed.setup(resolve_device(device))
         self.path = Path(out_dir) / RESULTS_FILE
-        self.progress = progress
+        self.progress = progress and distributed.is_primary()  # one progress bar, rank 0's
         self.on_round = on_round
 
     def _fresh_results(self) -> dict:
@@ -234,6 +238,17 @@ class ActiveLearningRun:
             return self._run_locked(resume, overwrite)
 
     def _run_locked(self, resume: bool, overwrite: bool) -> dict:
+        # torchrun: rank 0 alone reads and writes <out>; the others take its results (same runs, resumed rounds)
+        results = self._start(resume, overwrite) if distributed.is_primary() else None
+        results = broadcast_object(results, 0, "sharing results.json from rank 0")
+        x_pool = self.data.x_train.to(self.device)
+        for run in results["runs"][: self.cfg.repeats]:
+            if not run.get("complete"):
+                self._run_one(results, run, x_pool)
+        return results
+
+    def _start(self, resume: bool, overwrite: bool) -> dict:
+        """The results to continue: fresh, or <out>/results.json's for resume; the new runs' initial sets drawn."""
         if self.path.exists() and not (resume or overwrite) and self._holds_finished_round():
             raise FileExistsError(f"results: {self.path} exists; pass resume=True to continue it or overwrite=True to "
                                   f"start again, or write to another directory")
@@ -242,10 +257,6 @@ class ActiveLearningRun:
         new_runs = [self._new_run(rep) for rep in range(len(results["runs"]), self.cfg.repeats)]
         results["runs"].extend(new_runs)
         write_json_atomic(self.path, results)
-        x_pool = self.data.x_train.to(self.device)
-        for run in results["runs"][: self.cfg.repeats]:
-            if not run.get("complete"):
-                self._run_one(results, run, x_pool)
         return results
 
     def _new_run(self, rep: int) -> dict:
@@ -273,6 +284,7 @@ class ActiveLearningRun:
         for r in bar:
             lab = torch.tensor(labeled, dtype=torch.int64)
             trained = trainer.fit(x_pool, lab, self.data.y_train[lab], seed=derive_seed(run["seed"], r, "train"))
+            sync_trained(trained)  # torchrun: every rank trained the same; rank 0's weights make them agree exactly
             record = {"round": r, "n_labeled": len(labeled), **evaluate(trained, self.data),
                       "train_seconds": trained.train_seconds,
                       "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
@@ -303,7 +315,7 @@ class ActiveLearningRun:
             run["complete"] = r == cfg.rounds - 1
             write_json_atomic(self.path, results)
             labeled.extend(selected)
-            if self.on_round:
+            if self.on_round and distributed.is_primary():
                 self.on_round(run["seed"], record)
 
     def _check_picks(self, picks: torch.Tensor, unlabeled_mask: torch.Tensor) -> None:

@@ -33,11 +33,20 @@ def _umask() -> int:
     return mask
 
 
+def _primary() -> bool:
+    """Rank 0 of a torchrun job, or a single process."""
+    from mpts_fast.distributed.group import is_primary
+
+    return is_primary()
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path` (atomic on POSIX).
 
     The file gets the mode a plain open() would give (0o666 minus the umask, 0644 typically), not mkstemp's 0600, so
     collaborators on a shared filesystem can read results."""
+    if not _primary():
+        return  # under torchrun only rank 0 writes; the other ranks hold the same results
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -88,10 +97,13 @@ def output_lock(out_dir: str | Path) -> Iterator[Path]:
     the same output directory never interleave their writes: the second raises OutputLockedError naming the holder's
     pid and start time. The kernel drops the lock when its holder exits, even on a crash or kill -9, so a stale lock
     file never blocks a later run. The file stays (removing it would race with a process that has just opened it).
-    Without fcntl (Windows) the block runs unlocked."""
+    Without fcntl (Windows) the block runs unlocked. Under torchrun only rank 0 takes it (the writer)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
+        yield Path(out_dir) / LOCK_FILE
+        return
+    if not _primary():
         yield Path(out_dir) / LOCK_FILE
         return
     out_dir = Path(out_dir)
@@ -211,7 +223,14 @@ def provenance(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "openmp_threads": _native._C.openmp_threads() if built else None,
         "device": str(device),
+        "world_size": _world_size(),  # processes of a torchrun job (1: one process); threads above are per process
     }
+
+
+def _world_size() -> int:
+    from mpts_fast.distributed.group import world_size
+
+    return world_size()
 
 
 # ---- CSV export -------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 from typing import ClassVar
 
 from mpts_fast._types import SnapshotScores
+from mpts_fast.distributed.group import is_distributed
+from mpts_fast.distributed.scoring import sharded_score_select
 from mpts_fast.strategies.base import Needs, ScoreStrategy, SelectionContext
 from mpts_fast.strategies.registry import register
 from mpts_fast.training.diversity import scores_with_diversity
@@ -17,3 +19,8 @@ class MPTSStrategy(ScoreStrategy):
 
     def scores(self, ctx: SelectionContext) -> SnapshotScores:
         return scores_with_diversity(ctx, "snapshots")
+
+    def select(self, ctx: SelectionContext, budget: int):
+        if is_distributed():  # torchrun: each rank streams its block of the pool through the snapshots
+            return sharded_score_select(self, ctx, budget)
+        return super().select(ctx, budget)
