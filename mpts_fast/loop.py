@@ -2,6 +2,7 @@
 appended atomically after every round, and `resume` from the last finished round with the same picks."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -234,7 +235,9 @@ class ActiveLearningRun:
         """resume: continue `<out>/results.json` from its last finished round (starting afresh when there is none);
         overwrite: start afresh over it. Resuming with more repeats adds runs; with fewer keeps every stored run.
         The output directory's lock is held throughout: a second process given it raises OutputLockedError."""
-        with output_lock(self.path.parent):
+        # torchrun: rank 0 alone writes <out>, so rank 0 alone holds its lock (the others would find it taken)
+        lock = output_lock(self.path.parent) if distributed.is_primary() else contextlib.nullcontext()
+        with lock:
             return self._run_locked(resume, overwrite)
 
     def _run_locked(self, resume: bool, overwrite: bool) -> dict:
