@@ -104,7 +104,8 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": _invocation_config(configs, names),
                "strategies": {}}
     try:  # held until the command ends: a second compare on the same --out refuses instead of interleaving
-        ctx.with_resource(output_lock(out_dir))
+        if is_primary():  # torchrun: rank 0 holds it (the other ranks would find it taken)
+            ctx.with_resource(output_lock(out_dir))
     except OutputLockedError as e:
         raise click.ClickException(str(e)) from None
     if resume and (out_dir / SUMMARY_FILE).exists():  # entries of finished strategies stay until they are redone
