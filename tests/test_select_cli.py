@@ -96,7 +96,12 @@ def test_posterior_samples_score_like_snapshot_uncertainty(files):
 def test_coreset_and_badge_match_the_ops(files):
     lab, emb, probs = files["labeled"], files["emb"], files["probs"]
     sel = select_next(labeled=lab, budget=8, strategy="coreset", embeddings=emb)
-    assert sel.indices.tolist() == ops.kcenter_greedy(emb, 8, labeled=_mask(lab)).tolist() and sel.scores is None
+    assert sel.indices.tolist() == ops.kcenter_greedy(emb, 8, labeled=_mask(lab)).tolist()
+    centres = list(lab)  # each score: the distance k-center maximised at that pick
+    for i, s in zip(sel.indices.tolist(), sel.scores):
+        assert s == pytest.approx(float(torch.cdist(emb[i:i + 1].double(), emb[centres].double()).min()), rel=1e-9)
+        centres.append(i)
+    assert list(sel.scores) == sorted(sel.scores, reverse=True) and sel.score_name == "distance_to_nearest_centre"
     unl = (~_mask(lab)).nonzero().squeeze(1)
     badge = select_next(labeled=lab, budget=8, strategy="badge", embeddings=emb, probs=probs, seed=3)
     gen = torch.Generator().manual_seed(derive_seed(3, "select"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,9 @@ class Selection:
     settings: dict[str, Any]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per pick: rank (1-based), index, score (None without scores)."""
-        scores = [None] * len(self.indices) if self.scores is None else self.scores.tolist()
+        """One dict per pick: rank (1-based), index, score (None without scores, or where it is not finite)."""
+        scores = [None] * len(self.indices) if self.scores is None else [
+            v if math.isfinite(v) else None for v in self.scores.tolist()]  # inf: no centre yet (cold start)
         return [{"rank": r + 1, "index": int(i), "score": s} for r, (i, s) in enumerate(zip(self.indices, scores))]
 
     def write(self, path: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
@@ -178,6 +180,12 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
         _check_picks(picks, unlabeled_mask, budget, strategy)
         values = getattr(cached, strat.score_field).double().cpu()
         scores, score_name = values[torch.searchsorted(unlabeled, picks)].numpy(), strat.score_field
+    elif strategy == "coreset":
+        # the embeddings the strategy computes are kept, to report each pick's distance to its nearest centre
+        features = _memoize_pool_embeddings(trained, x_pool)
+        picks = strat.select(ctx, budget).cpu()
+        _check_picks(picks, unlabeled_mask, budget, strategy)
+        scores, score_name = kcenter_distances(features(), lab, picks), "distance_to_nearest_centre"
     else:
         picks = strat.select(ctx, budget).cpu()
     _check_picks(picks, unlabeled_mask, budget, strategy)
@@ -185,9 +193,38 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
                     n_labeled=int(lab.numel()), n_unlabeled=int(unlabeled.numel()),
                     inputs={k: v for k, v in used.items() if v is not None},
                     score=score_name, score_order=None if score_name is None else
-                    ("descending" if strat.largest else "ascending"),
+                    ("descending" if getattr(strat, "largest", True) else "ascending"),
                     provenance=provenance(device if model is not None else "cpu"))
     return Selection(picks.numpy().astype(np.int64), scores, score_name, settings)
+
+
+def _memoize_pool_embeddings(trained, x_pool):
+    """Makes trained.embeddings(x_pool) compute once; returns a function giving that result (after the strategy ran)."""
+    original, memo = trained.embeddings, {}
+
+    def embeddings(x):
+        if x is not x_pool:
+            return original(x)
+        if "pool" not in memo:
+            memo["pool"] = original(x)
+        return memo["pool"]
+
+    trained.embeddings = embeddings
+    return lambda: embeddings(x_pool)
+
+
+def kcenter_distances(features: torch.Tensor, labeled: torch.Tensor, picks: torch.Tensor,
+                      block: int = 4096) -> np.ndarray:
+    """(k,) float64: each pick's Euclidean distance to the nearest labeled item or earlier pick, the value greedy
+    k-center maximised when it chose it (inf for a first pick without labels). Memory O(block · k)."""
+    f = features.detach().to("cpu", torch.float64)
+    chosen = f[picks]
+    best = torch.full((len(picks),), float("inf"), dtype=torch.float64)
+    for part in labeled.split(block) if labeled.numel() else ():
+        best = torch.minimum(best, torch.cdist(chosen, f[part]).min(1).values)
+    among = torch.cdist(chosen, chosen)
+    among = among.masked_fill(~torch.ones_like(among, dtype=torch.bool).tril(-1), float("inf"))  # earlier picks only
+    return torch.minimum(best, among.min(1).values).numpy()
 
 
 def _pool_for_training(pool):
