@@ -188,3 +188,12 @@ def test_cli_run_on_own_data(tmp_path, rng, monkeypatch):
     assert saved["dataset"] == str(path.resolve()) and saved["config"]["initial"] == 3
     bad = CliRunner().invoke(main, ["run", "-d", "nothere.npz", "-q"])
     assert bad.exit_code == 2 and "nothere.npz does not exist" in bad.output
+
+
+def test_a_folder_named_like_a_registered_set_does_not_hide_it(tmp_path, monkeypatch):
+    (tmp_path / "digits").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not own.is_own_dataset("digits") and not own.is_own_dataset("Digits")
+    assert own.is_own_dataset("./digits") and own.is_own_dataset(str(tmp_path / "digits"))
+    (tmp_path / "mine").mkdir()
+    assert own.is_own_dataset("mine") and not own.is_own_dataset("nothing-here")

@@ -33,9 +33,17 @@ _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip member's local file header (
 
 def is_own_dataset(spec: str | os.PathLike) -> bool:
     """Whether a --dataset value names a file or directory rather than a registered set: it ends in .npz or .npy,
-    holds a path separator, or is an existing directory (registered names are bare words)."""
+    holds a path separator, or is an existing directory whose name is not a registered set's (a folder called
+    `mnist` in the working directory does not hide the registered mnist; write ./mnist for the folder)."""
     s = os.fspath(spec)
-    return s.endswith((".npz", ".npy")) or os.sep in s or "/" in s or Path(s).expanduser().is_dir()
+    if s.endswith((".npz", ".npy")) or os.sep in s or "/" in s:
+        return True
+    from mpts_fast.data import REGISTRY  # here: the registry module imports this one
+
+    key = s.strip().lower().replace("_", "-")
+    if key in {name.lower().replace("_", "-") for name in REGISTRY}:
+        return False
+    return Path(s).expanduser().is_dir()
 
 
 # ------------------------------------------------------------------------------------------------------ reading
