@@ -67,7 +67,8 @@ def test_mmd_term_under_autocast_within_2x_of_eager_float32(gen, set_backend, de
     a32 = z_all.detach().float().requires_grad_()
     base, base_gl, base_ga = _value_and_grads(l32, a32)
     eps = EPS[dtype]
-    assert_flash_rule(value.detach().float(), base.detach(), ref.detach(), atol=eps * float(ref.detach().abs()) + 1e-7, what=f"{dtype} MMD value")
+    assert_flash_rule(value.detach().float(), base.detach(), ref.detach(), atol=eps * float(ref.detach().abs()) + 1e-7,
+                      what=f"{dtype} MMD value")
     for what, got, b, r in (("z_labeled", g_l, base_gl, ref_gl), ("z_all", g_all, base_ga, ref_ga)):
         assert_flash_rule(got.float(), b, r, atol=eps * float(r.abs().max()) + 1e-9, what=f"{dtype} grad {what}")
 

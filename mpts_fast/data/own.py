@@ -72,7 +72,8 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise ValueError(f"dataset: {path} is not a valid .npz file (not a zip archive; written by np.savez?)") from None
+        raise ValueError(f"dataset: {path} is not a valid .npz file (not a zip archive; written by np.savez?)") \
+            from None
     arrays: dict[str, np.ndarray] = {}
     with archive:
         loaded = None
@@ -173,7 +174,8 @@ def check_labels(y: np.ndarray, num_classes: int, what: str, classes_from: str) 
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{what}: label {int(y[i])} at row {i} is out of range; expected class ids 0..{num_classes - 1}"
+        raise ValueError(f"{what}: label {int(y[i])} at row {i} is out of range; expected class ids "
+                         f"0..{num_classes - 1}"
                          f" ({classes_from})")
 
 

@@ -15,7 +15,6 @@ import torch
 from mpts_fast.data import own
 from mpts_fast.data._arrays import channel_stats, to_float_images
 
-ArrayInput = "np.ndarray | torch.Tensor | str | os.PathLike"
 POOL_KEYS = ("x", "x_pool", "pool", "x_train")
 
 

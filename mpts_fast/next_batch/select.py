@@ -267,7 +267,8 @@ def _precomputed(strategy: str, pool, embeddings, probs, used: dict):
     known = {k: v for k, v in sizes.items() if v is not None}
     if len(set(known.values())) > 1:
         raise InputError("probs" if "probs" in known else "embeddings",
-                         "the inputs disagree on the pool size: " + ", ".join(f"{k} has {v} rows" for k, v in known.items()))
+                         "the inputs disagree on the pool size: "
+                         + ", ".join(f"{k} has {v} rows" for k, v in known.items()))
     n = next(iter(known.values()))
     if n == 0:
         raise InputError("embeddings" if emb is not None else "probs", "holds no rows; expected the whole pool")
