@@ -380,3 +380,25 @@ def test_deepfool_stops_on_the_boundary_with_the_references_norm():
     r, iters = deepfool_perturbations(model, x, max_iter=50)
     torch.testing.assert_close(r.norm(dim=1), want, rtol=1e-4, atol=1e-6)
     assert int(iters.max()) < 50
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_cdal_strategy_runs_the_rule_on_the_pool(double):
+    from al_fixtures import blobs
+
+    from mpts_fast.models import build_model
+    from mpts_fast.strategies import SelectionContext
+    from mpts_fast.training import TrainConfig, Trainer
+
+    data = blobs(n=90)
+    lab = torch.arange(9)
+    trained = Trainer(lambda: build_model("mlp", data.input_shape, 3, hidden=16), TrainConfig(epochs=3)).fit(
+        data.x_train, lab, data.y_train[lab], seed=0)
+    ctx = SelectionContext(x_pool=data.x_train, labeled=lab, y_labeled=data.y_train[lab],
+                           unlabeled=torch.arange(9, data.x_train.shape[0]), trained=trained, num_classes=3,
+                           generator=torch.Generator().manual_seed(0))
+    probs = trained.probs(data.x_train)
+    if double:  # the reference's softmax over the probabilities
+        probs = torch.softmax(probs, 1)
+    want = _cdal_reference(probs.double().numpy(), ctx.labeled_mask().numpy(), 8)
+    assert build_strategy("cdal", double_softmax=double).select(ctx, 8).tolist() == want

@@ -280,7 +280,7 @@ def test_fewer_than_two_classes_are_refused(name):
     ("alfa_mix", {"kmeans": "scipy"}, "kmeans"), ("alfa_mix", {"alpha": "opt"}, "alpha"),
     ("gcnal", {"variant": "gcn"}, "variant"),
     ("gcnal", {"unlabeled_sample": True}, "unlabeled_sample"), ("gcnal", {"s_margin": 1.5}, "s_margin"),
-    ("cdal", {"metric": "kl"}, "no options")])
+    ("cdal", {"metric": "kl"}, "metric"), ("cdal", {"double_softmax": 1}, "double_softmax")])
 def test_bad_options_are_refused(name, options, match):
     with pytest.raises(ValueError, match=match):
         build_strategy(name, **options)

@@ -14,6 +14,11 @@ d(p, q) = ½(a_p + a_q − [p, log p]·[log q, q]) with a_p = Σ p log p, so a c
 and the labeled set's minimum is a blocked matrix product. Computed in float64 (the expanded form cancels; float64
 keeps the error near 1e-14, far below any gap that decides a pick) and clamped at 0.
 
+The reference's bug, fixed by default: its `predict_prob_embed` already returns softmax probabilities and
+`cdal_sampling.py` applies `F.softmax` to them again, so its divergences are between softmax(p) vectors (squeezed
+towards uniform: every entry within a factor e of the others). We use the softmax vectors the method describes;
+`double_softmax=True` reproduces the reference.
+
 Deviations from the reference, both on values the reference cannot handle:
 - a probability below float32's smallest normal number (a softmax that underflowed to 0 or to a subnormal) is raised
   to it before the logarithm: the reference computes 0·log(0/q) = NaN there and then picks whichever item the NaN
@@ -85,13 +90,20 @@ def cdal_select(probs: torch.Tensor, k: int, labeled=None) -> torch.Tensor:
 
 @register
 class CDALStrategy(Strategy):
-    """No options: the reference's rule (see the module docstring)."""
+    """Option: double_softmax (False; True applies softmax to the probabilities again, as the reference code does)."""
 
     name = "cdal"
     description = "contextual diversity (coreset variant): furthest-first on softmax vectors, symmetric KL"
 
+    def __init__(self, double_softmax: bool = False) -> None:
+        if not isinstance(double_softmax, bool):
+            raise ValueError(f"double_softmax: expected True or False, got {double_softmax!r}")
+        self.double_softmax = double_softmax
+
     def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
         require_classes(ctx, self.name)
         probs = ctx.trained.probs(ctx.x_pool)
+        if self.double_softmax:
+            probs = torch.softmax(probs.float(), dim=1)
         mask = ctx.labeled_mask().to(probs.device)
         return cdal_select(probs, budget, labeled=mask).to(ctx.unlabeled.device)
