@@ -11,7 +11,7 @@ CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
 SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
 
-.PHONY: all build run test bench cuda-check gpu-check clean
+.PHONY: all build run test bench cuda-check cuda-emu gpu-check clean
 
 all: build
 
@@ -48,6 +48,7 @@ run: build
 test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
 	else echo "cuda-check: no nvcc on PATH, skipped"; fi
+	@$(MAKE) --no-print-directory cuda-emu
 	$(PY) -m pytest -q tests
 
 bench: build
@@ -55,6 +56,12 @@ bench: build
 
 cuda-check: $(VENV)/.bootstrapped
 	scripts/cuda_check.sh $(PY)
+
+# The four framework-free CUDA kernel files run on the CPU under HIP-CPU (HIP_CPU_DIR, default
+# ../shared/third_party/HIP-CPU) against their CPU twins and float64 references; objects cached in
+# build/cuda-emu. Skips with a note when HIP-CPU or libtbb is missing.
+cuda-emu:
+	scripts/cuda_emu.sh
 
 # On a GPU machine: its own python3 and torch (nothing can be installed there). Stages, each
 # recorded whatever the others do (scripts/gpu_check.py): in-place CUDA build, the CUDA tests,

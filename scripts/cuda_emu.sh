@@ -28,6 +28,7 @@ make --no-print-directory -s -f csrc/emu/emu.mk -j"${CUDA_EMU_JOBS:-$(nproc)}" \
   HIP_CPU_DIR="$hip" OUT="$out" CXX="$cxx" $(for c in $checks; do echo "$out/check_$c"; done)
 built=$((SECONDS - start))
 
+export OMP_NUM_THREADS=1  # the CPU twins need no threads; idle OpenMP workers would spin against the emulation
 cases=0 passed=0 status=0
 for schedule in ascending descending; do
   for c in $checks; do
