@@ -78,8 +78,30 @@ def _kcenter(n: int, d: int, k: int) -> dict:
     return {"seconds": seconds, "picks_only_seconds": seconds - init_seconds, "picks": picks.tolist()}
 
 
+def _per_pick_collectives(d: int, rounds: int = 200) -> dict:
+    """The communication of one k-center pick alone: all-gather of (value, index), broadcast of d + 1 numbers."""
+    from mpts_fast.distributed.comm import all_gather_rows, broadcast_buffer
+
+    pair, row = torch.zeros(2, dtype=torch.float64), torch.zeros(d + 1, dtype=torch.float64)
+
+    def run():
+        for t in range(rounds):
+            all_gather_rows(pair, "bench")
+            broadcast_buffer(row, t % max(1, _world()), "bench")
+
+    _, seconds = _timed(run)
+    return {"seconds": seconds, "microseconds_per_pick": seconds / rounds * 1e6, "picks": []}
+
+
+def _world() -> int:
+    from mpts_fast import distributed
+
+    return distributed.world_size()
+
+
 def _all(n: int, k: int, snapshots: int, budget: int) -> dict:
-    return {"scoring": _scoring(n, 64, snapshots, budget), "kcenter": _kcenter(n, 32, k)}
+    return {"scoring": _scoring(n, 64, snapshots, budget), "kcenter": _kcenter(n, 32, k),
+            "collectives": _per_pick_collectives(32)}
 
 
 def main() -> None:
@@ -99,10 +121,11 @@ def main() -> None:
                             timeout_s=1800)
         rows.append({"processes": world, "threads_per_process": threads,
                      **{part: {key: max(r[part][key] for r in results) for key in results[0][part] if key != "picks"}
-                        for part in ("scoring", "kcenter")},
+                        for part in ("scoring", "kcenter", "collectives")},
                      "_picks": {part: results[0][part]["picks"] for part in ("scoring", "kcenter")}})
         print(f"{world} process(es) x {threads} thread(s): scoring {rows[-1]['scoring']['seconds']:.2f} s, "
-              f"k-center {rows[-1]['kcenter']['seconds']:.2f} s ({args.k} picks)", flush=True)
+              f"k-center {rows[-1]['kcenter']['seconds']:.2f} s ({args.k} picks), collectives "
+              f"{rows[-1]['collectives']['microseconds_per_pick']:.0f} us per pick", flush=True)
     same = all(r["_picks"] == rows[0]["_picks"] for r in rows)
     for r in rows:
         del r["_picks"]
