@@ -112,8 +112,13 @@ def _tanh_net(seed=0, d=6, c=4):
     return nn.Sequential(nn.Linear(d, 12), nn.Tanh(), nn.Linear(12, c)).double().eval()
 
 
+@pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("variant", ["corrected", "reference"])
-def test_deepfool_norms_equal_the_reference(variant):
+def test_deepfool_norms_equal_the_reference(variant, batched, monkeypatch):
+    from mpts_fast.strategies import deepfool
+
+    if not batched:  # one backward pass per class, the path for large C × batch × input
+        monkeypatch.setattr(deepfool, "_BATCHED_ELEMENTS", 0)
     model = _tanh_net()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(25, 6, generator=g, dtype=torch.float64)

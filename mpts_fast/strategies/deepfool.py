@@ -46,6 +46,50 @@ def _logit_gradient(out: torch.Tensor, x: torch.Tensor, k: int, retain: bool = T
     return torch.autograd.grad(out[:, k].sum(), x, retain_graph=retain)[0].flatten(1)
 
 
+# Gradients of all C logits in one batched backward pass while C × batch × input stays under this many elements
+# (512 MiB of float32); beyond it, one backward pass per class keeping only the running best direction.
+_BATCHED_ELEMENTS = 1 << 27
+
+
+def _chosen_step(out: torch.Tensor, xa: torch.Tensor, lab: torch.Tensor, variant: str
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DeepFool step per row. out (a, C) logits of xa (a, *shape), lab (a,) the original predictions →
+    (step (a, P), |f_l|/‖w_l‖ (a,), |f_l| (a,)) for the chosen class l (see the module docstring)."""
+    a, c = out.shape
+    rows = torch.arange(a, device=out.device)
+    f = (out - out[rows, lab].unsqueeze(1)).detach()  # (a, C), 0 at ŷ
+    if c * xa[0].numel() * a <= _BATCHED_ELEMENTS:
+        basis = torch.eye(c, dtype=out.dtype, device=out.device).unsqueeze(1).expand(c, a, c)
+        grads = torch.autograd.grad(out, xa, grad_outputs=basis, is_grads_batched=True)[0]  # (C, a, *shape)
+        grads = grads.flatten(2).transpose(0, 1)  # (a, C, P)
+        w = grads - grads[rows, lab].unsqueeze(1)
+        w_norm = torch.linalg.vector_norm(w, dim=2)
+        value = f.abs() / w_norm  # unguarded, as the reference: ‖w‖ = 0 gives inf or NaN
+        if variant == "corrected":  # argmin over k ≠ ŷ, ties → lowest k; NaN never wins
+            value[rows, lab] = float("inf")
+            chosen = torch.nan_to_num(value, nan=float("inf")).argmin(1)
+        else:  # the reference: the last class index ≠ ŷ
+            chosen = torch.where(lab == c - 1, c - 2, c - 1)
+        best, wn = value[rows, chosen], w_norm[rows, chosen]
+        return (best / wn).unsqueeze(1) * w[rows, chosen], best, f[rows, chosen].abs()
+    g_lab = torch.autograd.grad(out[rows, lab].sum(), xa, retain_graph=True)[0].flatten(1)  # ∇ logit_ŷ
+    best = torch.full((a,), float("inf"), dtype=f.dtype, device=f.device)
+    gap = torch.zeros_like(best)
+    step = torch.zeros_like(g_lab)
+    for k in range(c):
+        w = _logit_gradient(out, xa, k, retain=k < c - 1) - g_lab  # (a, P)
+        w_norm = torch.linalg.vector_norm(w, dim=1)
+        value = f[:, k].abs() / w_norm
+        # corrected: a strictly smaller distance wins (ties → lowest k); reference: every k ≠ ŷ wins
+        take = lab != k
+        if variant == "corrected":
+            take &= value < best
+        best = torch.where(take, value, best)
+        gap = torch.where(take, f[:, k].abs(), gap)
+        step = torch.where(take.unsqueeze(1), (value / w_norm).unsqueeze(1) * w, step)
+    return step, best, gap
+
+
 def deepfool_perturbations(model: nn.Module, x: torch.Tensor, max_iter: int = 50, overshoot: float = 0.0,
                            variant: str = "corrected") -> tuple[torch.Tensor, torch.Tensor]:
     """x (n, *shape) on the model's device → (r (n, *shape) perturbations with the overshoot applied, (n,) int64
@@ -71,24 +115,8 @@ def deepfool_perturbations(model: nn.Module, x: torch.Tensor, max_iter: int = 50
             if not bool(still.any()):
                 break
             lab = label[active]
-            rows = torch.arange(active.numel(), device=x0.device)
-            c = out.shape[1]
-            g_lab = torch.autograd.grad(out[rows, lab].sum(), xa, retain_graph=True)[0].flatten(1)  # ∇ logit_ŷ
-            f = (out - out[rows, lab].unsqueeze(1)).detach()  # (a, C), 0 at ŷ
-            best = torch.full((rows.numel(),), float("inf"), dtype=f.dtype, device=f.device)
-            gap = torch.zeros_like(best)  # |f_l| of the chosen class
-            step = torch.zeros_like(g_lab)
-            for k in range(c):
-                w = _logit_gradient(out, xa, k, retain=k < c - 1) - g_lab  # (a, P)
-                w_norm = torch.linalg.vector_norm(w, dim=1)
-                value = f[:, k].abs() / w_norm  # unguarded, as the reference: ‖w‖ = 0 gives inf or NaN
-                # corrected: a strictly smaller distance wins (ties → lowest k); reference: every k ≠ ŷ wins
-                take = lab != k
-                if variant == "corrected":
-                    take &= value < best
-                best = torch.where(take, value, best)
-                gap = torch.where(take, f[:, k].abs(), gap)
-                step = torch.where(take.unsqueeze(1), (value / w_norm).unsqueeze(1) * w, step)
+            step, best, gap = _chosen_step(out, xa, lab, variant)
+        f = out.detach()
         # no finite step (the logits do not move with x: ‖w‖ = 0): no boundary is reachable, the score is inf
         stuck = ~torch.isfinite(step).all(1) | ~torch.isfinite(best)
         unreachable[active[still & stuck]] = True
