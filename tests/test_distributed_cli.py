@@ -109,3 +109,17 @@ def test_a_killed_rank_ends_the_job_clearly_and_resume_finishes_it(tmp_path):
     assert single.returncode == 0, single.stderr
     assert _picks(out) == _picks(tmp_path / "one")
     assert _picks(out)[: len(finished)] == finished
+
+
+def test_torchrun_compare_writes_once_with_the_single_process_picks(tmp_path):
+    args = ["compare", "-s", "random,coreset", "--dataset", "digits", "--rounds", "2", "--epochs", "1", "--quiet"]
+    one = subprocess.run([sys.executable, "-m", "mpts_fast", *args, "--out", str(tmp_path / "one")], env=_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                          "mpts_fast", *args, "--out", str(tmp_path / "two")], env=_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("summary:") == 1
+    for name in ("random", "coreset"):
+        assert _picks(tmp_path / "two" / name) == _picks(tmp_path / "one" / name)

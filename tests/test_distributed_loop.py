@@ -68,3 +68,14 @@ def test_mpts_diversity_record_merges_the_shards(runs):
     assert sharded["mutual_information"] == pytest.approx(single["mutual_information"], rel=1e-6, abs=1e-12)
     assert sharded["disagreement"] == pytest.approx(single["disagreement"], abs=1e-12)
     assert sharded["entropy_spearman"] is None  # needs every item's ranks together: not computed under sharding
+
+
+def test_rank_is_known_from_torchrun_env_before_the_group_is_joined(monkeypatch):
+    """compare takes its output lock before the first run joins the group: rank 1 must already know it is not rank 0."""
+    from mpts_fast import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.launched() and distributed.rank() == 1 and not distributed.is_primary()
+    monkeypatch.setenv("RANK", "0")
+    assert distributed.is_primary()

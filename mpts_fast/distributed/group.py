@@ -30,7 +30,13 @@ def is_distributed(group=None) -> bool:
 
 
 def rank(group=None) -> int:
-    return dist.get_rank(group) if is_distributed(group) else 0
+    """This process's rank; under torchrun also before the group is joined (RANK), so that rank-0-only work (the
+    output lock, printing) is decided the same way before and after setup()."""
+    if is_distributed(group):
+        return dist.get_rank(group)
+    if group is None and launched():
+        return int(os.environ.get("RANK", "0"))
+    return 0
 
 
 def world_size(group=None) -> int:
