@@ -56,6 +56,20 @@ def summarize(results: dict) -> dict:
     return out
 
 
+def markdown(report: dict) -> str:
+    """The README table: AUBC mean ± sample std per data set and entry, and mpts's paired per-seed wins."""
+    sets = list(report["datasets"])
+    labels = [k for k in ENTRIES if any(k in report["datasets"][d] for d in sets)]
+    lines = ["| strategy | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for d in sets:
+            e = report["datasets"][d].get(label)
+            cells.append("–" if e is None else f"{e['aubc_mean']:.3f} ± {e['aubc_std'] or 0:.3f} ({e['repeats']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits")
@@ -63,7 +77,13 @@ def main() -> None:
     ap.add_argument("--entries", default="all", help="comma-separated labels of ENTRIES (prefixes), or 'all'")
     ap.add_argument("--runs", default="runs/mpts-aubc", help="where each run's results.json lives (resumable)")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--table", action="store_true", help="print the README table of --out's mpts-aubc.json and exit")
     args = ap.parse_args()
+    if args.table:
+        from mpts_fast.results import load_json
+
+        print(markdown(load_json(os.path.join(args.out, "mpts-aubc.json"))))
+        return
     entries = ENTRIES if args.entries == "all" else {
         k: v for k, v in ENTRIES.items() if any(k.startswith(w.strip()) for w in args.entries.split(","))}
     path = os.path.join(args.out, "mpts-aubc.json")
