@@ -176,3 +176,18 @@ def test_shard_bounds_cover_the_pool_in_aligned_blocks():
             assert bounds[0][0] == 0 and bounds[-1][1] == n
             assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
             assert all(lo % 64 == 0 for lo, _ in bounds)
+
+
+def test_the_reference_backend_takes_the_same_slot_trick(monkeypatch):
+    """MPTS_FAST_BACKEND=reference: the per-pick fold runs reference.kcenter_loop / kmeanspp_loop / badge_loop on the
+    slotted shard; the picks still equal the ops'."""
+    monkeypatch.setenv("MPTS_FAST_BACKEND", "reference")
+    x, probs, labeled = _pool()
+    assert torch.equal(distributed.kcenter_greedy(x, 12, labeled=labeled), ops.kcenter_greedy(x, 12, labeled=labeled))
+    for first in ("norm", "random"):
+        g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        assert torch.equal(distributed.kmeanspp(x, 12, generator=g1, first=first, labeled=labeled),
+                           ops.kmeanspp(x, 12, generator=g2, first=first, labeled=labeled))
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(distributed.badge_select(probs, x, 12, generator=g1, labeled=labeled),
+                       ops.badge_select(probs, x, 12, generator=g2, labeled=labeled))
