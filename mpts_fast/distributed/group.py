@@ -6,6 +6,7 @@ Backend: nccl when the ranks run on CUDA, gloo otherwise (CPU runs and the tests
 """
 from __future__ import annotations
 
+import inspect
 import os
 from datetime import timedelta
 
@@ -87,8 +88,10 @@ def setup(device: torch.device | str = "cpu", *, timeout_s: float | None = None)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     seconds = timeout_seconds() if timeout_s is None else timeout_s
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=seconds),
-                            **({"device_id": device} if backend == "nccl" else {}))
+    bound = {}
+    if backend == "nccl" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+        bound = {"device_id": device}  # torch >= 2.3: binds the communicator to this rank's GPU up front
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=seconds), **bound)
     return device
 
 
