@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mpts_fast.distributed.comm import all_gather_objects, all_gather_rows
-from mpts_fast.distributed.group import is_distributed, shard_bounds
+from mpts_fast.distributed.group import shard_bounds
 
 if TYPE_CHECKING:
     from mpts_fast.strategies.base import ScoreStrategy, SelectionContext
@@ -23,15 +23,14 @@ def merged_top_k(local_scores: torch.Tensor, k: int, offset: int, *, largest: bo
     compared in float32 as strategies.base.top_k, ties to the lowest global position; the same on every rank.
 
     Each rank sends its own top-k (value, position) pairs: one all-gather of 2k numbers per rank."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
     vals = local_scores.detach().float().cpu().reshape(-1)
     order = torch.sort(vals, descending=largest, stable=True).indices[:k]
-    pad = k - order.numel()
-    cand = torch.full((k, 2), -1.0, dtype=torch.float64)
+    cand = torch.full((k, 2), -1.0, dtype=torch.float64)  # unused slots: index -1, dropped after the gather
     cand[:, 0] = -torch.inf if largest else torch.inf
     cand[: order.numel(), 0] = vals[order].double()
     cand[: order.numel(), 1] = (order + offset).double()
-    if pad < 0:
-        raise ValueError(f"k must be non-negative, got {k}")
     gathered = all_gather_rows(cand.reshape(-1), "top-k merge", group).reshape(-1, 2)
     gathered = gathered[gathered[:, 1] >= 0]
     if gathered.shape[0] < k:
@@ -74,8 +73,3 @@ def sharded_score_select(strategy: "ScoreStrategy", ctx: "SelectionContext", bud
         if merged is not None:
             ctx.extras["diversity"] = merged
     return ctx.unlabeled[positions.to(ctx.unlabeled.device)]
-
-
-def active() -> bool:
-    """Whether the strategies should shard their work (a process group of more than one rank)."""
-    return is_distributed()
