@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from mpts_fast import distributed
 from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.distributed.comm import broadcast_object
+from mpts_fast.distributed.scoring import sharded_diversity
 from mpts_fast.distributed.training import sync_trained
 from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
@@ -307,7 +308,10 @@ class ActiveLearningRun:
                 self._check_picks(picks, mask)
                 selected = picks.tolist()
             elif getattr(self.strategy, "measures_diversity", False) and ctx.unlabeled.numel():
-                self.strategy.scores(ctx)  # no selection in the last round; its diversity figures are still recorded
+                if distributed.is_distributed():  # torchrun: each rank scores its block, the records are merged
+                    sharded_diversity(self.strategy, ctx)
+                else:  # no selection in the last round; its diversity figures are still recorded
+                    self.strategy.scores(ctx)
             if "diversity" in ctx.extras:
                 record["diversity"] = ctx.extras["diversity"]
             if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)

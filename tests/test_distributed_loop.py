@@ -68,6 +68,8 @@ def test_mpts_diversity_record_merges_the_shards(runs):
     assert sharded["mutual_information"] == pytest.approx(single["mutual_information"], rel=1e-6, abs=1e-12)
     assert sharded["disagreement"] == pytest.approx(single["disagreement"], abs=1e-12)
     assert sharded["entropy_spearman"] is None  # needs every item's ranks together: not computed under sharding
+    last = json.loads((two / "mpts" / "results.json").read_text())["runs"][0]["rounds"][-1]["diversity"]
+    assert last["sharded"] == 2 and last["items"] == single["items"] - 30  # the last round's passes sharded too
 
 
 def test_rank_is_known_from_torchrun_env_before_the_group_is_joined(monkeypatch):

@@ -63,13 +63,25 @@ def _merge_diversity(records: list[dict | None]) -> dict | None:
     return merged
 
 
+def _record_diversity(shard_ctx: "SelectionContext", ctx: "SelectionContext") -> None:
+    merged = _merge_diversity(all_gather_objects(shard_ctx.extras.get("diversity"), "diversity record"))
+    if merged is not None:
+        ctx.extras["diversity"] = merged
+
+
 def sharded_score_select(strategy: "ScoreStrategy", ctx: "SelectionContext", budget: int) -> torch.Tensor:
     """ScoreStrategy.select with the scoring sharded over the ranks: (budget,) pool indices, the same on every rank."""
     shard_ctx, offset = shard_context(ctx, ctx.trained.eval_batch_size)
     values = getattr(strategy.scores(shard_ctx), strategy.score_field)
     positions = merged_top_k(values, budget, offset, largest=strategy.largest)
     if getattr(type(strategy), "measures_diversity", False):  # a class attribute: every rank takes this branch
-        merged = _merge_diversity(all_gather_objects(shard_ctx.extras.get("diversity"), "diversity record"))
-        if merged is not None:
-            ctx.extras["diversity"] = merged
+        _record_diversity(shard_ctx, ctx)
     return ctx.unlabeled[positions.to(ctx.unlabeled.device)]
+
+
+def sharded_diversity(strategy: "ScoreStrategy", ctx: "SelectionContext") -> None:
+    """The last round's diversity record (no selection), its posterior passes sharded as in selection, so no rank
+    streams the whole pool through the snapshots."""
+    shard_ctx, _ = shard_context(ctx, ctx.trained.eval_batch_size)
+    strategy.scores(shard_ctx)
+    _record_diversity(shard_ctx, ctx)
