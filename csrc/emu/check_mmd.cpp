@@ -135,6 +135,7 @@ int main() {
     run(suite, {600, 530, 3, ladder, U, 0, 0.f, "random"});       // > 1024 rows: reduction strides
     run(suite, {5, 4, 0, one, U, 0, 0.f, "random"});              // d = 0: all distances 0
     run(suite, {200, 200, 8, {0.02, 0.01}, U, 0, 0.f, "y=x"});    // tiny bandwidths
+    run(suite, {300, 300, 6, {16.0, 8.0}, U, 0, 0.f, "y=x"});     // wide ones: many kernel values in each row sum
     run(suite, {200, 200, 8, {2.0, 1.0}, U, 64, 30.f, "y=x"});    // far from the origin
     run(suite, {200, 200, 8, {2.0, 1.0}, U, 0, 30.f, "random"});
   }
