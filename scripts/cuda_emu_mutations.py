@@ -5,8 +5,9 @@ in a temporary copy of csrc/kernels/*_cuda.cu and expects the suite to fail.
 Each mutation replaces one exact piece of source (which must occur exactly once, so a kernel edit
 that moves it makes the script fail loudly instead of silently testing nothing). The copy keeps
 the build folder's objects, so only the mutated kernel file is recompiled. Rows marked
-expect="pass" are planted bugs that CPU emulation cannot see (fences, most barriers); they are
-listed to show the limit, not claimed. Not part of `make test` (about 10 minutes on 2 cores).
+expect="pass" are planted bugs the suite is known not to see (fences and most barriers are beyond
+emulation; two float32 accumulations change results by less than the float32 tolerances); they
+are listed to show the limits, not claimed. Not part of `make test` (about 10 minutes on 2 cores).
 
     scripts/cuda_emu_mutations.py [--only NAME ...] [--markdown]
 """
@@ -38,7 +39,8 @@ class Mutation:
     file: str
     old: str
     new: str
-    expect: str = "fail"  # "pass": a bug class emulation cannot see, listed as such
+    expect: str = "fail"  # "pass": a bug the suite is known not to see, listed with `why`
+    why: str = ""
 
 
 MUTATIONS = [
@@ -77,10 +79,12 @@ MUTATIONS = [
              "double ent = 0.0, var = 0.0;", "float ent = 0.f, var = 0.f;"),
     Mutation("kernel-row sums weighted in float32", "wrong accumulation type", "rbf_mmd_cuda.cu",
              "const double sx = block_sum<double>(double(kx), shd);\n    const double sy = block_sum<double>(double(ky), shd);",
-             "const double sx = block_sum<float>(kx, shf);\n    const double sy = block_sum<float>(ky, shf);"),
+             "const double sx = block_sum<float>(kx, shf);\n    const double sy = block_sum<float>(ky, shf);",
+             expect="pass", why="its error stays below the value tolerance"),
     Mutation("k-means++ block weight sums in float32", "wrong accumulation type", "select_cuda.cu",
              "  double sum = 0;\n  long long count = 0;\n  for (int64_t i = lo + warp;",
-             "  float sum = 0;\n  long long count = 0;\n  for (int64_t i = lo + warp;"),
+             "  float sum = 0;\n  long long count = 0;\n  for (int64_t i = lo + warp;",
+             expect="pass", why="exact inputs sum exactly in float32; on Gaussian ones it moves a draw by ~1e-7"),
     # other classes
     Mutation("shuffle under divergent control flow", "divergent warp-synchronous call", "rbf_mmd_cuda.cu",
              "    acc = warp_sum(acc);\n    if (lane == 0) rn[a] = acc;",
@@ -96,10 +100,12 @@ MUTATIONS = [
              "const bool nan_out = bad || !is_finite(ent_sum);", "const bool nan_out = false;"),
     # beyond emulation (listed, not claimed)
     Mutation("no fence before taking the ticket", "memory fence", "select_cuda.cu",
-             "    __threadfence();  // results visible to the block that takes the last ticket\n", "", expect="pass"),
+             "    __threadfence();  // results visible to the block that takes the last ticket\n", "", expect="pass",
+             why="beyond emulation: threads never run concurrently, x86 is strongly ordered"),
     Mutation("no barrier after the warp partials of a block sum", "missing barrier", "rbf_mmd_cuda.cu",
              "  if (wid == 0) v = warp_sum(v);\n  __syncthreads();\n  return v;",
-             "  if (wid == 0) v = warp_sum(v);\n  return v;", expect="pass"),
+             "  if (wid == 0) v = warp_sum(v);\n  return v;", expect="pass",
+             why="beyond emulation: the race needs threads running concurrently"),
 ]
 
 
@@ -174,13 +180,13 @@ def main() -> int:
         print("\n| planted bug | class | file | emulated suite |\n|---|---|---|---|")
         for m, caught, as_expected, secs, evidence in rows:
             verdict = "fails (caught)" if caught else "passes (not caught)"
-            if m.expect == "pass":
-                verdict += ", beyond emulation"
+            if m.why:
+                verdict += f": {m.why}"
             print(f"| {m.name} | {m.kind} | `{m.file}` | {verdict} |")
     claimed = [r for r in rows if r[0].expect == "fail"]
     print(f"\n{sum(r[1] for r in claimed)} of {len(claimed)} claimed mutations caught; "
           f"{sum(not r[1] for r in rows if r[0].expect == 'pass')} of {len(rows) - len(claimed)} "
-          f"beyond-emulation mutations pass as expected; {wrong} unexpected")
+          f"known blind spots pass as expected; {wrong} unexpected")
     return 1 if wrong else 0
 
 
