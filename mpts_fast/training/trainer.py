@@ -12,6 +12,8 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
+from mpts_fast.distributed import ddp as _ddp
+from mpts_fast.distributed.group import rank as _rank, world_size as _world_size
 from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
@@ -34,14 +36,17 @@ class Trainer:
 
     model_factory: builds a fresh backbone (with `embed` and `head`). x_pool: (N, *shape) float32, the whole pool (the MMD
     term draws its second batch uniformly from L ∪ U), on the training device or in host memory (batches are moved).
+    ddp: under torchrun with more than one rank, train with DistributedDataParallel, each rank its share of every global
+    batch (distributed/ddp.py: batch semantics, per-rank MMD batch, BatchNorm); in one process the plain path.
     """
 
     def __init__(self, model_factory: Callable[[], nn.Module], config: TrainConfig, device: torch.device | str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False, ddp: bool = False) -> None:
         self.model_factory = model_factory
         self.config = config
         self.device = torch.device(device)
         self.progress = progress
+        self.ddp = ddp
 
     def fit(self, x_pool: torch.Tensor, labeled: torch.Tensor, y_labeled: torch.Tensor, seed: int) -> TrainedModel:
         """labeled: (n_L,) int64 pool indices; y_labeled: (n_L,) int64 classes in the same order. Returns the trained model,
@@ -70,6 +75,14 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed)
         n_l, n_pool = labeled.numel(), x_pool.shape[0]
         steps = -(-n_l // min(cfg.batch_size, n_l))
+        world = _world_size() if self.ddp else 1  # world 1 (or no --ddp): the single-process path below
+        net: nn.Module = _ddp.TrainStep(model)
+        rank = _rank() if world > 1 else 0
+        if world > 1:
+            _ddp.check_ddp_sizes(n_l, cfg.batch_size, world)
+            net = _ddp.wrap(net, self.device)  # rank 0's initial weights everywhere
+            torch.manual_seed(derive_seed(seed, "dropout", rank))  # each rank's own dropout masks
+            gen = torch.Generator().manual_seed(derive_seed(seed, "mmd", rank))  # each rank's own MMD draws
         plan = plan_trajectory(cfg, steps)
         schedule = TrajectoryScheduler(opt, plan)
         keep = set(plan.snapshot_steps)
@@ -82,7 +95,9 @@ class Trainer:
         for epoch in bar:
             t0 = time.perf_counter()
             # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
-            for part in torch.tensor_split(torch.randperm(n_l, generator=gen), steps):
+            parts = (_ddp.epoch_parts(n_l, steps, epoch, seed, rank, world) if world > 1 else
+                     torch.tensor_split(torch.randperm(n_l, generator=gen), steps))
+            for part in parts:
                 schedule.before(step)
                 part = part.to(labeled.device)
                 # the pool may stay in host memory while the model trains on the GPU: move batches, not the pool
@@ -90,17 +105,18 @@ class Trainer:
                 if cfg.mmd_weight > 0:
                     draw = torch.randint(n_pool, (part.numel(),), generator=gen).to(x_pool.device)
                     # one forward pass over both batches: half the launches of two passes (BatchNorm sees the joint batch)
-                    z = model.embed(torch.cat([xb, x_pool[draw].to(self.device)]))
-                    z_l, z_all = z[: part.numel()], z[part.numel():]
-                    loss = F.cross_entropy(model.head(z_l), yb) + cfg.mmd_weight * mmd_penalty(z_l, z_all)
+                    logits, z_l, z_all = net(torch.cat([xb, x_pool[draw].to(self.device)]), part.numel())
+                    loss = F.cross_entropy(logits, yb) + cfg.mmd_weight * mmd_penalty(z_l, z_all)
                 else:
-                    loss = F.cross_entropy(model(xb), yb)
+                    loss = F.cross_entropy(net(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 lr_trace.append(float(opt.param_groups[0]["lr"]))
                 schedule.after(step)
                 if step in keep:
+                    if world > 1:
+                        _ddp.broadcast_buffers(model)  # rank 0's BatchNorm statistics: the same snapshot on every rank
                     snapshots.append(_cpu_state(model))
                     if swa is None:
                         swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
@@ -109,6 +125,8 @@ class Trainer:
             epoch_seconds.append(time.perf_counter() - t0)
             if not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if world > 1:
+            _ddp.broadcast_buffers(model)
         model.eval()
         if swa is not None:
             # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
