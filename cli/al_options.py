@@ -44,6 +44,9 @@ def experiment_options(fn):
                      help="A strategy option, repeatable, e.g. --option gcnal.variant=uncertaingcn or "
                           "--option deepfool.pool_subsample=None (the strategy prefix may be left out with `run`)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option("--ddp", is_flag=True, help="Under torchrun: train with DistributedDataParallel, each rank its "
+                                                 "share of every global --batch-size batch (for large labeled sets; "
+                                                 "docs/scaling-out.md). Refused without torchrun."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Where downloaded data sets live."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-round table."),
     ]
@@ -175,7 +178,7 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],
-                     snapshots=kw["snapshots"], strategy_options=options,
+                     snapshots=kw["snapshots"], strategy_options=options, ddp=kw["ddp"],
                      **{f: kw[f] for f in CYCLE_FIELDS})
 
 

@@ -55,7 +55,8 @@ class RunConfig:
     rounds: evaluated rounds (points on the learning curve); rounds − 1 selections of `budget` items follow the initial
     `initial` random labels. snapshots: trajectory snapshots for MPTS (None: one per cycle, at most epochs // 2).
     mmd_weight: λ (MPTS only). cycle_steps, cycle_max_factor, cycle_min_factor: MPTS's cyclic phase (optimiser steps per
-    cycle; its LR range as multiples of lr), see training/schedule.py.
+    cycle; its LR range as multiples of lr), see training/schedule.py. ddp: under torchrun, train with
+    DistributedDataParallel, batch_size being the global batch (distributed/ddp.py); refused without a launcher.
     """
 
     dataset: str = "digits"
@@ -75,6 +76,7 @@ class RunConfig:
     cycle_max_factor: float | None = None
     cycle_min_factor: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    ddp: bool = False
 
     def resolved(self, data: Dataset, needs: "Needs | None" = None) -> "RunConfig":
         """Defaults filled in from the data set; with the strategy's `needs`, settings it does not use (mmd_weight,
@@ -139,9 +141,27 @@ def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
     if needed > n_pool:
         raise ConfigError("budget", f"initial {cfg.initial} + {cfg.rounds - 1} rounds × budget {cfg.budget} = {needed} "
                                     f"labels, but the pool of {data.name!r} holds only {n_pool} items")
+    if cfg.ddp:
+        _check_ddp(cfg)
     if strategy.needs.every_class and cfg.initial < data.num_classes:
         raise ConfigError("initial", f"strategy {strategy.name!r} needs every class labeled, so the initial set must "
                                      f"hold at least {data.num_classes} items, got {cfg.initial}")
+
+
+def _check_ddp(cfg: RunConfig) -> None:
+    """--ddp needs torchrun (a plain process has no ranks to spread the batches over: refused rather than silently
+    replicated); under torchrun with one rank it is the single-process path."""
+    from mpts_fast.distributed.ddp import check_ddp_sizes, launcher_world_size, under_launcher
+
+    if not under_launcher():
+        raise ConfigError("ddp", "DistributedDataParallel training needs a torchrun launch, e.g. torchrun "
+                                 "--standalone --nproc-per-node=2 -m mpts_fast run --ddp ...; leave --ddp out in "
+                                 "one process")
+    try:
+        check_ddp_sizes(cfg.initial, cfg.batch_size, launcher_world_size())
+    except ValueError as e:
+        field_name, _, message = str(e).partition(": ")
+        raise ConfigError("initial" if field_name == "labeled" else field_name, message) from None
 
 
 def _check_model(name: str) -> None:
@@ -213,6 +233,7 @@ class ActiveLearningRun:
         results = load_json(self.path)
         saved, mine = dict(results.get("config", {})), self.cfg.to_json()
         needs = self.strategy.needs  # files written before unused settings were recorded as None hold values there
+        saved.setdefault("ddp", False)  # written before --ddp existed: replicated training
         saved.update(mmd_weight=saved.get("mmd_weight") if needs.mmd else None,
                      snapshots=saved.get("snapshots") if needs.snapshots else None)
         saved_repeats = max(int(saved.pop("repeats", 1)), len(results.get("runs", [])))
@@ -282,13 +303,16 @@ class ActiveLearningRun:
         dropout = model_dropout(cfg.strategy)  # 0 (as the reference code) except where MC dropout needs it
         factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes,  # noqa: E731
                                       dropout=dropout)
-        trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress)
+        trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress,
+                          ddp=cfg.ddp)
         bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
                    disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         for r in bar:
             lab = torch.tensor(labeled, dtype=torch.int64)
             trained = trainer.fit(x_pool, lab, self.data.y_train[lab], seed=derive_seed(run["seed"], r, "train"))
-            sync_trained(trained)  # torchrun: every rank trained the same; rank 0's weights make them agree exactly
+            # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them agree
+            # exactly (with --ddp on the CPU they are equal already: a no-op copy)
+            sync_trained(trained)
             record = {"round": r, "n_labeled": len(labeled), **evaluate(trained, self.data),
                       "train_seconds": trained.train_seconds,
                       "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
