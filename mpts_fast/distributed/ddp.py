@@ -85,9 +85,10 @@ class TrainStep(nn.Module):
 
 
 def wrap(step: TrainStep, device: torch.device) -> DistributedDataParallel:
-    """DDP around the step (rank 0's initial weights and buffers are broadcast on construction)."""
+    """DDP around the step (rank 0's initial weights and buffers are broadcast on construction; by DDP's default
+    rank 0's buffers are also broadcast at every forward)."""
     ids = [device] if device.type == "cuda" else None
-    return DistributedDataParallel(step, device_ids=ids, broadcast_buffers=True)
+    return DistributedDataParallel(step, device_ids=ids)
 
 
 @torch.no_grad()
