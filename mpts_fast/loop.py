@@ -156,7 +156,7 @@ def _check_ddp(cfg: RunConfig) -> None:
     if not under_launcher():
         raise ConfigError("ddp", "DistributedDataParallel training needs a torchrun launch, e.g. torchrun "
                                  "--standalone --nproc-per-node=2 -m mpts_fast run --ddp ...; leave --ddp out in "
-                                 "one process")
+                                 "one process (a run saved with --ddp resumes under torchrun)")
     try:
         check_ddp_sizes(cfg.initial, cfg.batch_size, launcher_world_size())
     except ValueError as e:
