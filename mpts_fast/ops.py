@@ -309,11 +309,6 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
         scores = torch.ops.mpts_fast.snapshot_scores(native_logits)
         finite, probs = torch.stack([torch.isfinite(scores).all(), looks_like_probs]).tolist()  # one read
         out = SnapshotScores.from_stacked(scores)
-        if not finite:
-            # -inf logits (masked classes) poison the native kernels' scores (0 * -inf in the
-            # entropy sum); the reference handles them. Only non-finite results pay for this.
-            out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
-            finite = bool(torch.isfinite(torch.stack(out)).all())
     if probs:
         _warn_probabilities("logits")
     if not finite:
@@ -339,8 +334,8 @@ class SnapshotAccumulator:
 
     The state (Welford mean and M2 per class, summed snapshot entropy) is float32, or float64
     with dtype=torch.float64. Logits as in snapshot_uncertainty (-inf masks a class; margin is
-    the one score where lower = more uncertain). Each native update reads one flag to the host
-    (whether the snapshot has -inf logits, which the plain-PyTorch fold takes).
+    the one score where lower = more uncertain). The first update reads one flag to the host
+    (whether the logits look like probabilities); later native updates read nothing.
     """
 
     def __init__(self, n: int, num_classes: int, device=None, dtype: torch.dtype = torch.float32) -> None:
@@ -367,13 +362,8 @@ class SnapshotAccumulator:
             raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
         st = self._state
         native = self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype)
-        if self.n and (native or self.count == 0):
-            # one read: -inf logits (masked classes) go through the reference fold, which handles
-            # them (the native fold does not yet); the first snapshot is checked for probabilities
-            masked, probs = torch.stack([torch.isneginf(logits_s).any(), _looks_like_probabilities(logits_s)]).tolist()
-            if probs and self.count == 0:
-                _warn_probabilities("logits_s")
-            native = native and not masked
+        if self.n and self.count == 0 and bool(_looks_like_probabilities(logits_s)):  # one read
+            _warn_probabilities("logits_s")
         if native:
             logits_s = logits_s.to(_accumulate_logits_dtype(logits_s.dtype, st.mean.dtype, self.device))
             torch.ops.mpts_fast.snapshot_accumulate(st.mean, st.m2, st.ent_sum, logits_s, self.count)

@@ -20,7 +20,8 @@ constexpr int kScores = mpts::kNumScores;
 const char* kField[kScores] = {"entropy", "bald", "variance", "margin", "least_confidence"};
 
 // Float64 reference: explicit softmax per snapshot, mean, entropies, sample variance, top two.
-// An item with any non-finite logit gets NaN everywhere (the kernels' contract).
+// -inf logits mask their classes (exp gives 0, 0 log 0 = 0); an item with a NaN or +inf logit, or
+// with every logit of a snapshot at -inf, gets NaN everywhere (the kernels' contract).
 std::vector<double> reference(const std::vector<float>& logits, int S, long stride_s, long N, long C) {
   std::vector<double> out(kScores * N);
   std::vector<double> p(S * C), pbar(C);
@@ -31,9 +32,10 @@ std::vector<double> reference(const std::vector<float>& logits, int S, long stri
       const float* row = logits.data() + s * stride_s + i * C;
       double mx = -INFINITY;
       for (long c = 0; c < C; ++c) {
-        finite &= std::isfinite(row[c]);
+        finite &= !std::isnan(row[c]) && row[c] != INFINITY;
         mx = std::max(mx, double(row[c]));
       }
+      finite &= mx > -INFINITY;  // all classes masked
       double z = 0;
       for (long c = 0; c < C; ++c) z += std::exp(double(row[c]) - mx);
       double h = 0;
@@ -90,7 +92,7 @@ struct Config {
   int S;
   long N, C;
   float scale;     // logits ~ scale * N(0, 1)
-  const char* kind;  // "random", "equal", "peaked", "nonfinite"
+  const char* kind;  // "random", "equal", "peaked", "masked", "nonfinite"
 };
 
 class SnapshotCheck {
@@ -154,16 +156,25 @@ class SnapshotCheck {
           std::fill(row, row + cf.C, -19.8f);
           row[0] = row[1] = 0.f;
         }
+        if (kind == "masked") {  // -inf in a varying subset of classes, one class always kept,
+          // so items with 0 .. C-1 masked classes; each snapshot masks differently
+          const long keep = (i + s) % cf.C;
+          for (long c = 0; c < cf.C; ++c)
+            if (c != keep && ((c * 7 + i * 3 + s) % 4 == 0 || i % 9 == 5)) row[c] = -INFINITY;
+        }
         if (kind == "peaked") {  // one class far ahead: p = one-hot up to exp(-60)
           std::fill(row, row + cf.C, 0.f);
           row[(i * 7 + s) % cf.C] = 60.f;
         }
       }
     if (kind == "nonfinite") {  // items 1, 4, 6 (mod 8) get NaN, +inf, -inf in one snapshot
+      // (-inf alone masks a class: those items stay finite), items 3 (mod 8) all -inf in one
       const float bad[3] = {NAN, INFINITY, -INFINITY};
       for (long i = 0; i < cf.N; ++i) {
         const int which = i % 8 == 1 ? 0 : i % 8 == 4 ? 1 : i % 8 == 6 ? 2 : -1;
         if (which >= 0) host[(i % cf.S) * stride_s + i * cf.C + (i * 5) % cf.C] = bad[which];
+        float* row = host.data() + (i % cf.S) * stride_s + i * cf.C;
+        if (i % 8 == 3) std::fill(row, row + cf.C, -INFINITY);
       }
     }
   }
@@ -254,7 +265,10 @@ int main() {
     chk.run({Storage::kFloat32, 3, 65, C, 1.f, "peaked"});
     chk.run({Storage::kFloat32, 1, 33, C, 40.f, "random"});  // large spread: exp underflows
     chk.run({Storage::kFloat32, 3, 40, C, 2.f, "nonfinite"});
+    chk.run({Storage::kFloat32, 3, 65, C, 2.f, "masked"});  // -inf logits: masked classes
   }
+  for (Storage st : {Storage::kFloat16, Storage::kBFloat16}) chk.run({st, 2, 40, 65, 2.f, "masked"});
+  for (long C : {33L, 129L, 257L}) chk.run({Storage::kFloat32, 2, 257, C, 2.f, "masked"});
   chk.run({Storage::kFloat16, 2, 40, 65, 2.f, "nonfinite"});
   chk.run({Storage::kBFloat16, 2, 40, 65, 2.f, "nonfinite"});
   return suite.finish();

@@ -30,7 +30,8 @@ void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T a
 // exp/log written as straight-line float code so `#pragma omp simd` loops vectorise them
 // (libm's expf is a call the compiler cannot vectorise without -ffast-math, and -ffast-math
 // would also delete the NaN propagation the ops rely on to report non-finite inputs).
-// Cephes polynomials: ~1 ulp on the normal range; results below FLT_MIN flush to 0.
+// Cephes polynomials: ~1 ulp on the normal range; results below FLT_MIN flush to 0, and
+// fast_exp(-inf) is exactly 0 (the snapshot kernels rely on it for masked classes).
 inline float fast_exp(float x) {
   const bool under = x < -87.3365f;
   const bool over = x > 88.7228f;

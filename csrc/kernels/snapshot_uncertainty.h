@@ -8,7 +8,8 @@
 //   least_confidence = 1 - max pbar
 // The running state is Welford's: mean (N, C), m2 (N, C), summed snapshot entropy (N),
 // so snapshots can also arrive one at a time (the accumulator API) with O(N C) memory.
-// Non-finite logits make the affected item's scores NaN; the binding turns that into an error.
+// A -inf logit masks its class (the scores equal those without it). NaN, +inf, or an item whose
+// logits in a snapshot are all -inf make that item's scores NaN; the binding turns that into an error.
 #pragma once
 
 #include <cstdint>

@@ -74,11 +74,15 @@ struct BlockState {
       T* l = lt + c * B;
 #pragma omp simd
       for (int64_t b = 0; b < bn; ++b) {
-        const T sh = l[b] - mxp[b];  // inf - inf = NaN: non-finite logits poison the item
+        // +inf - +inf and NaN give NaN: NaN, +inf and all--inf rows poison the item. A -inf
+        // logit (a masked class) gives sh = -inf, e = exp(-inf) = 0 exactly, and adds nothing:
+        // its e * sh would be 0 * -inf = NaN, so the product is taken only where e > 0 (a NaN e
+        // still reaches sp and l, so NaN input is not hidden by the guard).
+        const T sh = l[b] - mxp[b];
         const T e = fast_exp(sh);
         l[b] = e;
         sp[b] += static_cast<Acc>(e);
-        dp[b] += static_cast<Acc>(e * sh);  // 0 * -inf = NaN likewise
+        dp[b] += static_cast<Acc>(e > T(0) ? e * sh : T(0));
       }
     }
     T* ep = ent.data();

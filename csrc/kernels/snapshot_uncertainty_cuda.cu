@@ -6,8 +6,10 @@
 // row are contiguous instead of 32 rows apart. Team reductions are xor butterflies, so every
 // lane of a team ends with bitwise the same value.
 //
-// Non-finite logits: +inf - max = NaN and 0 * (-inf) = NaN are left to happen (no fast-math),
-// and the finaliser turns every score of an item with a non-finite state into NaN.
+// Non-finite logits: NaN and +inf - max = NaN are left to happen (no fast-math), and the
+// finaliser turns every score of an item with a non-finite state into NaN. A -inf logit masks
+// its class (exp gives 0, and the entropy term e * (l - max) is skipped where e = 0); an item
+// whose logits are all -inf has max = -inf, -inf - -inf = NaN, and is poisoned like NaN.
 #include "snapshot_uncertainty_cuda.h"
 
 #include "cuda_common.cuh"
@@ -101,7 +103,9 @@ __device__ __forceinline__ void fold_snapshot(const InT* __restrict__ row, int64
       const float dl = e[r] - mx;
       e[r] = expf(dl);
       sum += double(e[r]);
-      sed += double(e[r] * dl);  // 0 * (-inf) = NaN for a -inf logit, on purpose
+      // A -inf logit (masked class): expf(-inf) = 0 exactly and the class adds nothing; its
+      // e * dl would be 0 * (-inf) = NaN, hence the guard (a NaN e still poisons `sum`).
+      sed += e[r] > 0.f ? double(e[r] * dl) : 0.0;
     }
   }
   sum = team_sum<TEAM>(sum);
