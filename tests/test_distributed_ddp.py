@@ -161,7 +161,7 @@ def test_epoch_parts_cover_the_epoch_once_with_equal_part_sizes():
     shares = [epoch_parts(40, 5, 3, 7, r, 2) for r in range(2)]
     assert [p.numel() for p in shares[0]] == [p.numel() for p in shares[1]] == [4] * 5
     assert sorted(torch.cat([torch.cat(s) for s in shares]).tolist()) == list(range(40))
-    padded = [epoch_parts(41, 5, 0, 7, r, 2) for r in range(2)]  # 41 = 2 x 21 - 1: one item repeated (the sampler's pad)
+    padded = [epoch_parts(41, 5, 0, 7, r, 2) for r in range(2)]  # 2 x 21 = 42: one item repeated (the sampler's pad)
     assert set(torch.cat([torch.cat(s) for s in padded]).tolist()) == set(range(41))
 
 
