@@ -57,7 +57,7 @@ def summarize(results: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
-    """The README table: AUBC mean ± sample std per data set and entry, and mpts's paired per-seed wins."""
+    """The docs/mpts.md table: AUBC mean ± sample std per data set and entry, and mpts's paired per-seed wins."""
     sets = list(report["datasets"])
     labels = [k for k in ENTRIES if any(k in report["datasets"][d] for d in sets)]
     lines = ["| strategy | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--entries", default="all", help="comma-separated labels of ENTRIES (prefixes), or 'all'")
     ap.add_argument("--runs", default="runs/mpts-aubc", help="where each run's results.json lives (resumable)")
     ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--table", action="store_true", help="print the README table of --out's mpts-aubc.json and exit")
+    ap.add_argument("--table", action="store_true", help="print the docs/mpts.md table of --out's mpts-aubc.json and exit")
     args = ap.parse_args()
     if args.table:
         from mpts_fast.results import load_json

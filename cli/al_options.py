@@ -34,7 +34,7 @@ def experiment_options(fn):
         click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default one per cycle, at most "
                                                    "epochs // 2 (fewer when fewer cycles fit: recorded per round)."),
         click.option("--cycle-steps", type=int, help="Optimiser steps per cyclic-LR cycle in the second half of "
-                                                     "training (mpts); our default 4 (README: Active learning)."),
+                                                     "training (mpts); our default 4 (docs/mpts.md)."),
         click.option("--cycle-max-factor", type=float, help="LR at a cycle's start, as a multiple of --lr (mpts); "
                                                             "our default 10."),
         click.option("--cycle-min-factor", type=float, help="LR at a cycle's end, where the snapshot is taken, as a "

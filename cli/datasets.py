@@ -82,5 +82,5 @@ def datasets(data_dir: Path | None, to_download: tuple[str, ...]) -> None:
     click.echo(f"data directory: {root} (paths below are relative to it)\n")
     click.echo(render(rows(root)))
     click.echo("\nDefaults are the paper's Table 1 for the image and OpenML sets and ours elsewhere; `mpts-fast run` "
-               "options override them.\nMissing files: place them in the directory shown (README 'Data sets'), or "
+               "options override them.\nMissing files: place them in the directory shown (docs/datasets.md), or "
                "load the set with downloads enabled (mpts-fast datasets --download NAME).")

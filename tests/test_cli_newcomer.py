@@ -40,7 +40,7 @@ def test_resume_takes_the_saved_settings(tmp_path, monkeypatch):
                   "--epochs", 1, "--device", "cpu", "-q", "--out", out)
     assert res.exit_code == 130, res.output
     assert "--resume" in res.output and str(out) in res.output
-    # the README's example: nothing but --out and --resume
+    # the example in docs/cli.md: nothing but --out and --resume
     res = cli("run", "--out", out, "--resume", "--device", "cpu", "-q")
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "results.json").read_text())

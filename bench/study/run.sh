@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The 50-trial studies of the README (long runs; not part of the tests).
+# The 50-trial studies of docs/study.md (long runs; not part of the tests).
 # Usage: bench/study/run.sh [iris wine sine ...]   (default: iris wine)
 # Grid results are cached in bench/results/study/grid (committed), so the studies reuse them; delete a
 # grid-*.json there to search again. Full outputs (figures, per-trial records) go to runs/study/<dataset>;
 # the small summaries (study.json, report.md) are copied to bench/results/study/<dataset>/.
-# Timings for the README are taken on a quiet machine: on the shared 2-core box wrap the study in
+# Timings for docs/study.md are taken on a quiet machine: on the shared 2-core box wrap the study in
 # `flock -x /tmp/mpts-cpu.lock`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

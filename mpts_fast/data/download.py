@@ -102,7 +102,7 @@ def missing_message(dataset: str, directory: Path, files: Sequence[RemoteFile], 
     lines = [f"{dataset}: {len(files)} file(s) missing ({reason}).",
              f"Place these files in {directory} (or pass --data-dir / data_dir pointing at a directory that has them):"]
     for f in files:
-        where = f.urls[0] if f.urls else "no public download; see README 'Data sets'"
+        where = f.urls[0] if f.urls else "no public download; see docs/datasets.md"
         check = f"  [{f.checksum[0]} {f.checksum[1]}]" if f.checksum else ""
         lines.append(f"  {f.name:<{width}}  {where}{check}")
         if f.alternatives:

@@ -6,7 +6,7 @@ from typing import Literal
 
 CycleShape = Literal["linear", "cos"]
 
-# Defaults of the cyclic phase (README "Active learning" argues them from the SWA / FGE / snapshot-ensemble papers and
+# Defaults of the cyclic phase (docs/mpts.md argues them from the SWA / FGE / snapshot-ensemble papers and
 # bench/mpts_trajectory.py measures them): cycles of 4 optimiser steps, each from 10·lr down to lr/10.
 DEFAULT_CYCLE_STEPS = 4
 DEFAULT_CYCLE_MAX_FACTOR = 10.0
