@@ -5,7 +5,8 @@ import click
 
 # options of `run` / `compare` that reach a strategy or its training directly (not through --option)
 _CLI_OPTIONS = {"bald": "--mc-passes (default 10) sets passes",
-                "mpts": "--mmd-weight (default 1.0), --snapshots (default epochs // 2)"}
+                "mpts": "--mmd-weight (default 1.0), --snapshots (default one per cycle, at most epochs // 2), "
+                        "--cycle-steps (default 4), --cycle-max-factor (default 10), --cycle-min-factor (default 0.1)"}
 
 
 def _value(v) -> str:
