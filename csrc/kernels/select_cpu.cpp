@@ -107,13 +107,15 @@ struct Blocks {
   std::vector<int64_t> count;  // eligible rows in the block
 };
 
-// Updates mind against centre c (c < 0: no update) and fills the block results.
+// Retires centre c (mind[c] = -1), updates mind against it (c < 0: neither) and fills the
+// block results. Called by every thread of the enclosing parallel region (an orphaned
+// worksharing loop): dynamic, so on a shared machine a descheduled thread's blocks are taken
+// over by the others; each block's result has its own slot, so the combination order never
+// changes with the thread count. The loop's closing barrier is the pick's only barrier.
 template <typename T, typename Dist>
 void pass(const Dist& dist, int64_t N, T* mind, int64_t c, Mode mode, Blocks& b) {
   const int64_t nb = static_cast<int64_t>(b.best.size());
-  // Dynamic: on a shared machine a descheduled thread's blocks are taken over by the others
-  // (each block's result has its own slot, so the combination order never changes).
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp for schedule(dynamic, 4)
   for (int64_t blk = 0; blk < nb; ++blk) {
     const int64_t lo = blk * kSelectBlock, hi = std::min(N, lo + kSelectBlock);
     T best = T(-1);
@@ -122,6 +124,7 @@ void pass(const Dist& dist, int64_t N, T* mind, int64_t c, Mode mode, Blocks& b)
     int64_t count = 0;
     for (int64_t i = lo; i < hi; ++i) {
       T m = mind[i];
+      if (i == c) mind[i] = m = T(-1);
       if (m < T(0)) continue;
       if (c >= 0) {
         const T v = dist(i, c);
@@ -212,20 +215,43 @@ template <typename T, typename Dist>
 void run_loop(const Dist& dist, int64_t N, T* mind, int64_t first, int64_t k, Mode mode,
               const double* u, int64_t* picks) {
   if (k <= 0) return;
-  Blocks b((N + kSelectBlock - 1) / kSelectBlock);
-  for (int64_t t = 0; t < k; ++t) {
-    int64_t w;
-    if (t == 0 && first >= 0) {
-      w = first;
-    } else {
-      pass(dist, N, mind, t > 0 ? picks[t - 1] : int64_t(-1), mode, b);
-      w = mode == Mode::kArgMax ? argmax_of(b) : draw(mind, N, b, u[t]);
+  // One parallel region for all k picks, not one per pick: every thread runs the same pick
+  // loop, shares each pass's blocks, and computes the pick itself from the block results (the
+  // same bits on every thread), so a pick costs one barrier, not a fork, a join and a wake-up.
+  // Block results alternate between two buffers: a fast thread may start pass t + 1 while a
+  // slow one still reads pass t's; it cannot get further, pass t + 1 ends in a barrier.
+  const int64_t nb = (N + kSelectBlock - 1) / kSelectBlock;
+  Blocks buf[2] = {Blocks(nb), Blocks(nb)};
+  int64_t last = -1;  // the last valid pick, written by the master thread
+#pragma omp parallel
+  {
+    int64_t prev = -1;  // this thread's copy of the previous pick (picks[] is the master's)
+    for (int64_t t = 0; t < k; ++t) {
+      int64_t w;
+      if (t == 0 && first >= 0) {
+        w = first;
+      } else {
+        Blocks& b = buf[t & 1];
+        pass(dist, N, mind, prev, mode, b);
+        if (mode == Mode::kArgMax) {
+          w = argmax_of(b);
+        } else {
+          w = draw(mind, N, b, u[t]);  // reads mind: no thread may update it until all drew
+#pragma omp barrier
+        }
+      }
+      // w < 0 only if no eligible row is left; the binding checks k against the pool first.
+#pragma omp master
+      {
+        picks[t] = w;
+        if (w >= 0) last = w;
+      }
+      if (w < 0) break;  // the same w on every thread: all leave together
+      prev = w;
     }
-    // w < 0 only if no eligible row is left; the binding checks k against the pool first.
-    picks[t] = w;
-    if (w < 0) return;
-    mind[w] = T(-1);
   }
+  // The last pick is retired here (earlier ones by the pass that followed them).
+  if (last >= 0) mind[last] = T(-1);
 }
 
 }  // namespace

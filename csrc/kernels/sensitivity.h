@@ -8,6 +8,9 @@
 // Rows (p, k) are formed chunk by chunk as A[(p,k), j] = W[k,j] g_pj, pushed through one
 // GEMM with V and reduced to a norm while the chunk is hot; a_pk >= 0 scales the norm
 // afterwards. Memory: O(chunk (K J + K I)), never P x K x I.
+// The CPU kernel spreads chunks over OpenMP threads and calls `gemm` from each of them at
+// once (inside the parallel region): it must be thread-safe and should run single-threaded there.
+// Memory is then O(threads chunk (K J + K I)).
 #pragma once
 
 #include <cstdint>

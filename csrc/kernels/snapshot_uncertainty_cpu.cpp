@@ -160,6 +160,8 @@ struct BlockState {
 int64_t block_items(int64_t C) { return C <= 64 ? 64 : 16; }
 
 // Runs body(state, n0, bn) over item blocks in parallel, with one BlockState per thread.
+// Dynamic: a thread whose core another process takes does fewer blocks instead of holding up
+// the region's end (a static split waits for its share); each block writes only its own items.
 template <typename T, typename Body>
 void for_each_block(int64_t N, int64_t C, Body body) {
   const int64_t B = block_items(C);
@@ -167,7 +169,7 @@ void for_each_block(int64_t N, int64_t C, Body body) {
 #pragma omp parallel
   {
     BlockState<T> st(B, C);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t n0 = blk * B;
       body(st, n0, std::min(B, N - n0));
