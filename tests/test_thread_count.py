@@ -54,7 +54,7 @@ def test_snapshot_scores_and_accumulator(threads, gen, dtype):
 
 @pytest.mark.parametrize("norm", ["l1", "l2", "inf"])
 def test_sensitivity(threads, gen, norm):
-    P, I, J, K = 333, 40, 24, 5  # 6 chunks, the last partial
+    P, I, J, K = 700, 40, 24, 5  # 11 chunks of 64 patterns, the last partial
     x = torch.randn(P, I, generator=gen)
     V, b_v = torch.randn(J, I, generator=gen), torch.randn(J, generator=gen)
     W, b_w = torch.randn(K, J, generator=gen), torch.randn(K, generator=gen)
