@@ -42,6 +42,17 @@ def set_backend(monkeypatch):
     return _set
 
 
+@pytest.fixture(params=["native", "reference"])
+def backend(request, set_backend) -> str:
+    """Runs a test once on the native kernels (skipped when _C is not built) and once on plain PyTorch."""
+    from mpts_fast import ops
+
+    if request.param == "native" and not ops._native.native_devices():
+        pytest.skip("mpts_fast._C is not built")
+    set_backend(request.param)
+    return request.param
+
+
 @pytest.fixture
 def gen(request) -> torch.Generator:
     # MPTS_TEST_SEED (any string) re-draws every test's data, e.g. to probe robustness.

@@ -15,16 +15,6 @@ import select_oracles as oracle
 from mpts_fast import ops
 from mpts_testutil import randn
 
-BACKENDS = ["native", "reference"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, set_backend):
-    if request.param == "native" and not ops._native.native_devices():
-        pytest.skip("mpts_fast._C is not built")
-    set_backend(request.param)
-    return request.param
-
 
 def _pool(gen, n=60, d=6):
     centres = randn(gen, 4, d, dtype=torch.float64, scale=4.0)

@@ -20,14 +20,6 @@ from mpts_testutil import DEVICES, cuda_native, randn
 BACKENDS = ["native", "reference"]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, set_backend):
-    if request.param == "native" and not ops._native.native_devices():
-        pytest.skip("mpts_fast._C is not built")
-    set_backend(request.param)
-    return request.param
-
-
 @pytest.fixture(params=["faiss", "gemm"])
 def nn_path(request, monkeypatch):
     if request.param == "faiss":
