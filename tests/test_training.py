@@ -79,3 +79,13 @@ def test_fit_rejects_empty_labeled_set():
     with pytest.raises(ValueError, match="labeled"):
         _trainer(TrainConfig(epochs=1), data).fit(data.x_train, torch.zeros(0, dtype=torch.int64),
                                                   torch.zeros(0, dtype=torch.int64), seed=0)
+
+
+def test_fit_reports_a_diverged_loss_once_per_epoch():
+    # without the MMD term nothing else checks: a NaN loss must stop the round with a message, not train on silently
+    data = blobs()
+    x = data.x_train.clone()
+    x[3, 0] = float("nan")
+    lab = torch.arange(12)
+    with pytest.raises(FloatingPointError, match="diverged.*epoch 1 of 2"):
+        _trainer(TrainConfig(epochs=2, mmd_weight=0.0), data).fit(x, lab, data.y_train[lab], seed=0)

@@ -3,6 +3,7 @@ counted in optimiser steps, training/schedule.py) with their SWA average, ensemb
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from typing import Callable
 
@@ -123,8 +124,15 @@ class Trainer:
                     swa.update_parameters(model)
                 step += 1
             epoch_seconds.append(time.perf_counter() - t0)
+            # one host read per epoch (not per step): the MMD op no longer syncs on a GPU, so a diverged model would
+            # otherwise train on NaN silently until the end of the round
+            last_loss = float(loss.detach())
+            if not math.isfinite(last_loss):
+                raise FloatingPointError(
+                    f"training diverged: the loss is {last_loss} in epoch {epoch + 1} of {cfg.epochs} "
+                    f"(try a lower learning rate or mmd_weight)")
             if not bar.disable:
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
         if world > 1:
             _ddp.broadcast_buffers(model)
         model.eval()
