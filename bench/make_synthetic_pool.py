@@ -24,7 +24,7 @@ def main(out: Path, seed: int, classes: int, features: int, samples: int) -> Non
     x, y = make_classification(
         n_samples=samples, n_features=features, n_informative=features // 2, n_redundant=features // 8,
         n_classes=classes, n_clusters_per_class=3, weights=list(weights / weights.sum()),
-        flip_y=0.02, class_sep=1.5, random_state=seed)
+        flip_y=0.02, class_sep=4.0, random_state=seed)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, x_train=x_tr.astype(np.float32), y_train=y_tr.astype(np.int64),

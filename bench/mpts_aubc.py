@@ -2,6 +2,7 @@
 
     python bench/mpts_aubc.py [--datasets digits,wine,iris,breast-cancer] [--seeds 3] [--runs runs/mpts-aubc]
                               [--out bench/results]
+    python bench/make_synthetic_pool.py runs/synth50.npz && python bench/mpts_aubc.py --datasets runs/synth50.npz --seeds 5
 
 Every (data set, strategy) is one `mpts-fast run` with the data set's defaults and seeds 0..seeds−1, resumable (kill
 it and start it again: finished runs and rounds are kept in --runs). Strategies: mpts (MMD + snapshots, the default
@@ -95,15 +96,17 @@ def main() -> None:
 
         report["datasets"] = load_json(path).get("datasets", {})
     for ds in [d.strip() for d in args.datasets.split(",")]:
+        # a data set given as a file (e.g. the synthetic pool of bench/make_synthetic_pool.py) is named by its stem
+        key = os.path.splitext(os.path.basename(ds))[0] if os.path.exists(ds) else ds
         for label, (strategy, over) in entries.items():
             cfg = RunConfig(dataset=ds, strategy=strategy, repeats=args.seeds, **over)
-            out_dir = os.path.join(args.runs, ds, label.split(" ")[0] + ("-lambda0" if "λ=0" in label else ""))
+            out_dir = os.path.join(args.runs, key, label.split(" ")[0] + ("-lambda0" if "λ=0" in label else ""))
             resume = os.path.exists(os.path.join(out_dir, "results.json"))
             results = run_experiment(cfg, out_dir, resume=resume, device="cpu", progress=False)
             s = summarize(results)
-            report["datasets"].setdefault(ds, {})[label] = {"config": results["config"], **s}
+            report["datasets"].setdefault(key, {})[label] = {"config": results["config"], **s}
             write_json_atomic(path, report)
-            print(f"{ds:<14} {label:<28} AUBC {s['aubc_mean']:.3f} ± {s['aubc_std'] or 0:.3f}  "
+            print(f"{key:<14} {label:<28} AUBC {s['aubc_mean']:.3f} ± {s['aubc_std'] or 0:.3f}  "
                   f"final {s['accuracy_mean'][-1]:.3f}", flush=True)
 
 
