@@ -36,6 +36,9 @@ def _child(rank: int, fn: Callable, world: int, port: int, out_dir: str, threads
         result = fn(*args)
         with open(Path(out_dir) / f"rank{rank}.pkl", "wb") as f:
             pickle.dump(result, f)
+        # no rank tears its gloo context down while a peer may still use it (that aborts the peer with
+        # "terminate called without an active exception"); on an exception the peers fail by timeout instead
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
