@@ -122,15 +122,20 @@ def check_probs(probs: torch.Tensor, where: str, tol: float = 1e-3) -> None:
 
 # ------------------------------------------------------------------------------------------------------- labels
 
+def _parse_json(path: Path, text: str, argument: str) -> Any:
+    """json.loads of a file's text; a syntax error is an InputError naming the argument and the file."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(argument, f"{path} is not valid JSON ({e})") from None
+
+
 def _read_label_file(path: Path) -> list[tuple[Any, Any, str]]:
     """(index, label, where) triples from a CSV (index,label columns; a header row is optional) or a JSON object
     {index: label}, a list of [index, label] pairs or a list of {"index": ..., "label": ...}."""
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError("labeled", f"{path} is not valid JSON ({e})") from None
+        data = _parse_json(path, text, "labeled")
         if isinstance(data, dict):
             return [(k, v, f"{path} key {k!r}") for k, v in data.items()]
         if isinstance(data, list):
@@ -240,10 +245,7 @@ def read_class_names(value) -> tuple[str, ...] | None:
             raise InputError("class_names", f"{path} does not exist; expected a .txt (one name per line) or .json list")
         text = path.read_text(encoding="utf-8-sig")
         if path.suffix.lower() == ".json":
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError("class_names", f"{path} is not valid JSON ({e})") from None
+            value = _parse_json(path, text, "class_names")
         else:
             value = [line.strip() for line in text.splitlines() if line.strip()]
     names = tuple(str(v) for v in value)
