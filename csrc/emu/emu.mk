@@ -15,7 +15,7 @@ CXX ?= g++
 # arithmetic is the one the source spells out (nvcc's contraction is a GPU-only question).
 EMU_CXXFLAGS := -std=c++20 -O1 -ffp-contract=off -fno-fast-math -w \
                 -I$(EMU)/shim -I$(EMU) -isystem $(HIP_CPU_DIR)/include -I$(KERNELS) -MMD -MP
-CPU_CXXFLAGS := -std=c++17 -O2 -fopenmp -I$(KERNELS) -MMD -MP
+CPU_CXXFLAGS := -std=c++20 -O2 -fopenmp -I$(KERNELS) -MMD -MP
 LDLIBS := -ltbb -fopenmp -lpthread
 
 CHECKS := snapshot mmd sensitivity select

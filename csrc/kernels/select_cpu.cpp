@@ -1,10 +1,15 @@
-// CPU (OpenMP) implementation of select.h. One parallel region per pick over fixed row
-// blocks; each block leaves its arg-max or its weight sum, and one thread combines the blocks
-// in index order (about 2,000 entries at N = 1e6), so the result never depends on the thread
-// count or on which thread ran which block.
+// CPU (OpenMP) implementation of select.h. One parallel region per call; each pick is a pass
+// over fixed row blocks, each block leaves its arg-max or its weight sum, and the blocks are
+// combined in index order (about 2,000 entries at N = 1e6), so the result never depends on the
+// thread count or on which thread ran which block. No barrier per pick: see PickLoop.
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "select.h"
@@ -98,7 +103,7 @@ struct BadgeDist {
 
 enum class Mode { kArgMax, kSample };
 
-// Per-block results of one pass.
+// Per-block results of one pass, written only by the thread that completed the block first.
 struct Blocks {
   explicit Blocks(int64_t nb) : best(nb), arg(nb), sum(nb), count(nb) {}
   std::vector<double> best;  // k-center: block max of mind (as double), -1 if none eligible
@@ -106,49 +111,6 @@ struct Blocks {
   std::vector<double> sum;   // k-means++: block sum of mind over eligible rows
   std::vector<int64_t> count;  // eligible rows in the block
 };
-
-// Retires centre c (mind[c] = -1), updates mind against it (c < 0: neither) and fills the
-// block results. Called by every thread of the enclosing parallel region (an orphaned
-// worksharing loop): dynamic, so on a shared machine a descheduled thread's blocks are taken
-// over by the others; each block's result has its own slot, so the combination order never
-// changes with the thread count. The loop's closing barrier is the pick's only barrier.
-template <typename T, typename Dist>
-void pass(const Dist& dist, int64_t N, T* mind, int64_t c, Mode mode, Blocks& b) {
-  const int64_t nb = static_cast<int64_t>(b.best.size());
-#pragma omp for schedule(dynamic, 4)
-  for (int64_t blk = 0; blk < nb; ++blk) {
-    const int64_t lo = blk * kSelectBlock, hi = std::min(N, lo + kSelectBlock);
-    T best = T(-1);
-    int64_t arg = -1;
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t i = lo; i < hi; ++i) {
-      T m = mind[i];
-      if (i == c) mind[i] = m = T(-1);
-      if (m < T(0)) continue;
-      if (c >= 0) {
-        const T v = dist(i, c);
-        if (v < m) {
-          m = v;
-          mind[i] = v;
-        }
-      }
-      if (mode == Mode::kArgMax) {
-        if (m > best) {
-          best = m;
-          arg = i;
-        }
-      } else {
-        sum += static_cast<double>(m);  // sequential, in row order: see draw()
-        ++count;
-      }
-    }
-    b.best[blk] = static_cast<double>(best);
-    b.arg[blk] = arg;
-    b.sum[blk] = sum;
-    b.count[blk] = count;
-  }
-}
 
 int64_t argmax_of(const Blocks& b) {
   double best = -1;
@@ -164,7 +126,7 @@ int64_t argmax_of(const Blocks& b) {
 
 // Inverse-CDF draw of one row with weight mind[i] (eligible rows), or uniform over eligible
 // rows if all weights are 0. The in-block scan re-adds the block's weights from 0 in the same
-// order as pass() did, so it reproduces the block sum bit for bit and always finds a row.
+// order as the pass did, so it reproduces the block sum bit for bit and always finds a row.
 template <typename T>
 int64_t draw(const T* mind, int64_t N, const Blocks& b, double u) {
   const int64_t nb = static_cast<int64_t>(b.sum.size());
@@ -211,46 +173,225 @@ int64_t draw(const T* mind, int64_t N, const Blocks& b, double u) {
   return -1;
 }
 
+inline void cpu_relax() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_ia32_pause();
+#elif defined(__GNUC__) && defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The pick loop, shared by all threads of one parallel region and built so that no thread
+// ever waits for a particular other thread. A pick costs one pass over nb fixed row blocks.
+// On a machine where other processes hold cores, a thread can be descheduled for a whole
+// time slice (milliseconds) at any point; with a barrier per pick (0.1-1 ms of work) every
+// such preemption stalled every pick. Here:
+//   - blocks are claimed from a counter tagged with the pass number, so a thread that wakes
+//     up late cannot claim a block of a later pass by mistake;
+//   - a thread with nothing left to claim helps: after a short spin it recomputes blocks that
+//     are claimed but not finished. Recomputing is harmless because a block's work is
+//     idempotent: mind only ever moves down, through an atomic min, so a late or duplicate
+//     writer can never raise it, and the block's result is a function of mind's values after
+//     the min, identical for every thread that computes it;
+//   - the first thread to finish a block (a compare-and-swap on the block's pass tag) writes
+//     its result and counts it; whoever sees the count reach nb computes the pick (the same
+//     bits on every thread) and publishes the next pass.
+// So a preempted thread delays a pick by at most the patience before help, not by its time
+// slice. Results stay independent of the thread count: per-block results, combined in block
+// order, depend only on the block layout.
+template <typename T, typename Dist>
+class PickLoop {
+ public:
+  PickLoop(const Dist& dist, int64_t N, T* mind, int64_t k, Mode mode, const double* u,
+           int64_t* picks, int64_t first_pass)
+      : dist_(dist), N_(N), nb_((N + kSelectBlock - 1) / kSelectBlock), mind_(mind), k_(k),
+        mode_(mode), u_(u), picks_(picks), res_(nb_), gen_(nb_) {
+    for (auto& g : gen_) g.store(first_pass - 1, std::memory_order_relaxed);
+    pass_.store(first_pass, std::memory_order_relaxed);
+    claim_.store(tag(first_pass), std::memory_order_relaxed);
+    done_.store(tag(first_pass), std::memory_order_relaxed);
+  }
+
+  int64_t blocks() const { return nb_; }
+
+  // Run by every thread of the region; returns when the k picks are made (or none is left).
+  void work() {
+    int64_t block_ns = 20000;  // this thread's recent time per block: sets its patience
+    for (;;) {
+      const int64_t t = pass_.load(std::memory_order_acquire);
+      if (t >= k_) return;
+      const int64_t c = t == 0 ? -1 : pick_ref(t - 1).load(std::memory_order_relaxed);
+      bool moved_on = false;
+      for (;;) {  // claim unclaimed blocks of pass t
+        int64_t v = claim_.load(std::memory_order_acquire);
+        if (v >> kTagShift != t) {
+          moved_on = true;
+          break;
+        }
+        const int64_t blk = v & kIdxMask;
+        if (blk >= nb_) break;
+        if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+        const int64_t t0 = now_ns();
+        run_block(blk, t, c);
+        block_ns = (3 * block_ns + (now_ns() - t0)) / 4;
+      }
+      if (!moved_on) wait_or_help(t, c, block_ns);
+    }
+  }
+
+ private:
+  static constexpr int kTagShift = 32;
+  static constexpr int64_t kIdxMask = (int64_t(1) << kTagShift) - 1;
+  static constexpr int64_t tag(int64_t t) { return t << kTagShift; }
+
+ public:
+  static constexpr int64_t kUnset = -2;  // picks[t] before pick t is made
+
+ private:
+
+  std::atomic_ref<int64_t> pick_ref(int64_t t) const { return std::atomic_ref<int64_t>(picks_[t]); }
+
+  // Computes block blk of pass t (centre c; c < 0: none) and, if no other thread finished it
+  // first, records it. Gives up early once another thread has finished it.
+  void run_block(int64_t blk, int64_t t, int64_t c) {
+    if (gen_[blk].load(std::memory_order_acquire) != t - 1) return;
+    const int64_t lo = blk * kSelectBlock, hi = std::min(N_, lo + kSelectBlock);
+    T best = T(-1);
+    int64_t arg = -1;
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t i = lo; i < hi; ++i) {
+      if (((i - lo) & 63) == 63 && gen_[blk].load(std::memory_order_relaxed) != t - 1) return;
+      std::atomic_ref<T> mi(mind_[i]);
+      T m = mi.load(std::memory_order_relaxed);
+      if (i == c && m >= T(0)) m = lower(mi, T(-1));
+      if (m < T(0)) continue;
+      if (c >= 0) {
+        const T v = dist_(i, c);
+        if (v < m) m = lower(mi, v);
+      }
+      if (mode_ == Mode::kArgMax) {
+        if (m > best) {
+          best = m;
+          arg = i;
+        }
+      } else {
+        sum += static_cast<double>(m);  // sequential, in row order: see draw()
+        ++count;
+      }
+    }
+    int64_t expected = t - 1;
+    if (!gen_[blk].compare_exchange_strong(expected, t, std::memory_order_acq_rel)) return;
+    res_.best[blk] = static_cast<double>(best);
+    res_.arg[blk] = arg;
+    res_.sum[blk] = sum;
+    res_.count[blk] = count;
+    const int64_t d = done_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if ((d & kIdxMask) == nb_) publish(t);
+  }
+
+  // mind[i] = min(mind[i], v); returns the new value. A plain store could let a late thread
+  // (still on an older pass) write back a larger distance.
+  static T lower(std::atomic_ref<T>& mi, T v) {
+    T cur = mi.load(std::memory_order_relaxed);
+    while (v < cur && !mi.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+    return v < cur ? v : cur;
+  }
+
+  // Every block of pass t is done: compute pick t and open pass t + 1. Any thread may run
+  // this. The first to store pick t wins; it computed from mind and the block results as pass
+  // t left them, because pass t + 1 opens only after pick t is stored. A late duplicate may
+  // read them while pass t + 1 changes them, but its pick is discarded, and the tagged
+  // compare-and-swaps keep it from resetting a later pass's counters.
+  void publish(int64_t t) {
+    int64_t w = mode_ == Mode::kArgMax ? argmax_of(res_) : draw(mind_, N_, res_, u_[t]);
+    int64_t unset = kUnset;
+    if (!pick_ref(t).compare_exchange_strong(unset, w, std::memory_order_acq_rel)) w = unset;
+    const int64_t next = w < 0 ? k_ : t + 1;  // no eligible row left: the binding prevents it
+    int64_t v = claim_.load(std::memory_order_acquire);
+    while (v >> kTagShift == t &&
+           !claim_.compare_exchange_weak(v, tag(next), std::memory_order_acq_rel)) {
+    }
+    v = done_.load(std::memory_order_acquire);
+    while (v >> kTagShift == t &&
+           !done_.compare_exchange_weak(v, tag(next), std::memory_order_acq_rel)) {
+    }
+    int64_t expected = t;
+    pass_.compare_exchange_strong(expected, next, std::memory_order_acq_rel);
+  }
+
+  // Nothing left to claim in pass t: spin for about two of this thread's block times (the
+  // usual wait for the other threads' last blocks), then finish whatever is still unfinished,
+  // in case its owner was descheduled.
+  void wait_or_help(int64_t t, int64_t c, int64_t block_ns) {
+    const int64_t patience = std::max<int64_t>(2 * block_ns, 2000);
+    int64_t start = now_ns();
+    int spins = 0;
+    while (pass_.load(std::memory_order_acquire) == t) {
+      const int64_t d = done_.load(std::memory_order_acquire);
+      if (d >> kTagShift == t && (d & kIdxMask) == nb_) {
+        publish(t);  // the thread that finished the last block was descheduled before publishing
+        continue;
+      }
+      if (++spins % 64 != 0) {
+        cpu_relax();
+        continue;
+      }
+      if (now_ns() - start < patience) continue;
+      for (int64_t blk = 0; blk < nb_ && pass_.load(std::memory_order_acquire) == t; ++blk)
+        run_block(blk, t, c);
+      start = now_ns();
+      std::this_thread::yield();
+    }
+  }
+
+  const Dist& dist_;
+  const int64_t N_, nb_;
+  T* mind_;
+  const int64_t k_;
+  const Mode mode_;
+  const double* u_;
+  int64_t* picks_;
+  Blocks res_;
+  std::vector<std::atomic<int64_t>> gen_;  // per block: the last pass that finished it
+  std::atomic<int64_t> pass_;              // the pass in progress (k: finished)
+  std::atomic<int64_t> claim_;             // tag(pass) | next unclaimed block
+  std::atomic<int64_t> done_;              // tag(pass) | finished blocks
+};
+
 template <typename T, typename Dist>
 void run_loop(const Dist& dist, int64_t N, T* mind, int64_t first, int64_t k, Mode mode,
               const double* u, int64_t* picks) {
   if (k <= 0) return;
-  // One parallel region for all k picks, not one per pick: every thread runs the same pick
-  // loop, shares each pass's blocks, and computes the pick itself from the block results (the
-  // same bits on every thread), so a pick costs one barrier, not a fork, a join and a wake-up.
-  // Block results alternate between two buffers: a fast thread may start pass t + 1 while a
-  // slow one still reads pass t's; it cannot get further, pass t + 1 ends in a barrier.
-  const int64_t nb = (N + kSelectBlock - 1) / kSelectBlock;
-  Blocks buf[2] = {Blocks(nb), Blocks(nb)};
-  int64_t last = -1;  // the last valid pick, written by the master thread
-#pragma omp parallel
-  {
-    int64_t prev = -1;  // this thread's copy of the previous pick (picks[] is the master's)
-    for (int64_t t = 0; t < k; ++t) {
-      int64_t w;
-      if (t == 0 && first >= 0) {
-        w = first;
-      } else {
-        Blocks& b = buf[t & 1];
-        pass(dist, N, mind, prev, mode, b);
-        if (mode == Mode::kArgMax) {
-          w = argmax_of(b);
-        } else {
-          w = draw(mind, N, b, u[t]);  // reads mind: no thread may update it until all drew
-#pragma omp barrier
-        }
-      }
-      // w < 0 only if no eligible row is left; the binding checks k against the pool first.
-#pragma omp master
-      {
-        picks[t] = w;
-        if (w >= 0) last = w;
-      }
-      if (w < 0) break;  // the same w on every thread: all leave together
-      prev = w;
-    }
+  int64_t first_pass = 0;
+  if (first >= 0) {
+    picks[0] = first;  // no pass: pass 1 retires it while it updates mind against it
+    first_pass = 1;
+  }
+  if (first_pass < k) {
+    std::fill(picks + first_pass, picks + k, PickLoop<T, Dist>::kUnset);
+    PickLoop<T, Dist> loop(dist, N, mind, k, mode, u, picks, first_pass);
+    // One parallel region for all k picks; more threads than blocks would only duplicate.
+    const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), loop.blocks()));
+#pragma omp parallel num_threads(threads)
+    loop.work();
   }
   // The last pick is retired here (earlier ones by the pass that followed them).
+  int64_t last = -1;
+  for (int64_t t = 0; t < k; ++t) {
+    if (picks[t] < 0) {
+      std::fill(picks + t, picks + k, int64_t(-1));  // no eligible row was left
+      break;
+    }
+    last = picks[t];
+  }
   if (last >= 0) mind[last] = T(-1);
 }
 
