@@ -11,7 +11,7 @@ CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
 SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
 
-.PHONY: all build run test bench cuda-check cuda-emu gpu-check clean
+.PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu gpu-check clean
 
 all: build
 
@@ -51,7 +51,24 @@ test: build
 	@$(MAKE) --no-print-directory cuda-emu
 	$(PY) -m pytest -q tests
 
+# Benchmarks (bench/README.md): the pytest-benchmark suite over bench/cases.py, saved with
+# pytest-benchmark's own storage in $(BENCH_STORAGE); MPTS_BENCH_QUICK=1 for the quick tier (< 2 min
+# on 2 cores; the full tier takes about 15 min). bench-compare runs the suite on the current tree
+# and fails when a case's ratio plain / ours fell by more than TOL (a fraction) against the last
+# saved run of the same tier. bench-run: bench/run.py (floors, peak memory, results JSON).
+BENCH_STORAGE ?= bench/results/pytest-benchmark
+BENCH_TIER := $(if $(filter-out 0 false no off,$(MPTS_BENCH_QUICK)),quick,full)
+TOL ?= 0.25
+BENCH_PYTEST = $(PY) -m pytest bench/ --benchmark-only -q --benchmark-storage=file://$(BENCH_STORAGE)
+
 bench: build
+	$(BENCH_PYTEST) --benchmark-save=$(BENCH_TIER) --benchmark-json=$(BENCH_STORAGE)/last-$(BENCH_TIER).json
+
+bench-compare: build
+	$(BENCH_PYTEST) --benchmark-json=$(BENCH_STORAGE)/current-$(BENCH_TIER).json
+	$(PY) bench/compare.py --current $(BENCH_STORAGE)/current-$(BENCH_TIER).json --storage $(BENCH_STORAGE) --tol $(TOL)
+
+bench-run: build
 	$(PY) bench/run.py --device cpu --out bench/results
 
 cuda-check: $(VENV)/.bootstrapped

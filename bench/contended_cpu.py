@@ -7,10 +7,11 @@ every core held, in one process; writes bench/results/<date>-contended-cpu.json.
 "Held" cores run a pinned busy process each (bench/contention.py). For each load the script
 times ours and the plain version alternately (best of --reps), so both see the same load, and
 reports per op: the ratio plain / ours under that load, the slowdown from quiet (ours, plain)
-and the slowdown of torch.mm in the same run, against the issue-13 targets (ratio >= 1.5, k-center
->= 20; our slowdown <= 1.25 x torch.mm's). The 1-minute load average and the share of the CPU
-other processes used are recorded with every figure: on a shared machine "quiet" means only
-"no load of ours", and the JSON says how quiet it really was.
+and the slowdown of torch.mm in the same run (and its GFLOP/s per load, "torch_mm"), against the
+issue-13 targets (ratio >= 1.5, k-center >= 20; our slowdown <= 1.25 x torch.mm's). The ops, sizes
+and plain versions are the registry's cases with a "contended" tier (bench/cases.py). The 1-minute
+load average and the share of the CPU other processes used are recorded with every figure: on a
+shared machine "quiet" means only "no load of ours", and the JSON says how quiet it really was.
 """
 from __future__ import annotations
 
@@ -22,71 +23,35 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import baselines  # noqa: E402
+import cases as registry  # noqa: E402
 import harness  # noqa: E402
-import select_baselines  # noqa: E402
 from contention import BusyCores, load_average  # noqa: E402
 
-from mpts_fast import ops  # noqa: E402
-
 LOADS = {"quiet": [], "one_core_held": [0], "all_cores_held": None}  # None: every core
+MM_SHAPE = (2048, 512, 2048)  # torch.mm (M x K) @ (K x N): the yardstick every op's slowdown is held against
 
 
 def cases():
-    """name -> (ours, plain, target ratio, sizes): closures over inputs built once."""
+    """name -> (ours, plain, target ratio, sizes): closures over inputs built once. The ops are the
+    registry's cases with a "contended" tier (bench/cases.py), each against its primary plain
+    version, keyed by op name; torch.mm is the yardstick."""
     out = {}
     g = torch.Generator().manual_seed(0)
-    A, B = torch.randn(2048, 512, generator=g), torch.randn(512, 2048, generator=g)
-    out["torch.mm"] = (lambda: torch.mm(A, B), None, None, "(2048x512)@(512x2048)")
-
-    x, y = harness.mmd_inputs(2048, 2048, 512)
-    out["rbf_mmd2 fwd+bwd"] = (
-        harness.mmd_fwd_bwd(ops.rbf_mmd2, x, y),
-        harness.mmd_fwd_bwd(baselines.mmd2_three_blocks, x, y),
-        1.5,
-        "n=m=2048, d=512, 5 bandwidths",
-    )
-
-    logits = harness.snapshot_inputs(10, 200_000, 10)
-    out["snapshot_uncertainty"] = (
-        lambda: ops.snapshot_uncertainty(logits),
-        lambda: baselines.snapshot_scores_plain(logits),
-        1.5,
-        "S=10, N=200,000, C=10",
-    )
-
-    net = harness.sensitivity_inputs(8000, 10, 512, 785)
-    out["sensitivity"] = (
-        lambda: ops.sensitivity(*net),
-        lambda: baselines.sensitivity_einsum_chunked(*net),
-        1.5,
-        "P=8,000, K=10, J=512, I=785, l1",
-    )
-
-    feats = torch.randn(8000, 512, generator=g)
-    lab = np.zeros(8000, dtype=bool)
-    lab[:10] = True
-    out["kcenter_greedy"] = (
-        lambda: ops.kcenter_greedy(feats, 40, labeled=torch.arange(10)),
-        lambda: select_baselines.kcenter_dense_deepal(feats.numpy(), lab, 40),
-        20.0,
-        "N=8,000, d=512, k=40, 10 labeled (plain: DeepAL+ dense matrix)",
-    )
-
-    probs = torch.softmax(torch.randn(8000, 10, generator=g) * 2, -1)
-    emb = torch.randn(8000, 128, generator=g)
-    gexp = torch.from_numpy(select_baselines.badge_embeddings(probs.numpy(), emb.numpy(), dtype=np.float32))
-    out["badge_select"] = (
-        lambda: ops.badge_select(probs, emb, 40, generator=torch.Generator().manual_seed(1)),
-        lambda: select_baselines.badge_explicit_torch(gexp, 40, generator=torch.Generator().manual_seed(1)),
-        1.5,
-        "N=8,000, C=10, D=128, k=40 (plain: explicit float32 gradient embeddings, torch)",
-    )
+    M, K, N = MM_SHAPE
+    A, B = torch.randn(M, K, generator=g), torch.randn(K, N, generator=g)
+    out["torch.mm"] = (lambda: torch.mm(A, B), None, None, f"({M}x{K})@({K}x{N})")
+    for case, sz in registry.cases_for("cpu", "contended"):
+        plain = case.primary_plain
+        if plain is None:
+            continue
+        name = case.op if case.op not in out else case.name
+        inputs = case.make_inputs(sz, "cpu")
+        out[name] = (case.ours.make(inputs, sz), plain.make(inputs, sz), case.target_ratio,
+                     f"{case.label(sz)} (plain: {plain.name}: {plain.what})")
     return out
 
 
@@ -108,6 +73,8 @@ def measure(all_cases: dict, reps: int) -> dict:
                 entry = {"ours": best_of(ours, reps)}
                 if plain is not None:
                     entry["plain"] = best_of(plain, reps)
+                if name == "torch.mm":
+                    entry["ours"]["gflops"] = round(2.0 * MM_SHAPE[0] * MM_SHAPE[1] * MM_SHAPE[2] / entry["ours"]["best_s"] / 1e9, 1)
                 row["ops"][name] = entry
                 print(f"{load:15s} {name:22s} ours {entry['ours']['best_s'] * 1e3:9.2f} ms"
                       + (f"  plain {entry['plain']['best_s'] * 1e3:9.2f} ms" if plain else "")
@@ -160,6 +127,11 @@ def main() -> None:
         "sizes": {name: c[3] for name, c in all_cases.items()},
         "note": "loadavg_1m and other_cpu_share per figure: other jobs may have shared the machine",
         "wall_s": round(time.time() - t0, 1),
+        "torch_mm": {load: {"gflops": row["ops"]["torch.mm"]["ours"]["gflops"],
+                            "best_s": row["ops"]["torch.mm"]["ours"]["best_s"],
+                            "slowdown_vs_quiet": round(row["ops"]["torch.mm"]["ours"]["best_s"]
+                                                       / res["quiet"]["ops"]["torch.mm"]["ours"]["best_s"], 2)}
+                     for load, row in res.items()},
         "summary": summary,
         "raw": res,
     }

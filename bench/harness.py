@@ -1,8 +1,6 @@
-"""Shared pieces of the benchmark suite: problem sizes, input makers, timers, machine facts and
-the floors (the time the work would take at the machine's GEMM rate or memory bandwidth).
-
-Used by bench/run.py (the script that writes bench/results/*.json) and the pytest-benchmark
-suites bench/test_bench_cpu.py and bench/test_bench_cuda.py.
+"""Shared pieces of the benchmark suite: input makers, timers, machine facts and the floors (the
+time the work would take at the machine's GEMM rate or memory bandwidth). The cases themselves
+(sizes, implementations, targets) are in bench/cases.py.
 """
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ import platform
 import re
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -19,41 +16,11 @@ import torch
 # torch.OutOfMemoryError is new in torch 2.5; torch.cuda.OutOfMemoryError is older.
 OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError})
 
-# ------------------------------------------------------------------------------ sizes
-
-
-@dataclass(frozen=True)
-class Sizes:
-    mmd_n: int  # n = m
-    mmd_d: int
-    mmd_big_n: int  # memory-scale case, ours only (n = m)
-    snap_S: int
-    snap_N: int
-    snap_C: int
-    sens_P: int
-    sens_K: int
-    sens_J: int
-    sens_I: int
-    sens_chunk: int  # patterns per chunk for the einsum / mm baselines
-    sens_jac_P: int  # patterns for the per-pattern autograd Jacobian baseline
-
-
-CPU_FULL = Sizes(4096, 512, 32768, 10, 1_000_000, 10, 60_000, 10, 512, 785, 2048, 256)
-CPU_QUICK = Sizes(1024, 512, 4096, 10, 100_000, 10, 6_000, 10, 512, 785, 2048, 64)
-# CUDA: the floors table sizes. mmd_n is the size the plain versions fit at (the comparison
-# size); ours also runs at CUDA_MMD_OURS_N.
-CUDA_FULL = Sizes(16384, 512, 65536, 10, 1_000_000, 10, 60_000, 10, 512, 785, 2048, 256)
-CUDA_QUICK = Sizes(4096, 512, 16384, 10, 100_000, 10, 6_000, 10, 512, 785, 2048, 64)
+# ------------------------------------------------------------------------------ tiers
 
 
 def quick_from_env() -> bool:
     return os.environ.get("MPTS_BENCH_QUICK", "0").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def sizes_for(device: str, quick: bool) -> Sizes:
-    if device == "cuda":
-        return CUDA_QUICK if quick else CUDA_FULL
-    return CPU_QUICK if quick else CPU_FULL
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -118,6 +85,23 @@ def snapshot_bytes(S: int, N: int, C: int, itemsize: int = 4) -> float:
 def sensitivity_flops(P: int, K: int, J: int, I: int) -> float:
     """The (P K x J) @ (J x I) GEMM."""
     return 2.0 * P * K * J * I
+
+
+def floor_seconds(work: dict[str, float], rates: dict, device: str) -> dict:
+    """The floor of `work` ({"flops": ..., "bytes": ...}, either or both): FLOPs at the GEMM rate
+    plus bytes at the memory read bandwidth. CPU: the rates measured in this run
+    (measure_cpu_rates); CUDA: the stated H100 peaks, and the measured rates next to them
+    ("seconds_at_measured_rates"; the copy rate counts read + write, so bytes read go at half of it)."""
+    flops, nbytes = work.get("flops", 0.0), work.get("bytes", 0.0)
+    if torch.device(device).type == "cuda":
+        peak = flops / (H100_STATED["fp32_tflops"] * 1e12) + nbytes / (H100_STATED["mem_tbs"] * 1e12)
+        measured = flops / (rates["gemm_fp32_tflops"] * 1e12) + nbytes / (rates["mem_copy_tbs"] * 1e12 / 2)
+        src = "stated H100 peaks (FP32 GEMM, HBM bandwidth)"
+        return {**work, "seconds": peak, "seconds_at_measured_rates": measured, "rate_source": src}
+    secs = flops / (rates["gemm_gflops"] * 1e9) + nbytes / (rates["mem_read_gbs"] * 1e9)
+    parts = (["FLOPs at the measured torch.mm GEMM rate"] if flops else []) + (
+        ["bytes at the measured read bandwidth (400 MB tensor sum)"] if nbytes else [])
+    return {**work, "seconds": secs, "rate_source": " + ".join(parts)}
 
 
 # ------------------------------------------------------------------------------ timing
@@ -296,12 +280,12 @@ def measure_cpu_rates(reps: int = 5) -> dict:
     }
 
 
-# Stated H100 (SXM) peaks used for the CUDA floors, next to the measured mm rates.
-H100_STATED = {"mem_tbs": 3.0, "fp32_tflops": 60.0, "tf32_tflops": 490.0}
+# Stated H100 (SXM) peaks used for the CUDA floors, next to the measured rates.
+H100_STATED = {"mem_tbs": 3.0, "fp32_tflops": 60.0}
 
 
 def measure_cuda_rates(reps: int = 5) -> dict:
-    """float32 and TF32 GEMM rates from torch.mm 8192^3, and device-memory bandwidth from a 4 GB
+    """float32 GEMM rate from torch.mm 8192^3 (TF32 off), and device-memory bandwidth from a 4 GB
     tensor copy, measured with CUDA events."""
     a = torch.randn(8192, 8192, device="cuda")
     b = torch.randn(8192, 8192, device="cuda")
@@ -311,8 +295,6 @@ def measure_cuda_rates(reps: int = 5) -> dict:
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
         fp32 = time_calls(lambda: torch.mm(a, b, out=c), "cuda", warmup=2, reps=reps)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        tf32 = time_calls(lambda: torch.mm(a, b, out=c), "cuda", warmup=2, reps=reps)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
     del a, b, c
@@ -324,7 +306,6 @@ def measure_cuda_rates(reps: int = 5) -> dict:
     torch.cuda.empty_cache()
     return {
         "gemm_fp32_tflops": flops / fp32["best_s"] / 1e12,
-        "gemm_tf32_tflops": flops / tf32["best_s"] / 1e12,
         "gemm_shape": "8192^3 float32",
         "mem_copy_tbs": 2 * nbytes / cp["best_s"] / 1e12,
     }

@@ -1,20 +1,24 @@
-"""Peak extra host memory of one call, measured in a fresh process (CPU tensors).
+"""Peak extra host memory and time of one call of one case's implementation, in a fresh process
+(CPU tensors). The case comes from the registry (bench/cases.py).
 
-    python bench/mem_probe.py mmd ours --n 32768 --d 512
-    python bench/mem_probe.py snapshot plain_five --S 10 --N 1000000 --C 10
-    python bench/mem_probe.py sensitivity einsum --P 6000
+    python bench/mem_probe.py rbf_mmd2_memory_scale mpts_fast --tier full
+    python bench/mem_probe.py snapshot_uncertainty plain_five_scores --tier full
+    python bench/mem_probe.py sensitivity plain_einsum_chunked --tier full --set P=6000
+    python bench/mem_probe.py kcenter_greedy_scale mpts_fast --tier quick
 
-Builds the inputs, runs one tiny call of the same implementation (loads libraries, starts the
-thread pools), resets the peak resident set (/proc/self/clear_refs) and reads the resident set,
-runs the measured call once, and reads the peak (VmHWM; ru_maxrss from resource.getrusage is
-recorded too, but a child process inherits its parent's ru_maxrss, so it cannot be the measure
-when run.py is the parent). The growth is the peak extra memory of the call (peak after minus
-resident set before), outputs included (for rbf_mmd2 forward + backward that includes x.grad and y.grad).
-Prints one JSON object on stdout. bench/run.py calls this for the "peak extra MB" column.
+Builds the inputs, runs one call of the same implementation at the case's tiny warm-up sizes
+(loads libraries, starts the thread pools), resets the peak resident set (/proc/self/clear_refs),
+reads the resident set, runs the measured call once and reads the peak (VmHWM; ru_maxrss is
+recorded too, but a child inherits its parent's ru_maxrss through fork + exec, so it cannot be the
+measure when run.py is the parent). peak_extra_mb = peak after - resident set before: the call's
+extra memory, outputs included (for rbf_mmd2 forward + backward, x.grad and y.grad). Prints one
+JSON object on stdout; bench/run.py reads it for the "peak extra MB" column and the fresh-process
+cases' time.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -25,15 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-import baselines  # noqa: E402
+import cases  # noqa: E402
 import harness  # noqa: E402
-from mpts_fast import ops  # noqa: E402
 
 
 def maxrss_mb() -> float:
-    """ru_maxrss in MB (KiB on Linux). Caveat: a child inherits its parent's peak through
-    fork + exec, so when run.py (holding GBs of tensors) starts this probe, ru_maxrss starts
-    high; VmHWM below is the peak of this process's own address space and is used instead."""
+    """ru_maxrss in MiB (KiB on Linux); inherited from the parent through fork + exec (see above)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -68,91 +69,82 @@ def peak_mb() -> float:
     return v if v is not None else maxrss_mb()
 
 
-MMD = {"ours": ops.rbf_mmd2, "three_blocks": baselines.mmd2_three_blocks, "concat_cdist": baselines.mmd2_concat_cdist}
-SNAP = {
-    "ours": ops.snapshot_uncertainty,
-    "plain_five": baselines.snapshot_scores_plain,
-    "plain_entropy": baselines.snapshot_entropy_plain,
-}
-SENS = {
-    "ours": lambda x, V, b_v, W, b_w, chunk: ops.sensitivity(x, V, b_v, W, b_w, norm="l1"),
-    "einsum": lambda x, V, b_v, W, b_w, chunk: baselines.sensitivity_einsum_chunked(x, V, b_v, W, b_w, chunk),
-}
+def tensor_bytes(obj) -> int:
+    """Bytes of every tensor / array in a (nested) inputs structure."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(tensor_bytes(v) for v in obj)
+    return int(getattr(obj, "nbytes", 0))
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("op", choices=["mmd", "snapshot", "sensitivity"])
-    ap.add_argument("impl")
-    ap.add_argument("--n", type=int, default=4096, help="mmd: n = m")
-    ap.add_argument("--d", type=int, default=512)
-    ap.add_argument("--S", type=int, default=10)
-    ap.add_argument("--N", type=int, default=1_000_000)
-    ap.add_argument("--C", type=int, default=10)
-    ap.add_argument("--P", type=int, default=60_000)
-    ap.add_argument("--K", type=int, default=10)
-    ap.add_argument("--J", type=int, default=512)
-    ap.add_argument("--I", type=int, default=785)
-    ap.add_argument("--chunk", type=int, default=2048)
-    a = ap.parse_args(argv)
+def parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = int(value)
+    return out
 
-    if a.op == "mmd":
-        fn = MMD[a.impl]
-        tx, ty = harness.mmd_inputs(64, 64, a.d, seed=1)
-        harness.mmd_fwd_bwd(fn, tx, ty)()
-        x, y = harness.mmd_inputs(a.n, a.n, a.d)
-        run = harness.mmd_fwd_bwd(fn, x, y)
-        sizes = {"n": a.n, "m": a.n, "d": a.d}
-        input_mb = 2 * a.n * a.d * 4 / 1e6
-    elif a.op == "snapshot":
-        fn = SNAP[a.impl]
-        fn(harness.snapshot_inputs(a.S, 256, a.C, seed=1))
-        logits = harness.snapshot_inputs(a.S, a.N, a.C)
-        run = lambda: fn(logits)  # noqa: E731
-        sizes = {"S": a.S, "N": a.N, "C": a.C}
-        input_mb = logits.numel() * 4 / 1e6
-    else:
-        fn = SENS[a.impl]
-        fn(*harness.sensitivity_inputs(64, a.K, a.J, a.I, seed=1), a.chunk)
-        args = harness.sensitivity_inputs(a.P, a.K, a.J, a.I)
-        run = lambda: fn(*args, a.chunk)  # noqa: E731
-        sizes = {"P": a.P, "K": a.K, "J": a.J, "I": a.I}
-        input_mb = sum(t.numel() for t in args) * 4 / 1e6
 
+def probe(case_name: str, impl_name: str, tier: str, overrides: dict) -> dict:
+    case = cases.by_name(case_name)
+    impl = case.impl(impl_name)
+    sz = case.sizes_for("cpu", tier)
+    if sz is None:
+        raise SystemExit(f"{case_name} has no {tier!r} sizes on cpu")
+    sz = {**sz, **overrides}
+
+    warm = {**sz, **case.warm_sizes}  # libraries, thread pools, faiss: outside the measurement
+    impl.make(case.make_inputs(warm, "cpu"), warm)()
+    gc.collect()
+
+    inputs = case.make_inputs(sz, "cpu")
+    run = impl.make(inputs, sz)
+    input_mb = tensor_bytes(inputs) / 1e6
     was_reset = reset_peak()
-    rss_before = rss_mb()
-    before = peak_mb()
-    ru_before = maxrss_mb()
+    rss_before, before, ru_before = rss_mb(), peak_mb(), maxrss_mb()
     with harness.CpuMonitor() as mon:
         t0 = time.perf_counter()
         out = run()
         elapsed = time.perf_counter() - t0
-    after = peak_mb()
-    ru_after = maxrss_mb()
+    after, ru_after = peak_mb(), maxrss_mb()
+    scale = impl.scale(sz, out) if impl.scale else 1.0
     del out
-    print(
-        json.dumps(
-            {
-                "op": a.op,
-                "impl": a.impl,
-                "sizes": sizes,
-                "threads": torch.get_num_threads(),
-                "input_mb": input_mb,
-                "rss_before_mb": rss_before,
-                "peak_reset": was_reset,
-                "vmhwm_before_mb": before,
-                "vmhwm_after_mb": after,
-                "ru_maxrss_before_mb": ru_before,
-                "ru_maxrss_after_mb": ru_after,
-                # growth of the peak over the resident set just before the call; without a
-                # peak reset, if the call never rose above the earlier peak this is an upper bound
-                "peak_extra_mb": after - rss_before,
-                "upper_bound_only": (not was_reset) and after <= before,
-                "time_s": elapsed,
-                "other_cpu_share": mon.result["other_cpu_share"] if mon.result else None,
-            }
-        )
-    )
+    return {
+        "case": case_name,
+        "impl": impl_name,
+        "sizes": sz,
+        "threads": torch.get_num_threads(),
+        "input_mb": input_mb,
+        "rss_before_mb": rss_before,
+        "peak_reset": was_reset,
+        "vmhwm_before_mb": before,
+        "vmhwm_after_mb": after,
+        "peak_rss_mb": after,
+        "ru_maxrss_before_mb": ru_before,
+        "ru_maxrss_after_mb": ru_after,
+        # growth of the peak over the resident set just before the call; without a peak reset,
+        # if the call never rose above the earlier peak this is an upper bound
+        "peak_extra_mb": after - rss_before,
+        "upper_bound_only": (not was_reset) and after <= before,
+        # the process's whole peak (torch and libraries included) over the input tensors' bytes (MiB vs MB)
+        "peak_rss_over_inputs": after * 2**20 / (input_mb * 1e6) if input_mb else None,
+        "time_s": elapsed,
+        "full_work_scale": scale,
+        "other_cpu_share": mon.result["other_cpu_share"] if mon.result else None,
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("case", help="a case name in bench/cases.py")
+    ap.add_argument("impl", help="an implementation of that case (mpts_fast, plain_...)")
+    ap.add_argument("--tier", choices=cases.TIERS, default="full")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=INT", help="override one size, e.g. P=6000")
+    a = ap.parse_args(argv)
+    print(json.dumps(probe(a.case, a.impl, a.tier, parse_sets(a.set))))
 
 
 if __name__ == "__main__":

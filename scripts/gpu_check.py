@@ -15,8 +15,9 @@ Stages, in order:
   racecheck  its block / tile boundaries) under compute-sanitizer with that tool; only the
   synccheck  project's kernels are instrumented (--kernel-name kns=mpts), each tensor is its own
              cudaMalloc (PYTORCH_NO_CUDA_MEMORY_CACHING=1) so memcheck sees every bound
-  bench      bench/run.py --device cuda (its own results JSON in bench/results/)
-  select     bench/select_run.py --device cuda (likewise)
+  bench      bench/run.py --device cuda, the rbf_mmd2 / snapshot / sensitivity cases (its own
+             results JSON in bench/results/)
+  select     bench/run.py --device cuda --tag select, the kcenter_greedy / badge_select cases (likewise)
 
 Each stage has a time limit, and the whole run a budget (GPU_CHECK_BUDGET_S, default 480 s):
 a stage that would start past the budget is recorded as skipped. The results file,
@@ -130,8 +131,10 @@ def plan(py: str) -> list[Stage]:
                             fallback=head + tail if kernel_filter else None,
                             why_not_run=None if sanitizer else "compute-sanitizer not found (PATH, CUDA_HOME, /usr/local/cuda*)"))
     stages += [
-        Stage("bench", [py, "bench/run.py", "--device", "cuda", "--out", "bench/results"], timeout_for("bench", 300)),
-        Stage("select", [py, "bench/select_run.py", "--device", "cuda", "--out", "bench/results"], timeout_for("select", 200)),
+        Stage("bench", [py, "bench/run.py", "--device", "cuda", "--out", "bench/results", "--tag", "ops",
+                        "--cases", "rbf_mmd2,snapshot_uncertainty,sensitivity"], timeout_for("bench", 300)),
+        Stage("select", [py, "bench/run.py", "--device", "cuda", "--out", "bench/results", "--tag", "select",
+                         "--cases", "kcenter_greedy,badge_select"], timeout_for("select", 200)),
     ]
     return stages
 

@@ -1,0 +1,200 @@
+"""Compare two pytest-benchmark runs of the bench/ suite by ratio (plain / ours), not by time.
+
+    python bench/compare.py --current bench/results/pytest-benchmark/current.json \\
+        --storage bench/results/pytest-benchmark [--tol 0.25]
+    python bench/compare.py --current NEW.json --baseline OLD.json
+
+For every benchmark group (one case of bench/cases.py) and every plain version in it, the ratio
+plain time / our time is computed in each run from the best (min) round, each time multiplied by its
+extra_info full_work_scale (slow baselines that time a prefix of their work). A ratio that fell
+by more than --tol (a fraction: 0.25 = the current ratio is below 75% of the saved one) is a
+regression. Absolute times are shown but never judged: a busy machine slows ours and plain alike
+and leaves their ratio alone, so the comparison holds on noisy machines.
+
+Without --baseline the baseline is the last run saved in --storage (pytest-benchmark's
+--benchmark-save files, NNNN_name.json, in any machine folder below it) with the same size tier
+(quick / full) as the current run.
+
+Exit status: 0 no ratio fell beyond the tolerance; 1 at least one did (the table marks it);
+2 nothing to compare (no baseline, or no case in common).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TOL = 0.25
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """plain / ours for one (case, plain version) of one run. Times in seconds (best round, scaled)."""
+
+    key: tuple[str, str, str, str]  # (case, device, tier, plain impl)
+    group: str
+    ours_s: float
+    plain_s: float
+
+    @property
+    def value(self) -> float:
+        return self.plain_s / self.ours_s
+
+
+@dataclass(frozen=True)
+class Row:
+    key: tuple[str, str, str, str]
+    status: str  # "ok", "REGRESSED", "improved", "new", "missing"
+    before: Ratio | None
+    after: Ratio | None
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after.value / self.before.value - 1.0
+
+
+def load(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def tier_of(run: dict) -> str | None:
+    tiers = {b.get("extra_info", {}).get("tier") for b in run.get("benchmarks", [])} - {None}
+    return tiers.pop() if len(tiers) == 1 else None
+
+
+def ratios(run: dict) -> dict[tuple, Ratio]:
+    """Every (case, plain version) ratio of a run; benchmarks without the suite's extra_info are ignored."""
+    ours: dict[tuple, float] = {}
+    plains: dict[tuple, list[tuple[str, float, str]]] = {}
+    for b in run.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        if not {"case", "impl", "role"} <= info.keys():
+            continue
+        best = b["stats"]["min"] * float(info.get("full_work_scale", 1.0))
+        case_key = (info["case"], info.get("device", "cpu"), info.get("tier", "?"))
+        if info["role"] == "ours":
+            ours[case_key] = best
+        elif info["role"] == "plain":
+            plains.setdefault(case_key, []).append((info["impl"], best, b.get("group") or ""))
+    out = {}
+    for case_key, entries in plains.items():
+        if case_key not in ours or ours[case_key] <= 0:
+            continue
+        for impl, best, group in entries:
+            key = (*case_key, impl)
+            out[key] = Ratio(key, group, ours[case_key], best)
+    return out
+
+
+def compare(baseline: dict, current: dict, tol: float = DEFAULT_TOL) -> list[Row]:
+    """One row per (case, plain version) in either run; REGRESSED where the ratio fell by more than tol."""
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol: expected a fraction in [0, 1), got {tol}")
+    before, after = ratios(baseline), ratios(current)
+    rows = []
+    for key in sorted(before.keys() | after.keys()):
+        b, a = before.get(key), after.get(key)
+        if b is None:
+            status = "new"
+        elif a is None:
+            status = "missing"
+        elif a.value < b.value * (1.0 - tol):
+            status = "REGRESSED"
+        elif a.value > b.value * (1.0 + tol):
+            status = "improved"
+        else:
+            status = "ok"
+        rows.append(Row(key, status, b, a))
+    return rows
+
+
+def failed(rows: list[Row]) -> bool:
+    return any(r.status == "REGRESSED" for r in rows)
+
+
+def _ms(t: float) -> str:
+    return f"{t * 1e6:.0f} µs" if t < 1e-3 else (f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s")
+
+
+def table(rows: list[Row], tol: float) -> str:
+    lines = [
+        f"plain / ours per case and plain version; a ratio that fell by more than {tol:.0%} is a regression",
+        "",
+        "| case | plain version | saved ratio | current ratio | change | ours saved → now | plain saved → now | status |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        case, device, tier, impl = r.key
+        b, a = r.before, r.after
+        lines.append(
+            f"| {case} ({device}, {tier}) | {impl} | {f'{b.value:.2f}' if b else '-'} | {f'{a.value:.2f}' if a else '-'} | "
+            f"{f'{r.change:+.0%}' if r.change is not None else '-'} | "
+            f"{_ms(b.ours_s) if b else '-'} → {_ms(a.ours_s) if a else '-'} | "
+            f"{_ms(b.plain_s) if b else '-'} → {_ms(a.plain_s) if a else '-'} | {r.status} |"
+        )
+    n_bad = sum(r.status == "REGRESSED" for r in rows)
+    lines += ["", f"{n_bad} regression(s) beyond {tol:.0%}" if n_bad else f"no ratio fell by more than {tol:.0%}"]
+    return "\n".join(lines)
+
+
+_COUNTER = re.compile(r"^(\d+)_")
+
+
+def saved_runs(storage: str | os.PathLike) -> list[Path]:
+    """pytest-benchmark's saved runs below storage, newest first (its NNNN counter, then mtime)."""
+    files = []
+    for p in Path(storage).rglob("*.json"):
+        m = _COUNTER.match(p.name)
+        if m:
+            files.append((int(m.group(1)), p.stat().st_mtime, p))
+    return [p for _, _, p in sorted(files, reverse=True)]
+
+
+def find_baseline(storage: str | os.PathLike, tier: str | None, exclude: Path | None = None) -> Path | None:
+    for p in saved_runs(storage):
+        if exclude is not None and p.resolve() == exclude.resolve():
+            continue
+        try:
+            if tier is None or tier_of(load(p)) == tier:
+                return p
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--current", required=True, help="pytest-benchmark JSON of the run to judge (--benchmark-json)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--baseline", help="pytest-benchmark JSON to compare with")
+    src.add_argument("--storage", help="folder of saved runs (--benchmark-storage): the last one of the same tier")
+    ap.add_argument("--tol", type=float, default=float(os.environ.get("TOL", DEFAULT_TOL)),
+                    help=f"allowed fall of a ratio, as a fraction (default {DEFAULT_TOL}, or $TOL)")
+    a = ap.parse_args(argv)
+    current = load(a.current)
+    if a.baseline:
+        base_path = Path(a.baseline)
+    else:
+        base_path = find_baseline(a.storage, tier_of(current), exclude=Path(a.current))
+        if base_path is None:
+            print(f"compare: no saved run of the {tier_of(current)} tier in {a.storage}; run `make bench` first",
+                  file=sys.stderr)
+            return 2
+    rows = compare(load(base_path), current, a.tol)
+    print(f"baseline: {base_path}\ncurrent:  {a.current}\n")
+    print(table(rows, a.tol))
+    if not any(r.before and r.after for r in rows):
+        print("compare: no case in common between the two runs (different tiers or devices?)", file=sys.stderr)
+        return 2
+    return 1 if failed(rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
