@@ -66,7 +66,7 @@ bench: build
 
 bench-compare: build
 	$(BENCH_PYTEST) --benchmark-json=$(BENCH_STORAGE)/current-$(BENCH_TIER).json
-	$(PY) bench/compare.py --current $(BENCH_STORAGE)/current-$(BENCH_TIER).json --storage $(BENCH_STORAGE) --tol $(TOL)
+	$(PY) bench/compare.py --current $(BENCH_STORAGE)/current-$(BENCH_TIER).json --storage $(BENCH_STORAGE) --tol $(TOL) --recheck
 
 bench-run: build
 	$(PY) bench/run.py --device cpu --out bench/results

@@ -15,6 +15,10 @@ Without --baseline the baseline is the last run saved in --storage (pytest-bench
 --benchmark-save files, NNNN_name.json, in any machine folder below it) with the same size tier
 (quick / full) as the current run.
 
+--recheck (what `make bench-compare` uses): the cases that regressed are run once more and only a
+regression that shows again fails: on a shared machine a load that came and went between our
+rounds and the plain ones can move one run's ratio.
+
 Exit status: 0 no ratio fell beyond the tolerance; 1 at least one did (the table marks it);
 2 nothing to compare (no baseline, or no case in common).
 """
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +124,38 @@ def failed(rows: list[Row]) -> bool:
     return any(r.status == "REGRESSED" for r in rows)
 
 
+def regressed_cases(rows: list[Row]) -> list[str]:
+    return sorted({r.key[0] for r in rows if r.status == "REGRESSED"})
+
+
+def confirm(first: list[Row], recheck: list[Row]) -> list[Row]:
+    """A regression counts only if the re-run of its case shows it too: the first run's rows, with
+    each REGRESSED row replaced by the re-run's verdict ("ok on re-run" when the re-run is within
+    the tolerance; the re-run's ratio is shown)."""
+    again = {r.key: r for r in recheck}
+    out = []
+    for r in first:
+        if r.status != "REGRESSED":
+            out.append(r)
+            continue
+        second = again.get(r.key)
+        if second is not None and second.status == "REGRESSED":
+            out.append(Row(r.key, "REGRESSED", r.before, second.after))
+        else:
+            out.append(Row(r.key, "ok on re-run", r.before, second.after if second else r.after))
+    return out
+
+
+def rerun(cases: list[str], json_out: str) -> dict:
+    """Run the pytest-benchmark suite again for these cases only (same tier, from the environment)."""
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+    cmd = [sys.executable, "-m", "pytest", bench_dir, "--benchmark-only", "-q", "-k", " or ".join(cases),
+           f"--benchmark-json={json_out}"]
+    print("re-running the regressed cases once: " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+    return load(json_out)
+
+
 def _ms(t: float) -> str:
     return f"{t * 1e6:.0f} µs" if t < 1e-3 else (f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s")
 
@@ -175,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--baseline", help="pytest-benchmark JSON to compare with")
     src.add_argument("--storage", help="folder of saved runs (--benchmark-storage): the last one of the same tier")
+    ap.add_argument("--recheck", action="store_true",
+                    help="re-run the suite for the regressed cases once; fail only where the re-run regresses too")
     ap.add_argument("--tol", type=float, default=float(os.environ.get("TOL", DEFAULT_TOL)),
                     help=f"allowed fall of a ratio, as a fraction (default {DEFAULT_TOL}, or $TOL)")
     a = ap.parse_args(argv)
@@ -187,8 +226,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compare: no saved run of the {tier_of(current)} tier in {a.storage}; run `make bench` first",
                   file=sys.stderr)
             return 2
-    rows = compare(load(base_path), current, a.tol)
+    baseline = load(base_path)
+    rows = compare(baseline, current, a.tol)
     print(f"baseline: {base_path}\ncurrent:  {a.current}\n")
+    if a.recheck and failed(rows):
+        print(table(rows, a.tol) + "\n")
+        again = rerun(regressed_cases(rows), str(Path(a.current).with_suffix(".recheck.json")))
+        rows = confirm(rows, compare(baseline, again, a.tol))
+        print("\nafter the re-run (a regression must show in both runs):\n")
     print(table(rows, a.tol))
     if not any(r.before and r.after for r in rows):
         print("compare: no case in common between the two runs (different tiers or devices?)", file=sys.stderr)

@@ -86,3 +86,13 @@ def test_cli_without_baseline_says_so(tmp_path):
     current = tmp_path / "current.json"
     current.write_text(json.dumps(_run(0.5, 1.0)))
     assert compare.main(["--current", str(current), "--storage", str(tmp_path / "empty")]) == 2
+
+
+def test_recheck_keeps_only_regressions_seen_twice():
+    base = _run(0.5, 1.0)  # sens 2.0, kc 20
+    first = compare.compare(base, _run(0.5, 0.7, other_plain_s=1.0), tol=0.25)  # both regress
+    assert compare.regressed_cases(first) == ["kc", "sens"]
+    again = compare.compare(base, _run(0.5, 0.95, other_plain_s=1.0), tol=0.25)  # sens recovers, kc does not
+    final = compare.confirm(first, again)
+    assert _statuses(final) == {"kc/plain_dense": "REGRESSED", "sens/plain_einsum": "ok on re-run"}
+    assert compare.failed(final)
