@@ -58,13 +58,12 @@ inline float exp_nonpositive(float x, float& clamped) {
   const uint32_t k_int = as_bits(t) - as_bits(kShifter);
   float r = xc - k * 0.693359375f;  // Cody-Waite: ln 2 in two parts, the first exact in k * hi
   r = r - k * -2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
+  // Cephes' degree-5 polynomial, evaluated Estrin-style: a shorter dependency chain than Horner.
+  const float r2 = r * r;
+  const float a = r * 1.9875691500E-4f + 1.3981999507E-3f;
+  const float b = r * 8.3334519073E-3f + 4.1665795894E-2f;
+  const float c = r * 1.6666665459E-1f + 5.0000001201E-1f;
+  const float p = ((a * r2 + b) * r2 + c) * r2 + r + 1.0f;
   const float e = p * as_float((k_int + 127u) << 23);  // k >= -126: 2^k is normal
   return as_float(as_bits(e) & ~below);                // NaN x: r, p and e are NaN
 }
@@ -118,21 +117,269 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// Per-thread state of one block of B items: Welford mean and m2 of the softmax ([C][B]), the
-// summed snapshot entropies ([B]), and scratch.
+// Items are handled in chunks of kLanes (one AVX2 register of floats): per chunk, the state is
+// [C][kLanes] (class-major, one item per lane).
+constexpr int kLanes = 8;
+
+// One snapshot is folded into a block's state in three passes, each over all the block's chunks
+// (rather than all three per chunk: a chunk's passes form one long dependency chain, and
+// with the passes interleaved the CPU overlaps one chunk's chain with the next chunk's work).
+// Per chunk: rows are its kLanes rows of C logits (row stride C; when C < kLanes, kLanes values
+// are readable from each row start); tile, mean, m2: [C][kLanes]; mx, inv, ent: [kLanes].
+// Generic versions: loops across the lanes that the compiler vectorises.
+
+// Pass 1: class-major copy of the rows into tile, and each row's max. NaN never wins a
+// comparison, but it is still copied and poisons its item in pass 2; +inf gives max +inf and
+// inf - inf = NaN; an all -inf row gives max -inf and -inf - -inf = NaN.
+template <typename T>
+void chunk_transpose_max(const T* rows, int C, T* tile, T* mx) {
+#pragma omp simd
+  for (int j = 0; j < kLanes; ++j) mx[j] = -INFINITY;
+  for (int c = 0; c < C; ++c) {
+    T* l = tile + c * kLanes;
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      const T v = rows[j * C + c];
+      l[j] = v;
+      mx[j] = v > mx[j] ? v : mx[j];
+    }
+  }
+}
+
+// Pass 2: e = exp(l - max) in place; ent += H(p) = log sum e - sum e (l - max) / sum e;
+// inv = 1 / sum e. The class sums are taken in T over groups of kClassGroup classes and the
+// group sums added in double: the error no longer grows with C, and float -> double
+// conversions (slow on x86) come once per group, not per class.
+constexpr int kClassGroup = 8;
+
+template <typename T>
+void chunk_exp_entropy(int C, T* tile, const T* mx, T* inv, T* ent) {
+  using Acc = double;
+  alignas(64) Acc sum[kLanes], dot[kLanes];
+  alignas(64) T part_sum[kLanes], part_dot[kLanes];
+#pragma omp simd
+  for (int j = 0; j < kLanes; ++j) sum[j] = dot[j] = 0;
+  for (int c0 = 0; c0 < C; c0 += kClassGroup) {
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) part_sum[j] = part_dot[j] = 0;
+    for (int c = c0; c < std::min(C, c0 + kClassGroup); ++c) {
+      T* l = tile + c * kLanes;
+#pragma omp simd
+      for (int j = 0; j < kLanes; ++j) {
+        T shifted;
+        const T e = exp_nonpositive(l[j] - mx[j], shifted);
+        l[j] = e;
+        part_sum[j] += e;
+        part_dot[j] += e * shifted;
+      }
+    }
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      sum[j] += static_cast<Acc>(part_sum[j]);
+      dot[j] += static_cast<Acc>(part_dot[j]);
+    }
+  }
+#pragma omp simd
+  for (int j = 0; j < kLanes; ++j) {
+    const T s = static_cast<T>(sum[j]);  // >= 1 (the max contributes 1) unless NaN
+    ent[j] += log_normal(s) - static_cast<T>(dot[j] / sum[j]);  // NaN sum: dot / sum is NaN
+    inv[j] = T(1) / s;
+  }
+}
+
+// Pass 3: Welford on p = e / sum (no sum-of-squares cancellation); inv_count = 1 / (snapshots
+// folded before + 1).
+template <typename T>
+void chunk_welford(int C, const T* tile, const T* inv, T inv_count, T* mean, T* m2) {
+  for (int c = 0; c < C; ++c) {
+    const T* e = tile + c * kLanes;
+    T* mu = mean + c * kLanes;
+    T* q = m2 + c * kLanes;
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      const T p = e[j] * inv[j];
+      const T delta = p - mu[j];
+      mu[j] += delta * inv_count;
+      q[j] += delta * (p - mu[j]);
+    }
+  }
+}
+
+#if defined(__GNUC__) && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+#define MPTS_SNAPSHOT_VECTOR_FLOAT 1
+#endif
+#endif
+
+#ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
+// The float fold in GCC/Clang vector types (no intrinsics: any target, AVX2 with -march=native):
+// the auto-vectoriser keeps the generic version's per-lane sums in memory and transposes with
+// scalar loads, which made it compute-bound; here the sums live in registers and the rows are
+// transposed 8 x 8 in registers. Same operations in the same order as the generic version.
+using f8 = float __attribute__((vector_size(32)));
+using f4 = float __attribute__((vector_size(16)));
+using u8 = uint32_t __attribute__((vector_size(32)));
+using i8 = int32_t __attribute__((vector_size(32)));
+using d4 = double __attribute__((vector_size(32)));
+
+inline f8 splat(float x) { return f8{x, x, x, x, x, x, x, x}; }
+inline u8 splat_u(uint32_t x) { return u8{x, x, x, x, x, x, x, x}; }
+inline f8 load8(const float* p) {
+  f8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store8(float* p, f8 v) { std::memcpy(p, &v, sizeof(v)); }
+inline f8 max8(f8 a, f8 m) { return a > m ? a : m; }  // x86 maxps: NaN a never wins
+// Element-wise constructors: GCC 12 lowers __builtin_convertvector(float4 -> double4) to four
+// 2-lane conversions, these to one vcvtps2pd each.
+inline d4 lo_to_double(f8 v) { return d4{v[0], v[1], v[2], v[3]}; }
+inline d4 hi_to_double(f8 v) { return d4{v[4], v[5], v[6], v[7]}; }
+inline f8 to_float(d4 lo, d4 hi) {
+  return f8{static_cast<float>(lo[0]), static_cast<float>(lo[1]), static_cast<float>(lo[2]),
+            static_cast<float>(lo[3]), static_cast<float>(hi[0]), static_cast<float>(hi[1]),
+            static_cast<float>(hi[2]), static_cast<float>(hi[3])};
+}
+
+// r[j] = column j of the 8 x 8 block whose rows are r[0..7].
+inline void transpose8(f8* r) {
+  f8 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int h = 0; h < 2; ++h) {
+      u[4 * i + 2 * h] = __builtin_shufflevector(t[4 * i + h], t[4 * i + 2 + h], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[4 * i + 2 * h + 1] = __builtin_shufflevector(t[4 * i + h], t[4 * i + 2 + h], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = __builtin_shufflevector(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[4 + j] = __builtin_shufflevector(u[j], u[4 + j], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// exp_nonpositive, 8 lanes (vector selects are plain blends, no trapping-math concern).
+inline f8 exp8(f8 x, f8& clamped) {
+  const i8 below = x < splat(kExpLow);
+  const f8 xc = below ? splat(kExpLow) : x;  // NaN stays NaN
+  clamped = xc;
+  const float shifter = 12582912.0f;
+  const f8 t = xc * 1.44269504088896341f + shifter;
+  const f8 k = t - shifter;
+  const u8 k_int = (u8)t - splat_u(as_bits(shifter));
+  f8 r = xc - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  const f8 r2 = r * r;
+  const f8 a = r * 1.9875691500E-4f + 1.3981999507E-3f;
+  const f8 b = r * 8.3334519073E-3f + 4.1665795894E-2f;
+  const f8 c = r * 1.6666665459E-1f + 5.0000001201E-1f;
+  const f8 p = ((a * r2 + b) * r2 + c) * r2 + r + 1.0f;
+  const f8 e = p * (f8)((k_int + 127u) << 23);
+  return below ? splat(0.0f) : e;
+}
+
+// log_normal, 8 lanes.
+inline f8 log8(f8 x) {
+  const u8 bits = (u8)x;
+  const f8 e0 = __builtin_convertvector((i8)((bits >> 23) & 0xffu) - 126, f8);
+  const f8 m0 = (f8)((bits & 0x007fffffu) | 0x3f000000u);
+  const u8 small = (u8)(m0 < splat(0.707106781186547524f));
+  const f8 e = e0 - (f8)((u8)splat(1.0f) & small);
+  const f8 m = m0 + (f8)((u8)m0 & small) - 1.0f;
+  const f8 z = m * m;
+  f8 y = splat(7.0376836292E-2f);
+  y = y * m - 1.1514610310E-1f;
+  y = y * m + 1.1676998740E-1f;
+  y = y * m - 1.2420140846E-1f;
+  y = y * m + 1.4249322787E-1f;
+  y = y * m - 1.6668057665E-1f;
+  y = y * m + 2.0000714765E-1f;
+  y = y * m - 2.4999993993E-1f;
+  y = y * m + 3.3333331174E-1f;
+  y = y * m * z;
+  y += e * -2.12194440e-4f;
+  y += -0.5f * z;
+  return m + y + e * 0.693359375f;
+}
+
+template <>
+void chunk_transpose_max<float>(const float* rows, int C, float* tile, float* mx_out) {
+  // 8 x 8 blocks: when 8 does not divide C >= 8, the last block of classes overlaps the one
+  // before; when C < 8, one block, of which columns 0..C-1 are the row's classes.
+  f8 mx = splat(-INFINITY);
+  for (int c0 = 0; c0 < C; c0 += kLanes) {
+    const int cc = C < kLanes ? 0 : std::min(c0, C - kLanes);
+    f8 r[kLanes];
+    for (int j = 0; j < kLanes; ++j) r[j] = load8(rows + j * C + cc);
+    transpose8(r);
+    const int n = std::min(kLanes, C);
+    for (int j = 0; j < n; ++j) {
+      store8(tile + (cc + j) * kLanes, r[j]);
+      mx = max8(r[j], mx);
+    }
+  }
+  store8(mx_out, mx);
+}
+
+template <>
+void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv, float* ent) {
+  const f8 mx = load8(mx_in);
+  d4 sum_lo = {}, sum_hi = {}, dot_lo = {}, dot_hi = {};
+  for (int c0 = 0; c0 < C; c0 += kClassGroup) {
+    f8 part_sum = {}, part_dot = {};
+    const int c1 = std::min(C, c0 + kClassGroup);
+    for (int c = c0; c < c1; ++c) {
+      float* l = tile + c * kLanes;
+      f8 shifted;
+      const f8 e = exp8(load8(l) - mx, shifted);
+      store8(l, e);
+      part_sum += e;
+      part_dot += e * shifted;
+    }
+    sum_lo += lo_to_double(part_sum);
+    sum_hi += hi_to_double(part_sum);
+    dot_lo += lo_to_double(part_dot);
+    dot_hi += hi_to_double(part_dot);
+  }
+  const f8 s = to_float(sum_lo, sum_hi);
+  store8(ent, load8(ent) + (log8(s) - to_float(dot_lo / sum_lo, dot_hi / sum_hi)));
+  store8(inv, 1.0f / s);
+}
+
+template <>
+void chunk_welford<float>(int C, const float* tile, const float* inv_in, float inv_count, float* mean,
+                          float* m2) {
+  const f8 inv = load8(inv_in), ic = splat(inv_count);
+  for (int c = 0; c < C; ++c) {
+    const f8 p = load8(tile + c * kLanes) * inv;
+    f8 mu = load8(mean + c * kLanes);
+    const f8 delta = p - mu;
+    mu += delta * ic;
+    store8(mean + c * kLanes, mu);
+    store8(m2 + c * kLanes, load8(m2 + c * kLanes) + delta * (p - mu));
+  }
+}
+#endif  // MPTS_SNAPSHOT_VECTOR_FLOAT
+
+// Per-thread state of one block of B items (B a multiple of kLanes): per chunk of kLanes items,
+// the Welford mean and m2 of the softmax ([C][kLanes]); the summed snapshot entropies ([B]).
 template <typename T, int B>
 struct BlockState {
-  using Acc = double;
+  static_assert(B % kLanes == 0);
+  static constexpr int kChunks = B / kLanes;
   const int C;
-  Scratch<T> tile, mean_, m2_, rows;  // tile, mean, m2: [C][B]; rows: a zero-padded (B, C) copy
+  Scratch<T> tile_, mean_, m2_, rows;  // tile, mean, m2: [kChunks][C][kLanes]
   alignas(64) T ent[B];
   alignas(64) T mx[B];
   alignas(64) T inv[B];
-  alignas(64) Acc sum[B];
-  alignas(64) Acc dot[B];
 
   explicit BlockState(int64_t C_)
-      : C(static_cast<int>(C_)), tile(B * C_), mean_(B * C_), m2_(B * C_), rows(B * C_) {}
+      : C(static_cast<int>(C_)), tile_(B * C_), mean_(B * C_), m2_(B * C_), rows(B * C_ + kLanes) {}
+
+  T* tile(int k) { return tile_.p + k * C * kLanes; }
+  T* mean(int k) { return mean_.p + k * C * kLanes; }
+  T* m2(int k) { return m2_.p + k * C * kLanes; }
 
   void zero() {
     std::fill(mean_.p, mean_.p + B * C, T(0));
@@ -140,131 +387,78 @@ struct BlockState {
     std::fill(ent, ent + B, T(0));
   }
 
-  // The block's bn rows of an (N, C) array at row n0, B rows long: a partial last block is
-  // copied into zero-padded scratch, so every loop below runs over all B lanes.
-  const T* block_rows(const T* src, int64_t n0, int64_t bn) {
-    if (bn == B) return src + n0 * C;
+  // The block's rows of an (N, C) array: B rows from row n0, of which bn < B may be real.
+  // A partial block, and the last block when C < kLanes (the transpose reads kLanes values from
+  // each row start), are copied into zero-padded scratch, so every chunk has kLanes rows.
+  const T* block_rows(const T* src, int64_t n0, int64_t bn, int64_t N) {
+    if (bn == B && (C >= kLanes || n0 + B < N)) return src + n0 * C;
     std::copy(src + n0 * C, src + (n0 + bn) * C, rows.p);
-    std::fill(rows.p + bn * C, rows.p + B * C, T(0));
+    std::fill(rows.p + bn * C, rows.p + B * C + kLanes, T(0));
     return rows.p;
   }
 
   // state rows n0..n0+bn from (N, C) arrays and back (the accumulator API)
-  void load(const T* gmean, const T* gm2, const T* gent, int64_t n0, int64_t bn) {
-    const T* mu = block_rows(gmean, n0, bn);
+  void load(const T* gmean, const T* gm2, const T* gent, int64_t n0, int64_t bn, int64_t N) {
+    const T* mu = block_rows(gmean, n0, bn, N);
     for (int b = 0; b < B; ++b)
-      for (int c = 0; c < C; ++c) mean_.p[c * B + b] = mu[b * C + c];
-    const T* q = block_rows(gm2, n0, bn);
+      for (int c = 0; c < C; ++c) mean(b / kLanes)[c * kLanes + b % kLanes] = mu[b * C + c];
+    const T* q = block_rows(gm2, n0, bn, N);
     for (int b = 0; b < B; ++b)
-      for (int c = 0; c < C; ++c) m2_.p[c * B + b] = q[b * C + c];
+      for (int c = 0; c < C; ++c) m2(b / kLanes)[c * kLanes + b % kLanes] = q[b * C + c];
     std::fill(ent, ent + B, T(0));
     std::copy(gent + n0, gent + n0 + bn, ent);
   }
-  void store(T* gmean, T* gm2, T* gent, int64_t n0, int64_t bn) const {
+  void store(T* gmean, T* gm2, T* gent, int64_t n0, int64_t bn) {
     for (int64_t b = 0; b < bn; ++b)
       for (int c = 0; c < C; ++c) {
-        gmean[(n0 + b) * C + c] = mean_.p[c * B + b];
-        gm2[(n0 + b) * C + c] = m2_.p[c * B + b];
+        gmean[(n0 + b) * C + c] = mean(b / kLanes)[c * kLanes + b % kLanes];
+        gm2[(n0 + b) * C + c] = m2(b / kLanes)[c * kLanes + b % kLanes];
       }
     std::copy(ent, ent + bn, gent + n0);
   }
 
-  // Folds one snapshot's block rows ((B, C) row-major) into the state; `count` snapshots were
+  // Folds one snapshot's block rows (from block_rows) into the state; `count` snapshots were
   // folded before.
   void fold(const T* src, int64_t count) {
-    const int C_ = C;
-    T* lt = tile.p;
-    // Class-major copy and row max. NaN never wins a comparison, but it is still copied and
-    // poisons its item below; +inf gives max +inf and inf - inf = NaN; an all -inf row gives
-    // max -inf and -inf - -inf = NaN.
-#pragma omp simd
-    for (int b = 0; b < B; ++b) {
-      const T v = src[b * C_];
-      lt[b] = v;
-      mx[b] = v;
-    }
-    for (int c = 1; c < C_; ++c) {
-      T* l = lt + c * B;
-#pragma omp simd
-      for (int b = 0; b < B; ++b) {
-        const T v = src[b * C_ + c];
-        l[b] = v;
-        mx[b] = v > mx[b] ? v : mx[b];
-      }
-    }
-    // e = exp(l - max) in place; H(p) = log sum e - sum e (l - max) / sum e.
-    std::fill(sum, sum + B, Acc(0));
-    std::fill(dot, dot + B, Acc(0));
-    for (int c = 0; c < C_; ++c) {
-      T* l = lt + c * B;
-#pragma omp simd
-      for (int b = 0; b < B; ++b) {
-        T shifted;
-        const T e = exp_nonpositive(l[b] - mx[b], shifted);
-        l[b] = e;
-        sum[b] += static_cast<Acc>(e);
-        dot[b] += static_cast<Acc>(e * shifted);
-      }
-    }
-#pragma omp simd
-    for (int b = 0; b < B; ++b) {
-      const T s = static_cast<T>(sum[b]);  // >= 1 (the max contributes 1) unless NaN
-      ent[b] += log_normal(s) - static_cast<T>(dot[b] / sum[b]);  // NaN sum: dot / sum is NaN
-      inv[b] = T(1) / s;
-    }
-    // Welford on p = e / sum: no sum-of-squares cancellation.
     const T inv_count = T(1) / static_cast<T>(count + 1);
-    for (int c = 0; c < C_; ++c) {
-      const T* e = lt + c * B;
-      T* mu = mean_.p + c * B;
-      T* q = m2_.p + c * B;
-#pragma omp simd
-      for (int b = 0; b < B; ++b) {
-        const T p = e[b] * inv[b];
-        const T delta = p - mu[b];
-        mu[b] += delta * inv_count;
-        q[b] += delta * (p - mu[b]);
-      }
-    }
+    for (int k = 0; k < kChunks; ++k) chunk_transpose_max<T>(src + k * kLanes * C, C, tile(k), mx + k * kLanes);
+    for (int k = 0; k < kChunks; ++k) chunk_exp_entropy<T>(C, tile(k), mx + k * kLanes, inv + k * kLanes, ent + k * kLanes);
+    for (int k = 0; k < kChunks; ++k) chunk_welford<T>(C, tile(k), inv + k * kLanes, inv_count, mean(k), m2(k));
   }
 
   void finalize(int64_t n0, int64_t bn, int64_t N, int64_t count, T* scores) {
-    alignas(64) T top1[B], top2[B];
-    Acc* H = sum;
-    Acc* var = dot;
-    std::fill(H, H + B, Acc(0));
-    std::fill(var, var + B, Acc(0));
-    std::fill(top1, top1 + B, T(0));
-    std::fill(top2, top2 + B, T(0));
-    for (int c = 0; c < C; ++c) {
-      const T* mu = mean_.p + c * B;
-      const T* q = m2_.p + c * B;
-#pragma omp simd
-      for (int b = 0; b < B; ++b) {
-        const T p = mu[b];
-        H[b] -= static_cast<Acc>(xlogx_or_nan(p));
-        var[b] += static_cast<Acc>(q[b]);
-        const T lo = p < top1[b] ? p : top1[b];
-        top2[b] = lo > top2[b] ? lo : top2[b];
-        top1[b] = p > top1[b] ? p : top1[b];
-      }
-    }
+    using Acc = double;
     const T inv_count = T(1) / static_cast<T>(count);
     const T var_scale = count > 1 ? T(1) / static_cast<T>(count - 1) : T(0);
-    T* out_h = scores + kEntropy * N + n0;
-    T* out_bald = scores + kBald * N + n0;
-    T* out_var = scores + kVariance * N + n0;
-    T* out_margin = scores + kMargin * N + n0;
-    T* out_lc = scores + kLeastConfidence * N + n0;
-    for (int64_t b = 0; b < bn; ++b) {
-      const T h = static_cast<T>(H[b]);
-      const T mi = h - ent[b] * inv_count;
-      out_h[b] = h;
-      out_bald[b] = mi > T(0) ? mi : (mi != mi ? mi : T(0));
-      const T v = static_cast<T>(var[b]) * var_scale;
-      out_var[b] = v < T(0) ? T(0) : v;  // m2 may round below 0 (FMA-contracted Welford steps)
-      out_margin[b] = top1[b] - top2[b];
-      out_lc[b] = T(1) - top1[b];
+    for (int k = 0; k * kLanes < bn; ++k) {
+      alignas(64) Acc H[kLanes] = {}, var[kLanes] = {};
+      alignas(64) T top1[kLanes] = {}, top2[kLanes] = {};
+      const T* mu = mean(k);
+      const T* q = m2(k);
+      for (int c = 0; c < C; ++c) {
+#pragma omp simd
+        for (int j = 0; j < kLanes; ++j) {
+          const T p = mu[c * kLanes + j];
+          H[j] -= static_cast<Acc>(xlogx_or_nan(p));
+          var[j] += static_cast<Acc>(q[c * kLanes + j]);
+          const T lo = p < top1[j] ? p : top1[j];
+          top2[j] = lo > top2[j] ? lo : top2[j];
+          top1[j] = p > top1[j] ? p : top1[j];
+        }
+      }
+      const int64_t b0 = k * kLanes;
+      const int64_t nj = std::min<int64_t>(kLanes, bn - b0);
+      for (int64_t j = 0; j < nj; ++j) {
+        const int64_t i = n0 + b0 + j;
+        const T h = static_cast<T>(H[j]);
+        const T mi = h - ent[b0 + j] * inv_count;
+        scores[kEntropy * N + i] = h;
+        scores[kBald * N + i] = mi > T(0) ? mi : (mi != mi ? mi : T(0));
+        const T v = static_cast<T>(var[j]) * var_scale;
+        scores[kVariance * N + i] = v < T(0) ? T(0) : v;  // m2 may round below 0 (FMA-contracted Welford)
+        scores[kMargin * N + i] = top1[j] - top2[j];
+        scores[kLeastConfidence * N + i] = T(1) - top1[j];
+      }
     }
   }
 };
@@ -286,7 +480,7 @@ void for_each_block_of(int64_t N, int64_t C, Body body) {
   }
 }
 
-// Blocks of 64 items keep the three [C][B] tiles in L1 up to C = 64; 16 above.
+// Blocks of 64 items keep the state in L1 up to C = 64; 16 above.
 template <typename T, typename Body>
 void for_each_block(int64_t N, int64_t C, Body body) {
   if (C <= 64)
@@ -301,7 +495,7 @@ template <typename T>
 void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
   for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
     st.zero();
-    for (int64_t s = 0; s < S; ++s) st.fold(st.block_rows(logits[s], n0, bn), s);
+    for (int64_t s = 0; s < S; ++s) st.fold(st.block_rows(logits[s], n0, bn, N), s);
     st.finalize(n0, bn, N, S, scores);
   });
 }
@@ -310,8 +504,8 @@ template <typename T>
 void snapshot_accumulate_cpu(const T* logits, int64_t N, int64_t C, int64_t count, T* mean, T* m2,
                              T* ent_sum) {
   for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
-    st.load(mean, m2, ent_sum, n0, bn);
-    st.fold(st.block_rows(logits, n0, bn), count);
+    st.load(mean, m2, ent_sum, n0, bn, N);
+    st.fold(st.block_rows(logits, n0, bn, N), count);
     st.store(mean, m2, ent_sum, n0, bn);
   });
 }
@@ -320,7 +514,7 @@ template <typename T>
 void snapshot_finalize_cpu(const T* mean, const T* m2, const T* ent_sum, int64_t N, int64_t C,
                            int64_t count, T* scores) {
   for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
-    st.load(mean, m2, ent_sum, n0, bn);
+    st.load(mean, m2, ent_sum, n0, bn, N);
     st.finalize(n0, bn, N, count, scores);
   });
 }
