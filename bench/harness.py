@@ -155,6 +155,62 @@ def time_calls(fn: Callable, device="cpu", warmup: int = 1, reps: int = 3) -> di
     return out
 
 
+def _time_once(fn: Callable, is_cuda: bool) -> tuple[float, float | None]:
+    """One timed call: (seconds, share of the CPU other processes used during it or None)."""
+    if is_cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3, None
+    with CpuMonitor() as mon:
+        t0 = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - t0
+    return elapsed, (mon.result["other_cpu_share"] if mon.result else None)
+
+
+def time_interleaved(fns: dict[str, Callable], device="cpu", warmup: dict[str, int] | int = 1,
+                     reps: dict[str, int] | int = 3) -> dict[str, dict]:
+    """Time several implementations round-robin: each round runs every fn that still has reps left
+    once, so ours and the plain versions see the same load (a load that comes and goes between
+    two back-to-back series would move their ratio). warmup / reps: one count for all or per name.
+    Returns name -> the same fields as time_calls (times_s, best_s, median_s, warmup, reps and,
+    on CPU, other_cpu_share_per_rep / _all_reps / _of_best)."""
+    is_cuda = torch.device(device).type == "cuda"
+    w = warmup if isinstance(warmup, dict) else {n: warmup for n in fns}
+    r = reps if isinstance(reps, dict) else {n: reps for n in fns}
+    for name, fn in fns.items():
+        for _ in range(w[name]):
+            fn()
+    sync(device)
+    times: dict[str, list] = {n: [] for n in fns}
+    shares: dict[str, list] = {n: [] for n in fns}
+    for i in range(max(r.values(), default=0)):
+        for name, fn in fns.items():
+            if i < r[name]:
+                t, share = _time_once(fn, is_cuda)
+                times[name].append(t)
+                shares[name].append(share)
+    out = {}
+    for name in fns:
+        ts = times[name]
+        if not ts:
+            continue
+        e = {"times_s": ts, "best_s": min(ts), "median_s": statistics.median(ts), "warmup": w[name], "reps": r[name],
+             "interleaved_with": [n for n in fns if n != name]}
+        if not is_cuda:
+            known = [x for x in shares[name] if x is not None]
+            e["other_cpu_share_per_rep"] = shares[name]
+            e["other_cpu_share_all_reps"] = sum(known) / len(known) if known else None
+            best = shares[name][ts.index(min(ts))]
+            e["other_cpu_share_of_best"] = best if best is not None else e["other_cpu_share_all_reps"]
+        out[name] = e
+    return out
+
+
 # ------------------------------------------------------------------------------ contention
 #
 # Timings on a small shared machine are only as good as its quietness. CpuMonitor reports how

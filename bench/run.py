@@ -9,7 +9,8 @@
 
 Every case times mpts_fast's op next to the plain versions it replaces in this one process
 (time.perf_counter on CPU, CUDA events on GPU; warm-up, then best and median of k; ratios and
-floor fractions use the best time). Ratios are plain / ours (> 1: ours faster). Slow baselines
+floor fractions use the best time). On CPU the implementations of a case run round-robin, one
+call each per round, so a load that comes and goes affects ours and plain alike. Ratios are plain / ours (> 1: ours faster). Slow baselines
 that run only part of the work (a prefix of the picks, a few patterns) are scaled to the whole
 (marked "extrap.", the model in the case's notes). The floor of a case is the time its
 unavoidable work takes at the machine's rate: FLOPs at the GEMM rate plus bytes at the memory
@@ -89,7 +90,6 @@ class Runner:
             log(f"  warning: other processes used {r['other_cpu_share_of_best']:.0%} of the CPU during the best rep")
         if self.is_cuda:
             r["peak_extra_mb"] = (torch.cuda.max_memory_allocated() - base) / 1e6
-        r.pop("times_s") if len(r["times_s"]) > 20 else None  # the tiny cases' hundreds of reps
         return r
 
     def try_timed(self, fn, reps) -> dict:
@@ -147,50 +147,90 @@ class Runner:
             "notes": list(case.notes),
         }
 
+    def timed_interleaved(self, calls: dict, reps: dict[str, tuple[int, int]]) -> dict[str, dict]:
+        """CPU: ours and the plain versions round-robin (harness.time_interleaved), so a load that
+        comes and goes hits them alike; up to two more rounds when the best rep of any was disturbed."""
+        if self.quiet_wait_s > 0:
+            harness.wait_quiet(self.quiet_wait_s)
+        res = harness.time_interleaved(calls, "cpu", {n: r[0] for n, r in reps.items()}, {n: r[1] for n, r in reps.items()})
+        for extra in range(2):
+            busy = {n: e["other_cpu_share_of_best"] for n, e in res.items() if (e.get("other_cpu_share_of_best") or 0) > CONTENDED}
+            if not busy:
+                break
+            log(f"  other processes used {max(busy.values()):.0%} of the CPU during a best rep; one more round")
+            if self.quiet_wait_s > 0:
+                harness.wait_quiet(self.quiet_wait_s)
+            more = harness.time_interleaved(calls, "cpu", 0, 1)
+            for n, e in res.items():
+                m = more[n]
+                e["times_s"] += m["times_s"]
+                e["other_cpu_share_per_rep"] += m["other_cpu_share_per_rep"]
+                e["reps"] += 1
+                e["best_s"] = min(e["times_s"])
+                e["median_s"] = statistics.median(e["times_s"])
+                best = e["other_cpu_share_per_rep"][e["times_s"].index(e["best_s"])]
+                e["other_cpu_share_of_best"] = best if best is not None else e["other_cpu_share_of_best"]
+        for n, e in res.items():
+            if (e.get("other_cpu_share_of_best") or 0) > CONTENDED:
+                log(f"  warning: other processes used {e['other_cpu_share_of_best']:.0%} of the CPU during {n}'s best rep")
+            if len(e["times_s"]) > 20:  # the tiny cases' hundreds of reps
+                e.pop("times_s")
+                e.pop("other_cpu_share_per_rep")
+        return res
+
     def run_case(self, case: registry.Case, sz: dict) -> dict:
         out = self.header(case, sz)
         log(out["label"])
         inputs = case.make_inputs(sz, self.device)
-        ours_result = None
-        for role, impl in case.impls():
-            if role != "ours":
-                log(f"  {impl.name}")
-            self.free()
-            closure = impl.make(inputs, sz)
-            last: list = [None]
+        impls = case.impls()
+        last: dict[str, list] = {impl.name: [None] for _, impl in impls}
+        calls = {}
+        for _, impl in impls:
+            def call(closure=impl.make(inputs, sz), holder=last[impl.name]):
+                holder[0] = closure()
+                return holder[0]
 
-            def call(closure=closure, last=last):
-                last[0] = closure()
-                return last[0]
-
-            entry = self.try_timed(call, case.reps["slow" if impl.slow else "fast"])
+            calls[impl.name] = call
+        reps = {impl.name: case.reps["slow" if impl.slow else "fast"] for _, impl in impls}
+        if self.is_cuda:  # one at a time: each its own peak device memory (and an OOM of its own)
+            entries = {}
+            for name, call in calls.items():
+                log(f"  {name}")
+                self.free()
+                entries[name] = self.try_timed(call, reps[name])
+        else:
+            log("  interleaved: " + ", ".join(calls))
+            entries = self.timed_interleaved(calls, reps)
+        ours_result = last[case.ours.name][0]
+        for role, impl in impls:
+            entry = entries[impl.name]
             entry["what"] = impl.what
+            result = last[impl.name][0]
             if "error" not in entry:
                 if impl.scale is not None:
-                    scale = impl.scale(sz, last[0])
+                    scale = impl.scale(sz, result)
                     if scale != 1.0:
                         entry["measured_best_s"] = entry["best_s"]
                         entry["extrapolated_s"] = entry["best_s"] * scale
                         entry["extrapolated"] = True
-                if role == "ours":
-                    ours_result = last[0]
-                elif impl.check is not None and ours_result is not None:
+                if role != "ours" and impl.check is not None and ours_result is not None:
                     try:
-                        impl.check(inputs, sz, last[0], ours_result)
+                        impl.check(inputs, sz, result, ours_result)
                         entry["agrees_with_ours"] = True
                     except AssertionError as exc:
                         entry["agrees_with_ours"] = False
                         entry["disagreement"] = str(exc).splitlines()[0]
                         log(f"  warning: {impl.name} disagrees with ours: {entry['disagreement']}")
-            if impl.name in case.mem_probe:
-                self.attach_mem(entry, self.probe(case, impl.name))
             if role == "ours":
                 out["ours"] = entry
             else:
                 out["baselines" if role == "plain" else "references"][impl.name] = entry
-            del closure, last
-        del inputs, ours_result
+        del calls, last, inputs, ours_result
         self.free()
+        for role, impl in impls:  # fresh processes, after this one's inputs are freed
+            if impl.name in case.mem_probe:
+                entry = out["ours"] if role == "ours" else out["baselines" if role == "plain" else "references"][impl.name]
+                self.attach_mem(entry, self.probe(case, impl.name))
         return self.finish(out)
 
     def run_fresh(self, case: registry.Case, sz: dict) -> dict:
