@@ -146,13 +146,16 @@ def confirm(first: list[Row], recheck: list[Row]) -> list[Row]:
     return out
 
 
-def rerun(cases: list[str], json_out: str) -> dict:
-    """Run the pytest-benchmark suite again for these cases only (same tier, from the environment)."""
+def rerun(cases: list[str], json_out: str, tier: str | None) -> dict:
+    """Run the pytest-benchmark suite again for these cases only, at the current run's tier."""
     bench_dir = os.path.dirname(os.path.abspath(__file__))
     cmd = [sys.executable, "-m", "pytest", bench_dir, "--benchmark-only", "-q", "-k", " or ".join(cases),
            f"--benchmark-json={json_out}"]
+    env = dict(os.environ)
+    if tier is not None:
+        env["MPTS_BENCH_QUICK"] = "1" if tier == "quick" else "0"
     print("re-running the regressed cases once: " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, env=env)
     return load(json_out)
 
 
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline: {base_path}\ncurrent:  {a.current}\n")
     if a.recheck and failed(rows):
         print(table(rows, a.tol) + "\n")
-        again = rerun(regressed_cases(rows), str(Path(a.current).with_suffix(".recheck.json")))
+        again = rerun(regressed_cases(rows), str(Path(a.current).with_suffix(".recheck.json")), tier_of(current))
         rows = confirm(rows, compare(baseline, again, a.tol))
         print("\nafter the re-run (a regression must show in both runs):\n")
     print(table(rows, a.tol))

@@ -3,7 +3,8 @@
 The suites only run when bench/ (or a file in it) is named on the command line:
 
     pytest bench/ --benchmark-only                     # full sizes (minutes)
-    MPTS_BENCH_QUICK=1 pytest bench/ --benchmark-only  # quick sizes (under a minute)
+    MPTS_BENCH_QUICK=1 pytest bench/ --benchmark-only  # quick sizes (under two minutes)
+    make bench / make bench-compare                    # save a run / compare with it (bench/README.md)
 
 A plain `pytest` (testpaths = tests) never comes here, and runs that only reach bench/ by walking
 the tree (`pytest .`) skip its files (pytest_ignore_collect).
@@ -16,7 +17,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 
-if str(BENCH_DIR) not in sys.path:  # `import baselines, harness` under any --import-mode
+if str(BENCH_DIR) not in sys.path:  # `import cases, suite, harness` under any --import-mode
     sys.path.insert(0, str(BENCH_DIR))
 
 
