@@ -1,19 +1,22 @@
-// Snapshot scores on the CPU: one pass over (S, N, C) logits, meant to run at memory speed.
+// Snapshot scores on the CPU: one pass over (S, N, C) logits, meant to run near memory speed.
 //
-// Items are processed in blocks of B. Per block and snapshot, one pass reads the block's rows
-// ((B, C), contiguous in the snapshot) and writes them class-major ([C][B]) into an L1 tile while
-// taking each item's max; every later step is a loop across items, one item per SIMD lane, so
-// the per-item sums stay in registers and exp/log run 8 items at a time (AVX2).
+// Items are processed in blocks of B (the unit of dynamic scheduling), and within a block in
+// chunks of 8 items, one item per SIMD lane. Per block and snapshot, pass 1 transposes each
+// chunk's rows ((8, C), contiguous in the snapshot) into a class-major [C][8] tile and takes the
+// row max; pass 2 takes exp(l - max) and the per-item sums with those sums in registers; pass 3
+// folds the softmax into the Welford state. The float path is written in GCC/Clang vector types
+// (portable, no intrinsics: 8 x 8 in-register transpose, 8-lane exp/log); the generic path
+// (double, or compilers without vector types) is plain loops across lanes.
 //
-// The exp/log here vectorise under GCC's default -ftrapping-math: GCC will not if-convert a
+// The generic exp/log vectorise under GCC's default -ftrapping-math: GCC will not if-convert a
 // select whose arms it could sink into branches (`x < lo ? lo : x` followed by arithmetic, or
 // `c ? a * b : 0`), since it may not speculate an FP operation that might trap, so the loop would
-// stay scalar. Every such select below is done on the bits (and/or with an all-ones mask), which
+// stay scalar. Every such select there is done on the bits (and/or with an all-ones mask), which
 // cannot trap. Check with -fopt-info-vec after editing.
 //
-// Sums over classes (softmax denominator, sum e (l - max), entropy, variance) run in double: in
-// float32 their error grows linearly with C (7-10x torch's pairwise sums at C = 1000), while the
-// per-class work that dominates the time (exp, Welford) stays in T.
+// Sums over classes (softmax denominator, sum e (l - max), entropy, variance) end in double: in
+// float32 a sequential sum's error grows linearly with C (7-10x torch's pairwise sums at
+// C = 1000). The per-class work that dominates the time (exp, Welford) stays in T.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -45,6 +48,10 @@ inline uint32_t mask_if(bool cond) { return 0u - static_cast<uint32_t>(cond); }
 // instead of x, so a masked class (x = -inf, e = 0) adds 0 rather than 0 * -inf = NaN.
 // Cephes' polynomial (~1 ulp); results below FLT_MIN flush to 0, exp(-inf) = 0 exactly.
 constexpr float kExpLow = -87.3365f;  // 2^-126 = FLT_MIN: below it the result is flushed to 0
+// r = x - k ln 2 in one FMA-contracted step (with -march=native), not Cody-Waite's two: the
+// float ln 2 is 1.9e-9 off, which moves exp(x) by |k| * 1.9e-9 relative, under 0.3 ulp for
+// x > -14 and at most 2 ulp at k = -126, where e <= 2^-125 cannot move a sum that holds a 1.
+constexpr float kLn2 = 0.693147180559945309f;
 
 inline float exp_nonpositive(float x, float& clamped) {
   const uint32_t below = mask_if(x < kExpLow);
@@ -56,8 +63,7 @@ inline float exp_nonpositive(float x, float& clamped) {
   const float t = xc * 1.44269504088896341f + kShifter;
   const float k = t - kShifter;
   const uint32_t k_int = as_bits(t) - as_bits(kShifter);
-  float r = xc - k * 0.693359375f;  // Cody-Waite: ln 2 in two parts, the first exact in k * hi
-  r = r - k * -2.12194440e-4f;
+  const float r = xc - k * kLn2;
   // Cephes' degree-5 polynomial, evaluated Estrin-style: a shorter dependency chain than Horner.
   const float r2 = r * r;
   const float a = r * 1.9875691500E-4f + 1.3981999507E-3f;
@@ -212,6 +218,12 @@ void chunk_welford(int C, const T* tile, const T* inv, T inv_count, T* mean, T* 
 #endif
 
 #ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
+#if defined(__GNUC__) && !defined(__clang__)
+// Without -mavx, GCC warns that passing 32-byte vectors changes the ABI; these helpers are
+// internal and inlined, so no ABI is involved.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 // The float fold in GCC/Clang vector types (no intrinsics: any target, AVX2 with -march=native):
 // the auto-vectoriser keeps the generic version's per-lane sums in memory and transposes with
 // scalar loads, which made it compute-bound; here the sums live in registers and the rows are
@@ -268,8 +280,7 @@ inline f8 exp8(f8 x, f8& clamped) {
   const f8 t = xc * 1.44269504088896341f + shifter;
   const f8 k = t - shifter;
   const u8 k_int = (u8)t - splat_u(as_bits(shifter));
-  f8 r = xc - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
+  const f8 r = xc - k * kLn2;
   const f8 r2 = r * r;
   const f8 a = r * 1.9875691500E-4f + 1.3981999507E-3f;
   const f8 b = r * 8.3334519073E-3f + 4.1665795894E-2f;
@@ -360,6 +371,9 @@ void chunk_welford<float>(int C, const float* tile, const float* inv_in, float i
     store8(m2 + c * kLanes, load8(m2 + c * kLanes) + delta * (p - mu));
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif  // MPTS_SNAPSHOT_VECTOR_FLOAT
 
 // Per-thread state of one block of B items (B a multiple of kLanes): per chunk of kLanes items,
@@ -463,6 +477,21 @@ struct BlockState {
   }
 };
 
+// Asks for n elements from p to be brought into cache. A block's rows are S bursts of
+// B * C values, one per snapshot, tens of MB apart: the hardware prefetchers, which follow
+// one address stream, lose track between bursts, and without this the kernel spends about as
+// long waiting for memory as computing.
+template <typename T>
+void prefetch_rows(const T* p, int64_t n) {
+#if defined(__GNUC__)
+  const char* b = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * static_cast<int64_t>(sizeof(T)); off += 64) __builtin_prefetch(b + off, 0, 3);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 // Runs body(state, n0, bn) over item blocks in parallel, with one BlockState per thread.
 // Dynamic: a thread whose core another process takes does fewer blocks instead of holding up
 // the region's end (a static split waits for its share); each block writes only its own items.
@@ -495,7 +524,15 @@ template <typename T>
 void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
   for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
     st.zero();
-    for (int64_t s = 0; s < S; ++s) st.fold(st.block_rows(logits[s], n0, bn, N), s);
+    for (int64_t s = 0; s < S; ++s) {
+      // The rows folded next: the next snapshot's, or after the last snapshot the next block's
+      // first (the next block this thread takes, usually: blocks are handed out 8 at a time).
+      if (s + 1 < S)
+        prefetch_rows(logits[s + 1] + n0 * C, bn * C);
+      else if (n0 + bn < N)
+        prefetch_rows(logits[0] + (n0 + bn) * C, std::min<int64_t>(bn, N - n0 - bn) * C);
+      st.fold(st.block_rows(logits[s], n0, bn, N), s);
+    }
     st.finalize(n0, bn, N, S, scores);
   });
 }
