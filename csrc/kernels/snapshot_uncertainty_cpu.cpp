@@ -123,6 +123,14 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
+// The per-chunk passes are inlined into the loops over a block's chunks, so their constants
+// are set up once per block rather than once per chunk.
+#if defined(__GNUC__)
+#define MPTS_INLINE inline __attribute__((always_inline))
+#else
+#define MPTS_INLINE inline
+#endif
+
 // Items are handled in chunks of kLanes (one AVX2 register of floats): per chunk, the state is
 // [C][kLanes] (class-major, one item per lane).
 constexpr int kLanes = 8;
@@ -138,7 +146,7 @@ constexpr int kLanes = 8;
 // comparison, but it is still copied and poisons its item in pass 2; +inf gives max +inf and
 // inf - inf = NaN; an all -inf row gives max -inf and -inf - -inf = NaN.
 template <typename T>
-void chunk_transpose_max(const T* rows, int C, T* tile, T* mx) {
+MPTS_INLINE void chunk_transpose_max(const T* rows, int C, T* tile, T* mx) {
 #pragma omp simd
   for (int j = 0; j < kLanes; ++j) mx[j] = -INFINITY;
   for (int c = 0; c < C; ++c) {
@@ -159,7 +167,7 @@ void chunk_transpose_max(const T* rows, int C, T* tile, T* mx) {
 constexpr int kClassGroup = 8;
 
 template <typename T>
-void chunk_exp_entropy(int C, T* tile, const T* mx, T* inv, T* ent) {
+MPTS_INLINE void chunk_exp_entropy(int C, T* tile, const T* mx, T* inv, T* ent) {
   using Acc = double;
   alignas(64) Acc sum[kLanes], dot[kLanes];
   alignas(64) T part_sum[kLanes], part_dot[kLanes];
@@ -196,7 +204,7 @@ void chunk_exp_entropy(int C, T* tile, const T* mx, T* inv, T* ent) {
 // Pass 3: Welford on p = e / sum (no sum-of-squares cancellation); inv_count = 1 / (snapshots
 // folded before + 1).
 template <typename T>
-void chunk_welford(int C, const T* tile, const T* inv, T inv_count, T* mean, T* m2) {
+MPTS_INLINE void chunk_welford(int C, const T* tile, const T* inv, T inv_count, T* mean, T* m2) {
   for (int c = 0; c < C; ++c) {
     const T* e = tile + c * kLanes;
     T* mu = mean + c * kLanes;
@@ -315,26 +323,34 @@ inline f8 log8(f8 x) {
 }
 
 template <>
-void chunk_transpose_max<float>(const float* rows, int C, float* tile, float* mx_out) {
+MPTS_INLINE void chunk_transpose_max<float>(const float* rows, int C, float* tile, float* mx_out) {
   // 8 x 8 blocks: when 8 does not divide C >= 8, the last block of classes overlaps the one
   // before; when C < 8, one block, of which columns 0..C-1 are the row's classes.
   f8 mx = splat(-INFINITY);
-  for (int c0 = 0; c0 < C; c0 += kLanes) {
-    const int cc = C < kLanes ? 0 : std::min(c0, C - kLanes);
-    f8 r[kLanes];
-    for (int j = 0; j < kLanes; ++j) r[j] = load8(rows + j * C + cc);
+  f8 r[kLanes];
+  if (C < kLanes) {
+    for (int j = 0; j < kLanes; ++j) r[j] = load8(rows + j * C);
     transpose8(r);
-    const int n = std::min(kLanes, C);
-    for (int j = 0; j < n; ++j) {
-      store8(tile + (cc + j) * kLanes, r[j]);
+    for (int j = 0; j < C; ++j) {
+      store8(tile + j * kLanes, r[j]);
       mx = max8(r[j], mx);
+    }
+  } else {
+    for (int c0 = 0; c0 < C; c0 += kLanes) {
+      const int cc = std::min(c0, C - kLanes);
+      for (int j = 0; j < kLanes; ++j) r[j] = load8(rows + j * C + cc);
+      transpose8(r);
+      for (int j = 0; j < kLanes; ++j) {
+        store8(tile + (cc + j) * kLanes, r[j]);
+        mx = max8(r[j], mx);
+      }
     }
   }
   store8(mx_out, mx);
 }
 
 template <>
-void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv, float* ent) {
+MPTS_INLINE void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv, float* ent) {
   const f8 mx = load8(mx_in);
   d4 sum_lo = {}, sum_hi = {}, dot_lo = {}, dot_hi = {};
   for (int c0 = 0; c0 < C; c0 += kClassGroup) {
@@ -359,7 +375,7 @@ void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv
 }
 
 template <>
-void chunk_welford<float>(int C, const float* tile, const float* inv_in, float inv_count, float* mean,
+MPTS_INLINE void chunk_welford<float>(int C, const float* tile, const float* inv_in, float inv_count, float* mean,
                           float* m2) {
   const f8 inv = load8(inv_in), ic = splat(inv_count);
   for (int c = 0; c < C; ++c) {
