@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "sensitivity.h"
@@ -8,17 +10,283 @@
 namespace mpts {
 
 namespace {
-template <typename T>
-inline T sigmoid(T v) {
-  return T(1) / (T(1) + fast_exp(-v));
+// s = sigmoid(v) and its slope s (1 - s). The slope is taken as e s^2 (e = exp(-v)) for v >= 0:
+// there 1 - s cancels (s rounds towards 1, and a saturated unit's slope of ~e would come out
+// with a relative error of eps / e, or as 0), while e s^2 is accurate to a few ulps. For v < 0,
+// s (1 - s) is accurate and e may overflow.
+// float only: in double, s (1 - s) is kept, which is what autograd's sigmoid backward (the float64
+// oracle) computes, down to its underflow to 0 for v > ~37.
+inline float sigmoid_and_slope(float v, float& slope) {
+  const float e = fast_exp(-v);
+  const float s = 1.0f / (1.0f + e);
+  slope = v >= 0.0f ? e * s * s : s * (1.0f - s);
+  return s;
 }
-}  // namespace
 
+inline double sigmoid_and_slope(double v, double& slope) {
+  const double s = 1.0 / (1.0 + fast_exp(-v));
+  slope = s * (1.0 - s);
+  return s;
+}
+
+// y[j] = sigmoid(z), g[j] = its slope, z = y[j] + b[j], j < J.
 template <typename T>
-void sensitivity_cpu(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t P,
-                     int64_t I, int64_t J, int64_t K, SensNorm norm, bool sigmoid_output, T* phi,
-                     const GemmFn<T>& gemm, int64_t chunk) {
-  if (P == 0) return;
+void sigmoid_bias_row(T* y, T* g, const T* b, int64_t J) {
+  for (int64_t j = 0; j < J; ++j) y[j] = sigmoid_and_slope(y[j] + b[j], g[j]);
+}
+
+// float: 8 lanes at a time. GCC does not vectorise fast_exp's selects in a `simd` loop (it keeps
+// them as branches, "control flow in loop", since float compares may trap), and a scalar exp per
+// hidden unit was most of a small call's time. GCC vector types make the selects blends; the
+// arithmetic is fast_exp's, operation for operation (adding and subtracting 1.5 * 2^23 rounds to
+// nearest even like nearbyint), so the results are bitwise those of the scalar tail.
+// (Built without -mavx these 32-byte types are two SSE registers; the -Wpsabi note about their
+// ABI does not apply to these internal inline functions.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float f8 __attribute__((vector_size(32)));
+typedef int32_t i8 __attribute__((vector_size(32)));
+
+inline f8 splat8(float v) { return f8{} + v; }
+
+inline f8 fast_exp8(f8 x) {
+  const f8 lo = splat8(-87.3365f), hi = splat8(88.7228f);
+  const i8 under = x < lo, over = x > hi;
+  f8 xc = under ? lo : x;
+  xc = over ? hi : xc;
+  const f8 round = splat8(12582912.0f);
+  const f8 fx = (xc * 1.44269504088896341f + round) - round;
+  f8 r = xc - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  f8 p = splat8(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  const i8 bits = (__builtin_convertvector(fx, i8) + 127) << 23;
+  f8 out = p * reinterpret_cast<const f8&>(bits);
+  out = under ? splat8(0.0f) : out;
+  out = over ? splat8(INFINITY) : out;
+  return (x != x) ? x : out;  // NaN in, NaN out
+}
+
+template <>
+void sigmoid_bias_row<float>(float* y, float* g, const float* b, int64_t J) {
+  int64_t j = 0;
+  for (; j + 8 <= J; j += 8) {
+    f8 v, bb;
+    std::memcpy(&v, y + j, sizeof(v));
+    std::memcpy(&bb, b + j, sizeof(bb));
+    v = v + bb;
+    const f8 e = fast_exp8(-v);
+    const f8 s = 1.0f / (1.0f + e);
+    const f8 slope = (v >= 0.0f) ? e * s * s : s * (1.0f - s);
+    std::memcpy(y + j, &s, sizeof(s));
+    std::memcpy(g + j, &slope, sizeof(slope));
+  }
+  for (; j < J; ++j) y[j] = sigmoid_and_slope(y[j] + b[j], g[j]);
+}
+
+// The norm of one row s (I) of S, NaN kept in every norm.
+template <typename T>
+inline T row_norm(const T* s, int64_t I, SensNorm norm) {
+  T acc = 0;
+  if (norm == SensNorm::kL1) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < I; ++i) acc += std::abs(s[i]);
+  } else if (norm == SensNorm::kL2) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < I; ++i) acc += s[i] * s[i];
+    acc = std::sqrt(acc);
+  } else {
+    // std::max and OpenMP's max reduction drop NaN (max(0, NaN) is 0); the l1/l2 sums and
+    // the CUDA kernel's nan_max keep it, so a non-finite input shows up in phi in every norm.
+    int nan = 0;
+#pragma omp simd reduction(max : acc) reduction(| : nan)
+    for (int64_t i = 0; i < I; ++i) {
+      const T a = std::abs(s[i]);
+      acc = std::max(acc, a);
+      nan |= int(a != a);
+    }
+    if (nan) acc = std::numeric_limits<T>::quiet_NaN();
+  }
+  return acc;
+}
+
+// Per-thread work buffers of one chunk of patterns.
+template <typename T>
+struct SensBuffers {
+  std::vector<T> Y, Gd, O, A, S, rnorm;
+  SensBuffers(int64_t chunk, int64_t I, int64_t J, int64_t K)
+      : Y(chunk * J), Gd(chunk * J), O(chunk * K), A(chunk * K * J), S(chunk * K * I), rnorm(chunk * K) {}
+};
+
+// phi for patterns [p0, p0 + pc): three GEMMs and their epilogues, on the calling thread.
+template <typename T>
+void sensitivity_chunk(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t p0,
+                       int64_t pc, int64_t I, int64_t J, int64_t K, SensNorm norm,
+                       bool sigmoid_output, T* phi, const GemmFn<T>& gemm, SensBuffers<T>& buf) {
+  T* Y = buf.Y.data();
+  T* O = buf.O.data();
+  T* A = buf.A.data();
+  T* S = buf.S.data();
+  T* rnorm = buf.rnorm.data();
+  gemm(false, true, pc, J, I, T(1), x + p0 * I, I, V, I, T(0), Y, J);
+  T* Gd = buf.Gd.data();
+  for (int64_t p = 0; p < pc; ++p) sigmoid_bias_row(Y + p * J, Gd + p * J, b_v, J);
+  gemm(false, true, pc, K, J, T(1), Y, J, W, J, T(0), O, K);
+  for (int64_t p = 0; p < pc; ++p) {
+    const T* gd = Gd + p * J;
+    for (int64_t k = 0; k < K; ++k) {
+      const T* w = W + k * J;
+      T* arow = A + (p * K + k) * J;
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) arow[j] = w[j] * gd[j];
+    }
+  }
+  gemm(false, false, pc * K, I, J, T(1), A, J, V, I, T(0), S, I);
+  for (int64_t r = 0; r < pc * K; ++r) rnorm[r] = row_norm(S + r * I, I, norm);
+  for (int64_t p = 0; p < pc; ++p) {
+    T best = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      T o = O[p * K + k] + b_w[k];
+      T a = T(1);
+      if (sigmoid_output) sigmoid_and_slope(o, a);
+      const T v = a * rnorm[p * K + k];
+      best = (v > best || v != v) ? v : best;
+    }
+    phi[p0 + p] = best;
+  }
+}
+
+// Small calls (the selective-learning study: P ~ 100, I = 4..13, J = 256, K = 3) on the calling
+// thread, without GEMM calls: at these shapes the BLAS runs far below its rate (N = I = 4
+// columns; on this AMD machine MKL's small-GEMM paths reached ~2.5 GMAC/s) and each call costs
+// microseconds of dispatch. Instead
+//   M[(k,i), j] = W[k,j] V[j,i]   (K I x J, once per call)
+//   S[p,k,i]   = a_pk sum_j g_pj M[(k,i), j]
+// are dot products over j, taken for 4 patterns at once so that 4 independent accumulators hide
+// the FMA latency. Same multiply-adds as the GEMM form, no (P K, J) operand.
+template <typename T>
+void sensitivity_small(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t P,
+                       int64_t I, int64_t J, int64_t K, SensNorm norm, bool sigmoid_output,
+                       T* phi) {
+  constexpr int64_t kB = 4;
+  std::vector<T> Vt(I * J), M(K * I * J), yrow(J), g(kB * J), s(kB * K * I), o(kB * K);
+  std::vector<double> zrow(J), Vtd(I * J), Wd(K * J);
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t i = 0; i < I; ++i) Vt[i * J + j] = V[j * I + i];
+  for (int64_t e = 0; e < I * J; ++e) Vtd[e] = Vt[e];
+  for (int64_t e = 0; e < K * J; ++e) Wd[e] = W[e];
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < I; ++i) {
+      T* mrow = M.data() + (k * I + i) * J;
+      const T* w = W + k * J;
+      const T* vt = Vt.data() + i * J;
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) mrow[j] = w[j] * vt[j];
+    }
+  for (int64_t p0 = 0; p0 < P; p0 += kB) {
+    const int64_t pb = std::min(kB, P - p0);
+    // y = sigmoid(x V^T + b_v), o = y W^T + b_w, g = the slopes y (1 - y); rows of g past pb stay 0.
+    for (int64_t q = 0; q < kB; ++q) {
+      T* y = yrow.data();
+      T* gq = g.data() + q * J;
+      if (q >= pb) {
+        std::fill(gq, gq + J, T(0));
+        continue;
+      }
+      // The two short dot products (length I and J) accumulate in double: with large weights
+      // their terms cancel (|x_i V_ji| ~ 30 for a pre-activation ~ 0.2), a float32 sum keeps
+      // only ~6 digits of the result, and the output slope o (1 - o) and the hidden slopes
+      // amplify that error. The long sensitivity sums below stay in T. Cheap at these sizes.
+      const T* xp = x + (p0 + q) * I;
+      double* z = zrow.data();
+      std::fill(z, z + J, 0.0);
+      for (int64_t i = 0; i < I; ++i) {
+        const double xi = xp[i];
+        const double* vt = Vtd.data() + i * J;
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) z[j] += xi * vt[j];
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) y[j] = static_cast<T>(z[j]);
+      sigmoid_bias_row(y, gq, b_v, J);
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) z[j] = y[j];
+      for (int64_t k = 0; k < K; ++k) {
+        const double* w = Wd.data() + k * J;
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < J; ++j) acc += z[j] * w[j];
+        o[q * K + k] = static_cast<T>(acc);
+      }
+    }
+    const T* g0 = g.data();
+    const T* g1 = g0 + J;
+    const T* g2 = g1 + J;
+    const T* g3 = g2 + J;
+    for (int64_t r = 0; r < K * I; ++r) {
+      const T* mrow = M.data() + r * J;
+      T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+      for (int64_t j = 0; j < J; ++j) {
+        const T mv = mrow[j];
+        a0 += g0[j] * mv;
+        a1 += g1[j] * mv;
+        a2 += g2[j] * mv;
+        a3 += g3[j] * mv;
+      }
+      s[0 * K * I + r] = a0;
+      s[1 * K * I + r] = a1;
+      s[2 * K * I + r] = a2;
+      s[3 * K * I + r] = a3;
+    }
+    for (int64_t q = 0; q < pb; ++q) {
+      T best = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        T ov = o[q * K + k] + b_w[k];
+        T a = T(1);
+        if (sigmoid_output) sigmoid_and_slope(ov, a);
+        const T v = a * row_norm(s.data() + (q * K + k) * I, I, norm);
+        best = (v > best || v != v) ? v : best;
+      }
+      phi[p0 + q] = best;
+    }
+  }
+}
+
+// Whether every one of v[0..n) is finite.
+template <typename T>
+bool all_finite(const T* v, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = v[i] - v[i];  // 0 for a finite value, NaN for NaN and +-inf
+    bad |= int(d != d);
+  }
+  return bad == 0;
+}
+
+// phi[p] = NaN for every pattern whose row of x, or whose network (V, b_v, W, b_w), holds a NaN
+// or an infinity. The arithmetic alone propagates NaN but can lose an infinity (sigmoid(+inf) = 1
+// has g = 0), so this makes "phi finite" prove "inputs finite": ops.sensitivity checks one sum
+// of phi instead of reading every input to the host before the call.
+template <typename T>
+void mark_nonfinite(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t P,
+                    int64_t I, int64_t J, int64_t K, T* phi) {
+  const bool net_ok = all_finite(V, J * I) && all_finite(b_v, J) && all_finite(W, K * J) &&
+                      all_finite(b_w, K);
+  for (int64_t p = 0; p < P; ++p)
+    if (!net_ok || !all_finite(x + p * I, I)) phi[p] = std::numeric_limits<T>::quiet_NaN();
+}
+
+// Large calls: chunks of patterns spread over threads.
+template <typename T>
+void sensitivity_parallel(const T* x, const T* V, const T* b_v, const T* W, const T* b_w,
+                          int64_t P, int64_t I, int64_t J, int64_t K, SensNorm norm,
+                          bool sigmoid_output, T* phi, const GemmFn<T>& gemm, int64_t chunk) {
   // 64 patterns x K rows keep the (64 K, I) GEMM output in L2 for the reduction while the
   // GEMM itself stays large enough to run at the BLAS rate.
   if (chunk <= 0) chunk = 64;
@@ -33,68 +301,38 @@ void sensitivity_cpu(const T* x, const T* V, const T* b_v, const T* W, const T* 
   // thread count, and phi does not depend on it.
 #pragma omp parallel
   {
-    std::vector<T> Y(chunk * J), O(chunk * K), A(chunk * K * J), S(chunk * K * I), rnorm(chunk * K);
+    SensBuffers<T> buf(chunk, I, J, K);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t ci = 0; ci < nchunks; ++ci) {
-      const int64_t p0 = ci * chunk;
-      const int64_t pc = std::min(chunk, P - p0);
-      gemm(false, true, pc, J, I, T(1), x + p0 * I, I, V, I, T(0), Y.data(), J);
-      for (int64_t p = 0; p < pc; ++p) {
-        T* y = Y.data() + p * J;
-#pragma omp simd
-        for (int64_t j = 0; j < J; ++j) y[j] = sigmoid(y[j] + b_v[j]);
-      }
-      gemm(false, true, pc, K, J, T(1), Y.data(), J, W, J, T(0), O.data(), K);
-      for (int64_t p = 0; p < pc; ++p) {
-        const T* y = Y.data() + p * J;
-        for (int64_t k = 0; k < K; ++k) {
-          const T* w = W + k * J;
-          T* arow = A.data() + (p * K + k) * J;
-#pragma omp simd
-          for (int64_t j = 0; j < J; ++j) arow[j] = w[j] * (y[j] * (T(1) - y[j]));
-        }
-      }
-      gemm(false, false, pc * K, I, J, T(1), A.data(), J, V, I, T(0), S.data(), I);
-      for (int64_t r = 0; r < pc * K; ++r) {
-        const T* s = S.data() + r * I;
-        T acc = 0;
-        if (norm == SensNorm::kL1) {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t i = 0; i < I; ++i) acc += std::abs(s[i]);
-        } else if (norm == SensNorm::kL2) {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t i = 0; i < I; ++i) acc += s[i] * s[i];
-          acc = std::sqrt(acc);
-        } else {
-          // std::max and OpenMP's max reduction drop NaN (max(0, NaN) is 0); the l1/l2 sums and
-          // the CUDA kernel's nan_max keep it, so a non-finite input shows up in phi in every norm.
-          int nan = 0;
-#pragma omp simd reduction(max : acc) reduction(| : nan)
-          for (int64_t i = 0; i < I; ++i) {
-            const T a = std::abs(s[i]);
-            acc = std::max(acc, a);
-            nan |= int(a != a);
-          }
-          if (nan) acc = std::numeric_limits<T>::quiet_NaN();
-        }
-        rnorm[r] = acc;
-      }
-      for (int64_t p = 0; p < pc; ++p) {
-        T best = 0;
-        for (int64_t k = 0; k < K; ++k) {
-          T o = O[p * K + k] + b_w[k];
-          T a = T(1);
-          if (sigmoid_output) {
-            o = sigmoid(o);
-            a = o * (T(1) - o);
-          }
-          const T v = a * rnorm[p * K + k];
-          best = (v > best || v != v) ? v : best;
-        }
-        phi[p0 + p] = best;
-      }
-    }
+    for (int64_t ci = 0; ci < nchunks; ++ci)
+      sensitivity_chunk(x, V, b_v, W, b_w, ci * chunk, std::min(chunk, P - ci * chunk), I, J, K,
+                        norm, sigmoid_output, phi, gemm, buf);
   }
+}
+
+}  // namespace
+
+template <typename T>
+void sensitivity_cpu(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t P,
+                     int64_t I, int64_t J, int64_t K, SensNorm norm, bool sigmoid_output, T* phi,
+                     const GemmFn<T>& gemm, int64_t chunk) {
+  if (P == 0) return;
+  // Multiply-adds of the whole call: x V^T, y W^T and the (P K, J) x (J, I) sensitivity GEMM.
+  const int64_t work = P * J * (I + K + K * I);
+  // Below ~3M multiply-adds (the selective-learning study's Iris and Wine calls are 0.6M and
+  // 2M) the call runs on the calling thread (sensitivity_small): starting a parallel region
+  // costs more than it saves there, and under load a region waits for a thread whose core
+  // another process holds. The choice depends on the sizes only, never on the thread
+  // count, so phi stays independent of it.
+  // float only: float64 keeps the GEMM path and its rounding (its tests compare with a float64
+  // autograd oracle down to slopes that underflow to exactly 0, which any change of summation
+  // order flips), and the study runs in float32.
+  constexpr int64_t kSerialWork = 3'000'000;
+  if (std::is_same_v<T, float> && work < kSerialWork) {
+    sensitivity_small(x, V, b_v, W, b_w, P, I, J, K, norm, sigmoid_output, phi);
+  } else {
+    sensitivity_parallel(x, V, b_v, W, b_w, P, I, J, K, norm, sigmoid_output, phi, gemm, chunk);
+  }
+  mark_nonfinite(x, V, b_v, W, b_w, P, I, J, K, phi);
 }
 
 template void sensitivity_cpu<float>(const float*, const float*, const float*, const float*,
