@@ -166,13 +166,13 @@ void sensitivity_chunk(const T* x, const T* V, const T* b_v, const T* W, const T
 // microseconds of dispatch. Instead
 //   M[(k,i), j] = W[k,j] V[j,i]   (K I x J, once per call)
 //   S[p,k,i]   = a_pk sum_j g_pj M[(k,i), j]
-// are dot products over j, taken for 4 patterns at once so that 4 independent accumulators hide
-// the FMA latency. Same multiply-adds as the GEMM form, no (P K, J) operand.
+// are dot products over j, taken for 8 patterns at once so that 8 independent accumulators hide
+// the FMA latency and each load of M serves 8 FMAs. Same multiply-adds as the GEMM form, no (P K, J) operand.
 template <typename T>
 void sensitivity_small(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t P,
                        int64_t I, int64_t J, int64_t K, SensNorm norm, bool sigmoid_output,
                        T* phi) {
-  constexpr int64_t kB = 4;
+  constexpr int64_t kB = 8;
   std::vector<T> Vt(I * J), M(K * I * J), yrow(J), g(kB * J), s(kB * K * I), o(kB * K);
   std::vector<double> zrow(J), Vtd(I * J), Wd(K * J);
   for (int64_t j = 0; j < J; ++j)
@@ -224,24 +224,25 @@ void sensitivity_small(const T* x, const T* V, const T* b_v, const T* W, const T
       }
     }
     const T* g0 = g.data();
-    const T* g1 = g0 + J;
-    const T* g2 = g1 + J;
-    const T* g3 = g2 + J;
+    const T *g1 = g0 + J, *g2 = g0 + 2 * J, *g3 = g0 + 3 * J, *g4 = g0 + 4 * J, *g5 = g0 + 5 * J,
+            *g6 = g0 + 6 * J, *g7 = g0 + 7 * J;
     for (int64_t r = 0; r < K * I; ++r) {
       const T* mrow = M.data() + r * J;
-      T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
+      T a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7)
       for (int64_t j = 0; j < J; ++j) {
         const T mv = mrow[j];
         a0 += g0[j] * mv;
         a1 += g1[j] * mv;
         a2 += g2[j] * mv;
         a3 += g3[j] * mv;
+        a4 += g4[j] * mv;
+        a5 += g5[j] * mv;
+        a6 += g6[j] * mv;
+        a7 += g7[j] * mv;
       }
-      s[0 * K * I + r] = a0;
-      s[1 * K * I + r] = a1;
-      s[2 * K * I + r] = a2;
-      s[3 * K * I + r] = a3;
+      const T acc[kB] = {a0, a1, a2, a3, a4, a5, a6, a7};
+      for (int64_t q = 0; q < kB; ++q) s[q * K * I + r] = acc[q];
     }
     for (int64_t q = 0; q < pb; ++q) {
       T best = 0;
