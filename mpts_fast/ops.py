@@ -616,6 +616,10 @@ def _register_select() -> None:
     def _(x, mind, first, k, u):
         return x.new_empty((k,), dtype=torch.long)
 
+    @torch.library.register_fake(lib + "select_lower_mind")
+    def _(x, centres, mind):
+        return None
+
     @torch.library.register_fake(lib + "select_badge_sqnorms")
     def _(q, h):
         return q.new_empty((q.shape[0],))

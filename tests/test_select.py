@@ -477,3 +477,84 @@ def test_opcheck_select_ops(gen):
     a = torch.ops.mpts_fast.select_badge_sqnorms(q, emb)
     opcheck(torch.ops.mpts_fast.select_badge_sqnorms.default, (q, emb), test_utils=OPCHECK)
     opcheck(torch.ops.mpts_fast.select_badge_kmeanspp.default, (q, emb, a, inf(), 0, 6, u), test_utils=OPCHECK)
+
+
+# ------------------------------------------------------- select_lower_mind (initial state)
+
+
+def _native_or_skip():
+    if not ops._native.native_devices():
+        pytest.skip("mpts_fast._C is not built")
+
+
+@pytest.mark.parametrize("N,d,L", [(1, 1, 1), (63, 7, 9), (65, 64, 8), (130, 100, 17), (1000, 33, 128), (50, 5, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lower_mind_matches_float64_minimum(gen, N, d, L, dtype):
+    """The direct kernel behind a small labeled set: mind = min(mind, nearest centre's squared
+    distance), negative rows untouched, against a dense float64 minimum."""
+    _native_or_skip()
+    x = randn(gen, N, d, dtype=dtype, scale=3.0)
+    centres = torch.randint(N, (L,), generator=gen)
+    mind = torch.rand(N, generator=gen, dtype=torch.float64).mul(4 * d).to(dtype)  # some below the true minimum
+    mind[torch.rand(N, generator=gen) < 0.2] = -1.0
+    mind[torch.rand(N, generator=gen) < 0.3] = float("inf")
+    want = mind.double().clone()
+    if L:
+        dist = torch.cdist(x.double(), x.double()[centres]).pow(2).min(1).values
+        keep = want >= 0
+        want[keep] = torch.minimum(want[keep], dist[keep])
+    got = mind.clone()
+    torch.ops.mpts_fast.select_lower_mind(x, centres, got)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * d)
+    assert torch.equal(got[mind < 0], mind[mind < 0])
+
+
+def test_lower_mind_duplicates_are_exactly_zero_and_huge_values_stay_ordered(gen):
+    _native_or_skip()
+    x = randn(gen, 200, 37)
+    x[10] = 1e19  # squared distances overflow to inf: still no NaN, still >= 0
+    x[150:] = x[:50]  # copies of rows 0..49
+    mind = torch.full((200,), float("inf"))
+    torch.ops.mpts_fast.select_lower_mind(x, torch.arange(0, 50), mind)
+    assert (mind[150:] == 0).all() and (mind[:50] == 0).all()
+    assert not mind.isnan().any() and (mind >= 0).all()
+
+
+def test_lower_mind_refuses_bad_centres(gen):
+    _native_or_skip()
+    x, mind = randn(gen, 10, 3), torch.zeros(10)
+    with pytest.raises(IndexError, match="centres must be row indices in \\[0, 10\\)"):
+        torch.ops.mpts_fast.select_lower_mind(x, torch.tensor([0, 10]), mind)
+    with pytest.raises(TypeError, match="centres must be int64"):
+        torch.ops.mpts_fast.select_lower_mind(x, torch.tensor([0, 1], dtype=torch.int32), mind)
+    with pytest.raises(ValueError, match="mind must be a contiguous \\(10,\\) tensor"):
+        torch.ops.mpts_fast.select_lower_mind(x, torch.tensor([0]), torch.zeros(9))
+
+
+@pytest.mark.parametrize("labeled_rows", [1, 128, 129])
+def test_initial_state_direct_and_search_paths_agree(gen, labeled_rows):
+    """Up to nearest.DIRECT_MAX_LABELED labeled rows the native path lowers mind directly; above,
+    a GEMM-shaped search then a direct recompute: both give the float64 minimum on blobs."""
+    _native_or_skip()
+    from mpts_fast.select import nearest
+
+    x = clustered(gen, 2000, 24)
+    mask = torch.zeros(2000, dtype=torch.bool)
+    mask[torch.randperm(2000, generator=gen)[:labeled_rows]] = True
+    direct = nearest.min_sqdist_to_labeled(x, mask, torch.float32, native=True)
+    search = nearest.min_sqdist_to_labeled(x, mask, torch.float32, native=False)
+    want = torch.cdist(x.double(), x.double()[mask]).pow(2).min(1).values
+    want[mask] = -1
+    torch.testing.assert_close(direct.double(), want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(search.double(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_opcheck_lower_mind(gen):
+    _native_or_skip()
+    from torch.library import opcheck
+
+    x = clustered(gen, 64, 5)
+    mind = torch.full((64,), float("inf"))
+    mind[:3] = -1
+    opcheck(torch.ops.mpts_fast.select_lower_mind.default, (x, torch.arange(3), mind), test_utils=OPCHECK)

@@ -77,6 +77,19 @@ def test_kcenter_kmeanspp_badge(threads, gen):
     _assert_all_identical(threads(run))
 
 
+def test_lower_mind(threads, gen):
+    x = torch.randn(3000, 40, generator=gen)  # 47 tiles of 64 rows
+    centres = torch.randint(3000, (70,), generator=gen)
+
+    def run():
+        mind = torch.full((3000,), float("inf"))
+        mind[::13] = -1
+        torch.ops.mpts_fast.select_lower_mind(x, centres, mind)
+        return mind
+
+    _assert_all_identical(threads(run))
+
+
 def test_rbf_mmd2(threads, gen):
     x, y = torch.randn(300, 8, generator=gen), torch.randn(260, 8, generator=gen)
     _assert_all_identical(threads(lambda: ops.rbf_mmd2(x, y)))

@@ -42,6 +42,14 @@ template <typename T>
 void kmeanspp_cpu(const T* x, int64_t N, int64_t d, T* mind, int64_t first, int64_t k,
                   const double* u, int64_t* picks);
 
+// mind[i] = min(mind[i], min_l dist2(i, centres[l])) for every row with mind[i] >= 0, rows with
+// mind[i] < 0 left as they are: the initial state against a small labeled set, in the direct
+// form the loops use (a duplicate of a centre gets exactly 0). Each row's minimum is taken over
+// the centres in the given order by one thread, so the result does not depend on the thread
+// count. centres: (L) row indices into x.
+template <typename T>
+void lower_mind_cpu(const T* x, int64_t N, int64_t d, const int64_t* centres, int64_t L, T* mind);
+
 // q: (N, C) = p - e_argmax(p), h: (N, D). a_out: (N) |q_i|^2 |h_i|^2.
 template <typename T>
 void badge_sqnorms_cpu(const T* q, int64_t C, const T* h, int64_t D, int64_t N, T* a_out);

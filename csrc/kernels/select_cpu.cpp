@@ -410,6 +410,31 @@ void kmeanspp_cpu(const T* x, int64_t N, int64_t d, T* mind, int64_t first, int6
 }
 
 template <typename T>
+void lower_mind_cpu(const T* x, int64_t N, int64_t d, const int64_t* centres, int64_t L, T* mind) {
+  // Tiles of 64 rows against groups of 8 centres: a group (8 d numbers) stays in L1 while the
+  // tile's rows stream past it. Dynamic schedule over small tiles: a thread preempted by another
+  // process holds back at most one tile, not a static share of the rows.
+  constexpr int64_t kRows = 64, kCentres = 8;
+  const int64_t tiles = (N + kRows - 1) / kRows;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    const int64_t lo = tile * kRows, hi = std::min(N, lo + kRows);
+    for (int64_t c0 = 0; c0 < L; c0 += kCentres) {
+      const int64_t c1 = std::min(L, c0 + kCentres);
+      for (int64_t i = lo; i < hi; ++i) {
+        T m = mind[i];
+        if (m < T(0)) continue;
+        for (int64_t c = c0; c < c1; ++c) {
+          const T v = sqdist(x + i * d, x + centres[c] * d, d);
+          if (v < m) m = v;
+        }
+        mind[i] = m;
+      }
+    }
+  }
+}
+
+template <typename T>
 void badge_sqnorms_cpu(const T* q, int64_t C, const T* h, int64_t D, int64_t N, T* a_out) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
@@ -430,6 +455,7 @@ void badge_kmeanspp_cpu(const T* q, int64_t C, const T* h, int64_t D, const T* a
                                       int64_t*);                                                \
   template void kmeanspp_cpu<T>(const T*, int64_t, int64_t, T*, int64_t, int64_t, const double*, \
                                 int64_t*);                                                      \
+  template void lower_mind_cpu<T>(const T*, int64_t, int64_t, const int64_t*, int64_t, T*);   \
   template void badge_sqnorms_cpu<T>(const T*, int64_t, const T*, int64_t, int64_t, T*);        \
   template void badge_kmeanspp_cpu<T>(const T*, int64_t, const T*, int64_t, const T*, int64_t,  \
                                       T*, int64_t, int64_t, const double*, int64_t*);

@@ -143,6 +143,30 @@ at::Tensor select_kmeanspp_cpu(const at::Tensor& x, at::Tensor mind, int64_t fir
   return picks;
 }
 
+void select_lower_mind_cpu(const at::Tensor& x, const at::Tensor& centres, at::Tensor mind) {
+  check_float(x, "x", false);
+  check_dim(x, "x", 2);
+  check_select_state(x, mind, -1, 0, "x");
+  TORCH_CHECK_TYPE(mind.scalar_type() == x.scalar_type(), "mind must have the dtype of x");
+  TORCH_CHECK_TYPE(centres.scalar_type() == at::kLong, "centres must be int64, got ",
+                   centres.scalar_type());
+  TORCH_CHECK_VALUE(centres.device() == x.device() && centres.dim() == 1,
+                    "centres must be a 1-D tensor on the device of x");
+  const at::Tensor cc = centres.contiguous();
+  const int64_t N = x.size(0), L = cc.size(0);
+  if (L > 0) {
+    const auto range = at::aminmax(cc);
+    const int64_t lo = std::get<0>(range).item<int64_t>(), hi = std::get<1>(range).item<int64_t>();
+    TORCH_CHECK_INDEX(lo >= 0 && hi < N, "centres must be row indices in [0, ", N, "), got [",
+                      lo, ", ", hi, "]");
+  }
+  at::Tensor xc = x.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "select_lower_mind_cpu", [&] {
+    mpts::lower_mind_cpu<scalar_t>(xc.data_ptr<scalar_t>(), N, xc.size(1), cc.data_ptr<int64_t>(),
+                                   L, mind.data_ptr<scalar_t>());
+  });
+}
+
 at::Tensor select_badge_sqnorms_cpu(const at::Tensor& q, const at::Tensor& h) {
   check_badge_factors(q, h, false);
   at::Tensor a = at::empty({q.size(0)}, q.options());
@@ -182,6 +206,7 @@ TORCH_LIBRARY_IMPL(mpts_fast, CPU, m) {
   m.impl("sensitivity", &sensitivity_cpu);
   m.impl("select_kcenter", &select_kcenter_cpu);
   m.impl("select_kmeanspp", &select_kmeanspp_cpu);
+  m.impl("select_lower_mind", &select_lower_mind_cpu);
   m.impl("select_badge_sqnorms", &select_badge_sqnorms_cpu);
   m.impl("select_badge_kmeanspp", &select_badge_kmeanspp_cpu);
 }

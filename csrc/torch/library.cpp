@@ -23,6 +23,8 @@ TORCH_LIBRARY(mpts_fast, m) {
   // comes from mind. Each returns the (k) int64 picks in order.
   m.def("select_kcenter(Tensor x, Tensor(a!) mind, int first, int k) -> Tensor");
   m.def("select_kmeanspp(Tensor x, Tensor(a!) mind, int first, int k, Tensor u) -> Tensor");
+  // mind = min(mind, squared distance to the nearest of the rows `centres`), rows < 0 kept.
+  m.def("select_lower_mind(Tensor x, Tensor centres, Tensor(a!) mind) -> ()");
   m.def("select_badge_sqnorms(Tensor q, Tensor h) -> Tensor");
   m.def("select_badge_kmeanspp(Tensor q, Tensor h, Tensor a, Tensor(a!) mind, int first, int k,"
         " Tensor u) -> Tensor");

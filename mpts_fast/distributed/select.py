@@ -245,14 +245,15 @@ def _features_fold(xb: torch.Tensor, mindb: torch.Tensor, native: bool, draws: b
 
 
 def _initial_mind(x: torch.Tensor, mask: torch.Tensor | None, shard: Shard, dtype: torch.dtype, op: str,
-                  group) -> torch.Tensor:
+                  group, native: bool) -> torch.Tensor:
     if not shard.labeled_total:
         return torch.full((x.shape[0],), _INF, dtype=dtype, device=x.device)
     lab = _gather_labeled(x, mask, shard, op, group)
     z = torch.cat([x, lab])
     zmask = torch.zeros(z.shape[0], dtype=torch.bool, device=x.device)
     zmask[x.shape[0]:] = True
-    mind = nearest.min_sqdist_to_labeled(z, zmask, dtype)[: x.shape[0]].clone()
+    # the same kernel as one process (engine._initial_state) takes, so both find the same minima
+    mind = nearest.min_sqdist_to_labeled(z, zmask, dtype, native=native)[: x.shape[0]].clone()
     if mask is not None:
         mind[mask] = -1
     return mind
@@ -286,7 +287,7 @@ def kcenter_greedy(local_features: torch.Tensor, k: int, labeled=None, *, group=
                             lambda: _rows_ok(local_features, "local_features"), group)
     with torch.no_grad():
         x, dtype, native = engine._prepare(local_features.detach(), op)
-        mind = _initial_mind(x, mask, shard, dtype, op, group)
+        mind = _initial_mind(x, mask, shard, dtype, op, group, native)
         first = None if shard.labeled_total else shard_first(_farthest_from_mean(x, shard, op, group), shard)
         xb, mindb = _with_slots(x, _INF), _mind_with_slots(mind)
         picks = _pick_loop(k, mindb[2:], shard, first, None, lambda i: x[i], x.shape[1],
@@ -318,7 +319,7 @@ def kmeanspp(local_features: torch.Tensor, k: int, *, generator: torch.Generator
             first_g = shard_first(_argmax_winner(_masked(seeding.row_sqnorms(x), mask), shard, op, group), shard)
         else:
             first_g = _uniform_free_row(float(u[0]), mask, shard)
-        mind = _initial_mind(x, mask, shard, dtype, op, group)
+        mind = _initial_mind(x, mask, shard, dtype, op, group, native)
         xb, mindb = _with_slots(x, _INF), _mind_with_slots(mind)
         picks = _pick_loop(k, mindb[2:], shard, first_g, u, lambda i: x[i], x.shape[1],
                            _features_fold(xb, mindb, native, draws=True), op, group)

@@ -29,10 +29,10 @@ def _prepare(x: torch.Tensor, op: str) -> tuple[torch.Tensor, torch.dtype, bool]
     return (x.contiguous() if native else x), x.dtype, native
 
 
-def _initial_state(x: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+def _initial_state(x: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype, native: bool) -> torch.Tensor:
     if mask is None:
         return torch.full((x.shape[0],), float("inf"), dtype=dtype, device=x.device)
-    return nearest.min_sqdist_to_labeled(x, mask, dtype)
+    return nearest.min_sqdist_to_labeled(x, mask, dtype, native=native)
 
 
 def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor:
@@ -43,7 +43,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor
     validate.enough_rows(k, N, mask)
     with torch.no_grad():
         x, dtype, native = _prepare(features.detach(), "kcenter_greedy")
-        mind = _initial_state(x, mask, dtype)
+        mind = _initial_state(x, mask, dtype, native)
         first = -1 if mask is not None else seeding.farthest_from_mean(x)
         if native:
             return torch.ops.mpts_fast.select_kcenter(x, mind, first, k)
@@ -73,7 +73,7 @@ def kmeanspp(
             first_row = seeding.largest_norm(seeding.row_sqnorms(x), mask)
         else:
             first_row = seeding.uniform_row(float(u[0]), N, mask)
-        mind = _initial_state(x, mask, dtype)
+        mind = _initial_state(x, mask, dtype, native)
         if native:
             return torch.ops.mpts_fast.select_kmeanspp(x, mind, first_row, k, u)
         return reference.kmeanspp_loop(x, mind, first_row, k, u)

@@ -9,12 +9,12 @@ _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint
 
 
 def finite(x: torch.Tensor, name: str) -> None:
-    """NaN/inf check in row chunks: torch.isfinite on the whole pool builds |x| and two masks,
-    about 1.5x the pool's size, which is more than the whole op may use."""
-    step = max(1, (1 << 22) // max(1, x.shape[1]))
-    for s in range(0, x.shape[0], step):
-        if not bool(torch.isfinite(x[s : s + step]).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
+    """NaN/inf check as one reduction: torch.aminmax propagates NaN, and a pool is finite iff its
+    minimum and maximum are. (torch.isfinite(x).all() builds a pool-sized mask: ten times the
+    time, more than the k-center loop itself at N = 8,000, d = 512, k = 40.) x: non-empty."""
+    lo, hi = torch.aminmax(x)
+    if not bool(torch.isfinite(torch.stack([lo, hi])).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def features(x, name: str = "features") -> torch.Tensor:
