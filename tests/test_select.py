@@ -532,16 +532,18 @@ def test_lower_mind_refuses_bad_centres(gen):
         torch.ops.mpts_fast.select_lower_mind(x, torch.tensor([0]), torch.zeros(9))
 
 
-@pytest.mark.parametrize("labeled_rows", [1, 128, 129])
-def test_initial_state_direct_and_search_paths_agree(gen, labeled_rows):
-    """Up to nearest.DIRECT_MAX_LABELED labeled rows the native path lowers mind directly; above,
-    a GEMM-shaped search then a direct recompute: both give the float64 minimum on blobs."""
+@pytest.mark.parametrize("labeled_rows,d", [(1, 24), (32, 24), (33, 24), (128, 64), (129, 64), (7, 65)])
+def test_initial_state_direct_and_search_paths_agree(gen, labeled_rows, d):
+    """Where nearest.direct_is_faster the native path lowers mind directly (2 rows x 4 centres at
+    a time, odd row and centre counts included); elsewhere a GEMM-shaped search then a direct
+    recompute: both give the float64 minimum on blobs."""
     _native_or_skip()
     from mpts_fast.select import nearest
 
-    x = clustered(gen, 2000, 24)
-    mask = torch.zeros(2000, dtype=torch.bool)
-    mask[torch.randperm(2000, generator=gen)[:labeled_rows]] = True
+    x = clustered(gen, 2000 + d % 2, d)
+    n = x.shape[0]
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.randperm(n, generator=gen)[:labeled_rows]] = True
     direct = nearest.min_sqdist_to_labeled(x, mask, torch.float32, native=True)
     search = nearest.min_sqdist_to_labeled(x, mask, torch.float32, native=False)
     want = torch.cdist(x.double(), x.double()[mask]).pow(2).min(1).values

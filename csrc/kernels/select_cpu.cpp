@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -409,26 +410,80 @@ void kmeanspp_cpu(const T* x, int64_t N, int64_t d, T* mind, int64_t first, int6
   run_loop(FeatureDist<T>{x, d}, N, mind, first, k, Mode::kSample, u, picks);
 }
 
+// Squared distances of rows a0, a1 to centres b[0..3] in 32-byte vector accumulators: eight
+// independent chains hide the FMA latency, and each load of a row or a centre serves four or two
+// multiply-adds (sqdist alone does one load per multiply-add and, at small d, spends as long in
+// its 64-lane reduction as in the loop). Fixed summation order, so thread-count independent.
+// GCC ignores vector_size on a dependent type, hence one alias per element type.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename T>
+struct Vec32;
+template <>
+struct Vec32<float> {
+  using type = float __attribute__((vector_size(32)));
+};
+template <>
+struct Vec32<double> {
+  using type = double __attribute__((vector_size(32)));
+};
+
+template <typename T>
+inline void sqdist_2x4(const T* __restrict__ a0, const T* __restrict__ a1, const T* const* b,
+                       int64_t d, T out[2][4]) {
+  using V = typename Vec32<T>::type;
+  constexpr int64_t W = 32 / sizeof(T);
+  V acc[2][4] = {};
+  int64_t j = 0;
+  for (; j + W <= d; j += W) {
+    V r0, r1;
+    std::memcpy(&r0, a0 + j, sizeof(V));
+    std::memcpy(&r1, a1 + j, sizeof(V));
+    for (int c = 0; c < 4; ++c) {
+      V cv;
+      std::memcpy(&cv, b[c] + j, sizeof(V));
+      const V v0 = r0 - cv, v1 = r1 - cv;
+      acc[0][c] += v0 * v0;
+      acc[1][c] += v1 * v1;
+    }
+  }
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 4; ++c) {
+      T s = T(0);
+      for (int64_t l = 0; l < W; ++l) s += acc[r][c][l];
+      const T* a = r == 0 ? a0 : a1;
+      for (int64_t jj = j; jj < d; ++jj) {
+        const T v = a[jj] - b[c][jj];
+        s += v * v;
+      }
+      out[r][c] = s;
+    }
+}
+
 template <typename T>
 void lower_mind_cpu(const T* x, int64_t N, int64_t d, const int64_t* centres, int64_t L, T* mind) {
-  // Tiles of 64 rows against groups of 8 centres: a group (8 d numbers) stays in L1 while the
-  // tile's rows stream past it. Dynamic schedule over small tiles: a thread preempted by another
-  // process holds back at most one tile, not a static share of the rows.
-  constexpr int64_t kRows = 64, kCentres = 8;
+  // Tiles of 64 rows against groups of 4 centres: a group (4 d numbers) stays in L1 while the
+  // tile's rows stream past it, two rows at a time. Dynamic schedule over small tiles: a thread
+  // preempted by another process holds back at most one tile, not a static share of the rows.
+  constexpr int64_t kRows = 64;
   const int64_t tiles = (N + kRows - 1) / kRows;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t tile = 0; tile < tiles; ++tile) {
     const int64_t lo = tile * kRows, hi = std::min(N, lo + kRows);
-    for (int64_t c0 = 0; c0 < L; c0 += kCentres) {
-      const int64_t c1 = std::min(L, c0 + kCentres);
-      for (int64_t i = lo; i < hi; ++i) {
-        T m = mind[i];
-        if (m < T(0)) continue;
-        for (int64_t c = c0; c < c1; ++c) {
-          const T v = sqdist(x + i * d, x + centres[c] * d, d);
-          if (v < m) m = v;
+    for (int64_t c0 = 0; c0 < L; c0 += 4) {
+      // A short last group repeats its last centre: the minimum is unchanged.
+      const T* b[4];
+      for (int c = 0; c < 4; ++c) b[c] = x + centres[std::min(L - 1, c0 + c)] * d;
+      for (int64_t i = lo; i < hi; i += 2) {
+        const int64_t i1 = std::min(hi - 1, i + 1);  // odd tile end: row i twice
+        if (mind[i] < T(0) && mind[i1] < T(0)) continue;
+        T v[2][4];
+        sqdist_2x4(x + i * d, x + i1 * d, b, d, v);
+        for (int r = 0; r < 2; ++r) {
+          T& m = mind[r == 0 ? i : i1];
+          if (m < T(0)) continue;  // labeled rows keep -1
+          for (int c = 0; c < 4; ++c)
+            if (v[r][c] < m) m = v[r][c];
         }
-        mind[i] = m;
       }
     }
   }
