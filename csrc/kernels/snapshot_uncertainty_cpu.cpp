@@ -229,8 +229,8 @@ MPTS_INLINE void chunk_welford(int C, const T* tile, const T* inv, T inv_count, 
 #ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
 #if defined(__GNUC__) && !defined(__clang__)
 // Without -mavx, GCC warns that passing 32-byte vectors changes the ABI; these helpers are
-// internal and inlined, so no ABI is involved.
-#pragma GCC diagnostic push
+// internal and inlined, so no ABI is involved. (No push/pop: GCC reports some of these at the end
+// of the file, after a pop.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 // The float fold in GCC/Clang vector types (no intrinsics: any target, AVX2 with -march=native):
@@ -428,9 +428,6 @@ MPTS_INLINE void chunk_welford<float>(int C, const float* tile, const float* inv
     store8(m2 + c * kLanes, load8(m2 + c * kLanes) + delta * (p - mu));
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif  // MPTS_SNAPSHOT_VECTOR_FLOAT
 
 // Per-thread state of one block of B items (B a multiple of kLanes): per chunk of kLanes items,
