@@ -620,6 +620,10 @@ def _register_select() -> None:
     def _(x, centres, mind):
         return None
 
+    @torch.library.register_fake(lib + "select_farthest_from_mean")
+    def _(x):
+        return x.new_empty((), dtype=torch.long)
+
     @torch.library.register_fake(lib + "select_badge_sqnorms")
     def _(q, h):
         return q.new_empty((q.shape[0],))

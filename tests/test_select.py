@@ -552,6 +552,54 @@ def test_initial_state_direct_and_search_paths_agree(gen, labeled_rows, d):
     torch.testing.assert_close(search.double(), want, rtol=1e-5, atol=1e-4)
 
 
+def _farthest_from_mean_float64(x):
+    x = x.double()
+    return int((x - x.mean(0)).pow(2).sum(1).argmax())  # argmax: the first of equal maxima
+
+
+@pytest.mark.parametrize("N,d", [(1, 1), (2, 5), (1023, 3), (1025, 64), (70_001, 7)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_farthest_from_mean_matches_float64(gen, N, d, dtype):
+    _native_or_skip()
+    x = clustered(gen, N, d, dtype=dtype)
+    got = torch.ops.mpts_fast.select_farthest_from_mean(x)
+    assert got.dtype == torch.long and got.dim() == 0
+    assert int(got) == _farthest_from_mean_float64(x)
+
+
+def test_farthest_from_mean_ties_offsets_and_duplicates(gen):
+    _native_or_skip()
+    x = clustered(gen, 3000, 16) + 1e4  # a large offset: the mean must be taken in double
+    x[[17, 2500]] = x[0] + 50.0  # two equal farthest rows: the lower index
+    assert int(torch.ops.mpts_fast.select_farthest_from_mean(x)) == 17 == _farthest_from_mean_float64(x)
+    same = torch.ones(600, 4)  # every distance 0: row 0
+    assert int(torch.ops.mpts_fast.select_farthest_from_mean(same)) == 0
+
+
+def test_farthest_from_mean_refuses_bad_input():
+    _native_or_skip()
+    with pytest.raises(ValueError, match="x must have at least one row"):
+        torch.ops.mpts_fast.select_farthest_from_mean(torch.zeros(0, 3))
+    with pytest.raises((ValueError, RuntimeError), match="x"):
+        torch.ops.mpts_fast.select_farthest_from_mean(torch.zeros(5))
+
+
+def test_kcenter_without_labeled_rows_starts_farthest_from_mean(gen):
+    """The native first pick (select_farthest_from_mean) is the plain path's (seeding.farthest_from_mean)."""
+    _native_or_skip()
+    from mpts_fast.select import seeding
+
+    x = clustered(gen, 5000, 33)
+    assert int(ops.kcenter_greedy(x, 3)[0]) == seeding.farthest_from_mean(x) == _farthest_from_mean_float64(x)
+
+
+def test_opcheck_farthest_from_mean(gen):
+    _native_or_skip()
+    from torch.library import opcheck
+
+    opcheck(torch.ops.mpts_fast.select_farthest_from_mean.default, (clustered(gen, 64, 5),), test_utils=OPCHECK)
+
+
 def test_opcheck_lower_mind(gen):
     _native_or_skip()
     from torch.library import opcheck

@@ -90,6 +90,12 @@ def test_lower_mind(threads, gen):
     _assert_all_identical(threads(run))
 
 
+def test_farthest_from_mean(threads, gen):
+    x = torch.randn(70_000, 3, generator=gen)  # 64 partial sums of 1,094 rows, 137 blocks of 512
+    x[[5, 60_000]] = 40.0  # an exact tie: the lower index in every run
+    _assert_all_identical(threads(lambda: torch.ops.mpts_fast.select_farthest_from_mean(x)))
+
+
 def test_rbf_mmd2(threads, gen):
     x, y = torch.randn(300, 8, generator=gen), torch.randn(260, 8, generator=gen)
     _assert_all_identical(threads(lambda: ops.rbf_mmd2(x, y)))

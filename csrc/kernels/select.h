@@ -50,6 +50,12 @@ void kmeanspp_cpu(const T* x, int64_t N, int64_t d, T* mind, int64_t first, int6
 template <typename T>
 void lower_mind_cpu(const T* x, int64_t N, int64_t d, const int64_t* centres, int64_t L, T* mind);
 
+// Index of the row of x (N >= 1, d) farthest from the mean of all rows: the mean and the squared
+// distances in double, ties to the lowest index. Partial column sums over a fixed row layout (set
+// by N only), added in layout order, so the result does not depend on the thread count.
+template <typename T>
+int64_t farthest_from_mean_cpu(const T* x, int64_t N, int64_t d);
+
 // q: (N, C) = p - e_argmax(p), h: (N, D). a_out: (N) |q_i|^2 |h_i|^2.
 template <typename T>
 void badge_sqnorms_cpu(const T* q, int64_t C, const T* h, int64_t D, int64_t N, T* a_out);

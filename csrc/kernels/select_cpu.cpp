@@ -490,6 +490,55 @@ void lower_mind_cpu(const T* x, int64_t N, int64_t d, const int64_t* centres, in
 }
 
 template <typename T>
+int64_t farthest_from_mean_cpu(const T* x, int64_t N, int64_t d) {
+  // At most 64 partial sums (64 d doubles, whatever N), each over at least 1,024 rows.
+  const int64_t rows = std::max<int64_t>(1024, (N + 63) / 64);
+  const int64_t parts = (N + rows - 1) / rows;
+  std::vector<double> part(parts * d, 0.0);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < parts; ++b) {
+    double* s = part.data() + b * d;
+    for (int64_t i = b * rows, hi = std::min(N, (b + 1) * rows); i < hi; ++i) {
+      const T* xi = x + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; ++j) s[j] += static_cast<double>(xi[j]);
+    }
+  }
+  std::vector<double> mean(d, 0.0);
+  for (int64_t b = 0; b < parts; ++b)
+    for (int64_t j = 0; j < d; ++j) mean[j] += part[b * d + j];
+  for (int64_t j = 0; j < d; ++j) mean[j] /= static_cast<double>(N);
+  const double* m = mean.data();
+  const int64_t nb = (N + kSelectBlock - 1) / kSelectBlock;
+  std::vector<double> best(nb, -1.0);
+  std::vector<int64_t> arg(nb, -1);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t i = b * kSelectBlock, hi = std::min(N, (b + 1) * kSelectBlock); i < hi; ++i) {
+      const T* xi = x + i * d;
+      double acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < d; ++j) {
+        const double v = static_cast<double>(xi[j]) - m[j];
+        acc += v * v;
+      }
+      if (acc > best[b]) {  // strict: the lowest index keeps a tie
+        best[b] = acc;
+        arg[b] = i;
+      }
+    }
+  }
+  double top = -1.0;
+  int64_t out = 0;
+  for (int64_t b = 0; b < nb; ++b)
+    if (best[b] > top) {
+      top = best[b];
+      out = arg[b];
+    }
+  return out;
+}
+
+template <typename T>
 void badge_sqnorms_cpu(const T* q, int64_t C, const T* h, int64_t D, int64_t N, T* a_out) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
@@ -511,6 +560,7 @@ void badge_kmeanspp_cpu(const T* q, int64_t C, const T* h, int64_t D, const T* a
   template void kmeanspp_cpu<T>(const T*, int64_t, int64_t, T*, int64_t, int64_t, const double*, \
                                 int64_t*);                                                      \
   template void lower_mind_cpu<T>(const T*, int64_t, int64_t, const int64_t*, int64_t, T*);   \
+  template int64_t farthest_from_mean_cpu<T>(const T*, int64_t, int64_t);                      \
   template void badge_sqnorms_cpu<T>(const T*, int64_t, const T*, int64_t, int64_t, T*);        \
   template void badge_kmeanspp_cpu<T>(const T*, int64_t, const T*, int64_t, const T*, int64_t,  \
                                       T*, int64_t, int64_t, const double*, int64_t*);

@@ -167,6 +167,18 @@ void select_lower_mind_cpu(const at::Tensor& x, const at::Tensor& centres, at::T
   });
 }
 
+at::Tensor select_farthest_from_mean_cpu(const at::Tensor& x) {
+  check_float(x, "x", false);
+  check_dim(x, "x", 2);
+  TORCH_CHECK_VALUE(x.size(0) >= 1, "x must have at least one row, got shape ", x.sizes());
+  const at::Tensor xc = x.contiguous();
+  int64_t row = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "select_farthest_from_mean_cpu", [&] {
+    row = mpts::farthest_from_mean_cpu<scalar_t>(xc.data_ptr<scalar_t>(), xc.size(0), xc.size(1));
+  });
+  return at::scalar_tensor(row, x.options().dtype(at::kLong));
+}
+
 at::Tensor select_badge_sqnorms_cpu(const at::Tensor& q, const at::Tensor& h) {
   check_badge_factors(q, h, false);
   at::Tensor a = at::empty({q.size(0)}, q.options());
@@ -207,6 +219,7 @@ TORCH_LIBRARY_IMPL(mpts_fast, CPU, m) {
   m.impl("select_kcenter", &select_kcenter_cpu);
   m.impl("select_kmeanspp", &select_kmeanspp_cpu);
   m.impl("select_lower_mind", &select_lower_mind_cpu);
+  m.impl("select_farthest_from_mean", &select_farthest_from_mean_cpu);
   m.impl("select_badge_sqnorms", &select_badge_sqnorms_cpu);
   m.impl("select_badge_kmeanspp", &select_badge_kmeanspp_cpu);
 }

@@ -25,6 +25,8 @@ TORCH_LIBRARY(mpts_fast, m) {
   m.def("select_kmeanspp(Tensor x, Tensor(a!) mind, int first, int k, Tensor u) -> Tensor");
   // mind = min(mind, squared distance to the nearest of the rows `centres`), rows < 0 kept.
   m.def("select_lower_mind(Tensor x, Tensor centres, Tensor(a!) mind) -> ()");
+  // k-center's first pick without labeled rows: the row farthest from the mean (0-dim int64).
+  m.def("select_farthest_from_mean(Tensor x) -> Tensor");
   m.def("select_badge_sqnorms(Tensor q, Tensor h) -> Tensor");
   m.def("select_badge_kmeanspp(Tensor q, Tensor h, Tensor a, Tensor(a!) mind, int first, int k,"
         " Tensor u) -> Tensor");
