@@ -349,70 +349,46 @@ MPTS_INLINE void chunk_transpose_max<float>(const float* rows, int C, float* til
   store8(mx_out, mx);
 }
 
-template <>
-MPTS_INLINE void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv, float* ent) {
-  const f8 mx = load8(mx_in);
-  d4 sum_lo = {}, sum_hi = {}, dot_lo = {}, dot_hi = {};
+// Pass 2 for Nc consecutive chunks (tiles C kLanes apart) at once: each chunk's class loop is one
+// long dependency chain (exp, then the two running sums), and interleaving independent chains
+// gives the out-of-order core more work to overlap (fold takes two: C = 8, N = 1e6, 70 -> 56 ms).
+// The same operations in the same order for each chunk whatever Nc, so the same bits.
+template <int Nc>
+MPTS_INLINE void chunk_exp_entropy_n(int C, float* tile, const float* mx_in, float* inv, float* ent) {
+  f8 mx[Nc];
+  d4 sum_lo[Nc] = {}, sum_hi[Nc] = {}, dot_lo[Nc] = {}, dot_hi[Nc] = {};
+  for (int n = 0; n < Nc; ++n) mx[n] = load8(mx_in + n * kLanes);
   for (int c0 = 0; c0 < C; c0 += kClassGroup) {
-    f8 part_sum = {}, part_dot = {};
+    f8 part_sum[Nc] = {}, part_dot[Nc] = {};
     const int c1 = std::min(C, c0 + kClassGroup);
     for (int c = c0; c < c1; ++c) {
-      float* l = tile + c * kLanes;
-      f8 shifted;
-      const f8 e = exp8(load8(l) - mx, shifted);
-      store8(l, e);
-      part_sum += e;
-      part_dot += e * shifted;
+      for (int n = 0; n < Nc; ++n) {
+        float* l = tile + (n * C + c) * kLanes;
+        f8 shifted;
+        const f8 e = exp8(load8(l) - mx[n], shifted);
+        store8(l, e);
+        part_sum[n] += e;
+        part_dot[n] += e * shifted;
+      }
     }
-    sum_lo += lo_to_double(part_sum);
-    sum_hi += hi_to_double(part_sum);
-    dot_lo += lo_to_double(part_dot);
-    dot_hi += hi_to_double(part_dot);
+    for (int n = 0; n < Nc; ++n) {
+      sum_lo[n] += lo_to_double(part_sum[n]);
+      sum_hi[n] += hi_to_double(part_sum[n]);
+      dot_lo[n] += lo_to_double(part_dot[n]);
+      dot_hi[n] += hi_to_double(part_dot[n]);
+    }
   }
-  const f8 s = to_float(sum_lo, sum_hi);
-  store8(ent, load8(ent) + (log8(s) - to_float(dot_lo / sum_lo, dot_hi / sum_hi)));
-  store8(inv, 1.0f / s);
+  for (int n = 0; n < Nc; ++n) {
+    const f8 s = to_float(sum_lo[n], sum_hi[n]);
+    float* en = ent + n * kLanes;
+    store8(en, load8(en) + (log8(s) - to_float(dot_lo[n] / sum_lo[n], dot_hi[n] / sum_hi[n])));
+    store8(inv + n * kLanes, 1.0f / s);
+  }
 }
 
-// Two chunks of pass 2 at once, statement by statement: each chunk's class loop is one long
-// dependency chain (exp, then the two running sums), and interleaving two independent chains
-// gives the out-of-order core twice the work to overlap. Same operations, same order per chunk
-// as chunk_exp_entropy<float>, so the same bits.
-MPTS_INLINE void chunk_exp_entropy_x2(int C, float* tile0, const float* mx_in, float* inv, float* ent) {
-  float* tile1 = tile0 + C * kLanes;
-  const f8 mx0 = load8(mx_in), mx1 = load8(mx_in + kLanes);
-  d4 sum_lo0 = {}, sum_hi0 = {}, dot_lo0 = {}, dot_hi0 = {};
-  d4 sum_lo1 = {}, sum_hi1 = {}, dot_lo1 = {}, dot_hi1 = {};
-  for (int c0 = 0; c0 < C; c0 += kClassGroup) {
-    f8 part_sum0 = {}, part_dot0 = {}, part_sum1 = {}, part_dot1 = {};
-    const int c1 = std::min(C, c0 + kClassGroup);
-    for (int c = c0; c < c1; ++c) {
-      float* l0 = tile0 + c * kLanes;
-      float* l1 = tile1 + c * kLanes;
-      f8 shifted0, shifted1;
-      const f8 e0 = exp8(load8(l0) - mx0, shifted0);
-      const f8 e1 = exp8(load8(l1) - mx1, shifted1);
-      store8(l0, e0);
-      store8(l1, e1);
-      part_sum0 += e0;
-      part_sum1 += e1;
-      part_dot0 += e0 * shifted0;
-      part_dot1 += e1 * shifted1;
-    }
-    sum_lo0 += lo_to_double(part_sum0);
-    sum_hi0 += hi_to_double(part_sum0);
-    dot_lo0 += lo_to_double(part_dot0);
-    dot_hi0 += hi_to_double(part_dot0);
-    sum_lo1 += lo_to_double(part_sum1);
-    sum_hi1 += hi_to_double(part_sum1);
-    dot_lo1 += lo_to_double(part_dot1);
-    dot_hi1 += hi_to_double(part_dot1);
-  }
-  const f8 s0 = to_float(sum_lo0, sum_hi0), s1 = to_float(sum_lo1, sum_hi1);
-  store8(ent, load8(ent) + (log8(s0) - to_float(dot_lo0 / sum_lo0, dot_hi0 / sum_hi0)));
-  store8(ent + kLanes, load8(ent + kLanes) + (log8(s1) - to_float(dot_lo1 / sum_lo1, dot_hi1 / sum_hi1)));
-  store8(inv, 1.0f / s0);
-  store8(inv + kLanes, 1.0f / s1);
+template <>
+MPTS_INLINE void chunk_exp_entropy<float>(int C, float* tile, const float* mx_in, float* inv, float* ent) {
+  chunk_exp_entropy_n<1>(C, tile, mx_in, inv, ent);
 }
 
 template <>
@@ -493,7 +469,7 @@ struct BlockState {
     int k0 = 0;
 #ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
     if constexpr (std::is_same_v<T, float>)
-      for (; k0 + 1 < kChunks; k0 += 2) chunk_exp_entropy_x2(C, tile(k0), mx + k0 * kLanes, inv + k0 * kLanes, ent + k0 * kLanes);
+      for (; k0 + 1 < kChunks; k0 += 2) chunk_exp_entropy_n<2>(C, tile(k0), mx + k0 * kLanes, inv + k0 * kLanes, ent + k0 * kLanes);
 #endif
     for (int k = k0; k < kChunks; ++k) chunk_exp_entropy<T>(C, tile(k), mx + k * kLanes, inv + k * kLanes, ent + k * kLanes);
     for (int k = 0; k < kChunks; ++k) chunk_welford<T>(C, tile(k), inv + k * kLanes, inv_count, mean(k), m2(k));
