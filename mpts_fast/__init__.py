@@ -12,8 +12,8 @@ if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
     # libgomp (torch's OpenMP, and so ours) reads its wait policy once, when torch loads it. By
     # default an idle worker spins for 300,000 pauses (~10 ms on this project's AMD CPU) after
     # every parallel region before it sleeps: where other processes hold cores, that spinning
-    # worker keeps a core the main thread needs (badge_select with one core held: 100 ms calls
-    # instead of 16). 3,000 spins removed those tails and kept quiet timings (`make run` 9.6 s vs
+    # worker keeps a core the main thread needs (badge_select with one core held: 100-120 ms
+    # calls instead of 11 quiet). 3,000 spins removed those tails and kept quiet timings (`make run` 9.6 s vs
     # 9.4 s; OMP_WAIT_POLICY=PASSIVE, no spinning, cost 45% there: training launches many small
     # parallel ops). Measured in bench/README.md, "Contended measurement". Only a default: an
     # exported GOMP_SPINCOUNT or OMP_WAIT_POLICY wins, and a program that imported torch first

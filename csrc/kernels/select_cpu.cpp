@@ -509,11 +509,12 @@ int64_t farthest_from_mean_cpu(const T* x, int64_t N, int64_t d) {
     for (int64_t j = 0; j < d; ++j) mean[j] += part[b * d + j];
   for (int64_t j = 0; j < d; ++j) mean[j] /= static_cast<double>(N);
   const double* m = mean.data();
-  const int64_t nb = (N + kSelectBlock - 1) / kSelectBlock;
-  std::vector<double> best(nb, -1.0);
-  std::vector<int64_t> arg(nb, -1);
+  // Per-block arg-max combined in block order by the pick loops' argmax_of (ties: lowest index).
+  Blocks res((N + kSelectBlock - 1) / kSelectBlock);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < static_cast<int64_t>(res.best.size()); ++b) {
+    res.best[b] = -1.0;
+    res.arg[b] = -1;
     for (int64_t i = b * kSelectBlock, hi = std::min(N, (b + 1) * kSelectBlock); i < hi; ++i) {
       const T* xi = x + i * d;
       double acc = 0;
@@ -522,20 +523,13 @@ int64_t farthest_from_mean_cpu(const T* x, int64_t N, int64_t d) {
         const double v = static_cast<double>(xi[j]) - m[j];
         acc += v * v;
       }
-      if (acc > best[b]) {  // strict: the lowest index keeps a tie
-        best[b] = acc;
-        arg[b] = i;
+      if (acc > res.best[b]) {  // strict: the lowest index keeps a tie
+        res.best[b] = acc;
+        res.arg[b] = i;
       }
     }
   }
-  double top = -1.0;
-  int64_t out = 0;
-  for (int64_t b = 0; b < nb; ++b)
-    if (best[b] > top) {
-      top = best[b];
-      out = arg[b];
-    }
-  return out;
+  return std::max<int64_t>(argmax_of(res), 0);  // -1 only if every distance was NaN
 }
 
 template <typename T>

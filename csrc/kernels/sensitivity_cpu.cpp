@@ -298,7 +298,7 @@ void sensitivity_parallel(const T* x, const T* V, const T* b_v, const T* W, cons
   // One parallel region per call: each thread takes whole chunks (dynamic, so a thread whose
   // core is taken by another process simply takes fewer) and runs the chunk's three GEMMs and
   // epilogues on its own. Parallelising inside each chunk instead (a region and a multi-threaded
-  // GEMM per step) meant six fork/joins per 64 patterns, each waiting for the slowest thread:
+  // GEMM per step) meant six fork/joins per chunk, each waiting for the slowest thread:
   // on a loaded machine that made the op slower than the plain einsum. Inside an active region
   // at::mm and MKL run single-threaded, so every chunk is computed the same way whatever the
   // thread count, and phi does not depend on it.

@@ -44,14 +44,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor
     with torch.no_grad():
         x, dtype, native = _prepare(features.detach(), "kcenter_greedy")
         mind = _initial_state(x, mask, dtype, native)
-        if mask is not None:
-            first = -1
-        elif native and x.device.type == "cpu":
-            # one native pass in double instead of float64 copies of the pool: at N = 8,000,
-            # d = 512, k = 40 the whole call went from 29-49 ms to 9.4 ms
-            first = int(torch.ops.mpts_fast.select_farthest_from_mean(x))
-        else:
-            first = seeding.farthest_from_mean(x)
+        first = -1 if mask is not None else seeding.farthest_from_mean(x, native=native)
         if native:
             return torch.ops.mpts_fast.select_kcenter(x, mind, first, k)
         return reference.kcenter_loop(x, mind, first, k)

@@ -24,10 +24,10 @@ import torch
 
 # Above this many labeled rows the direct kernel's L d multiply-adds per row cost more than a
 # GEMM-shaped search plus its copies (about 2 N d bytes of traffic per copy). Measured on 2 AMD
-# EPYC cores, 32-byte vectors (direct vs faiss search, ms): d = 512, N = 8,000: L = 128 10.6 vs 15.6, L = 256 17.5 vs
-# 25.3; d = 128, N = 20,000: L = 128 8.4 vs 10.1, L = 256 18.7 vs 18.6; d = 32, N = 20,000:
-# L = 32 2.0 vs 3.7, L = 64 3.5 vs 3.7, L = 128 6.6 vs 4.1 (the search's fixed costs shrink
-# with d, the direct kernel's per-row reduction does not).
+# EPYC cores, 32-byte vectors (direct vs faiss search, ms): d = 512, N = 8,000: L = 128 10.6 vs
+# 15.6, L = 256 17.5 vs 25.3; d = 128, N = 20,000: L = 128 8.4 vs 10.1, L = 256 18.7 vs 18.6;
+# d = 32, N = 20,000: L = 32 2.0 vs 3.7, L = 64 3.5 vs 3.7, L = 128 6.6 vs 4.1 (the search's
+# fixed costs shrink with d, the direct kernel's per-row reduction does not).
 DIRECT_MAX_LABELED = 128
 DIRECT_MAX_LABELED_NARROW = 32  # d < 64
 _QUERY_ELEMS = 1 << 22  # elements of one query chunk's distance block / gathered rows (16 MB fp32)

