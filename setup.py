@@ -35,7 +35,11 @@ def _want_cuda() -> bool:
 def _extensions():
     from torch.utils import cpp_extension
 
-    cxx = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    # -fno-wrapv: Python's own CFLAGS (sysconfig, added to every extension build) carry -fwrapv,
+    # which forbids the compiler to assume that signed index arithmetic does not overflow; it
+    # made the snapshot kernel 22% slower (0.86 -> 1.05 ns per logit in cache). Our kernels are
+    # standard C++ and never rely on signed wrap-around.
+    cxx = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unknown-pragmas", "-fno-wrapv"]
     if os.environ.get("MPTS_FAST_NATIVE_ARCH", "1") != "0":
         cxx.append("-march=native")
     sources = sorted(glob.glob("csrc/torch/*.cpp")) + sorted(glob.glob("csrc/kernels/*_cpu.cpp"))
