@@ -241,10 +241,19 @@ def _validate_logits(logits, name: str, dim: int) -> None:
         raise ValueError(f"{name} must have at least one class (last dim), got shape {tuple(logits.shape)}")
 
 
+def _scores_all_finite(scores: torch.Tensor) -> torch.Tensor:
+    """0-dim bool tensor on the scores' device: every value of the (5, N) snapshot scores is finite.
+
+    The kernels let NaN/inf logits poison the item's scores, so checking the result costs far
+    less than a pass over the (S, N, C) input. A sum, not isfinite().all(): no (5, N) bool
+    temporary (at N = 1e6 on the CPU, 0.2-2 ms instead of 6-9 ms). Exact here because every
+    score lies in [0, max(1, log C)] up to rounding, so a sum of finite scores cannot overflow,
+    and any NaN or inf (of either sign) makes the sum NaN or inf."""
+    return scores.sum().isfinite()
+
+
 def _raise_if_nonfinite_scores(scores: torch.Tensor, name: str) -> None:
-    # The kernels let NaN/inf logits poison the item's scores; checking the (5, N) result
-    # costs far less than a separate pass over the (S, N, C) input.
-    if scores.numel() and not bool(torch.isfinite(scores).all()):
+    if scores.numel() and not bool(_scores_all_finite(scores)):
         raise _nonfinite_logits_error(name)
 
 
@@ -304,11 +313,11 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     looks_like_probs = _looks_like_probabilities(logits[0])
     if not _native_for("snapshot_uncertainty", logits.device, logits.dtype):
         out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
-        finite, probs = torch.stack([torch.isfinite(torch.stack(out)).all(), looks_like_probs]).tolist()  # one read
+        finite, probs = torch.stack([_scores_all_finite(torch.stack(out)), looks_like_probs]).tolist()  # one read
     else:
         native_logits = logits.to(_compute_dtype(logits.dtype, logits.device)) if logits.device.type == "cpu" else logits
         scores = torch.ops.mpts_fast.snapshot_scores(native_logits)
-        finite, probs = torch.stack([torch.isfinite(scores).all(), looks_like_probs]).tolist()  # one read
+        finite, probs = torch.stack([_scores_all_finite(scores), looks_like_probs]).tolist()  # one read
         out = SnapshotScores.from_stacked(scores)
     if probs:
         _warn_probabilities("logits")
