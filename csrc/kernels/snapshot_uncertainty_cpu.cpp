@@ -19,6 +19,7 @@
 // float32 a sequential sum's error grows linearly with C (7-10x torch's pairwise sums at
 // C = 1000). The per-class work that dominates the time (exp, Welford) stays in T.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -543,34 +544,59 @@ struct BlockState {
   }
 };
 
-// Asks for n elements from p to be brought into cache. A block's rows are S bursts of
-// B * C values, one per snapshot, tens of MB apart: the hardware prefetchers, which follow
-// one address stream, lose track between bursts, and without this the kernel spends about as
-// long waiting for memory as computing.
+// Asks for n elements from p to be brought into L2 (prefetcht1). The rows a thread folds are S
+// streams, one per snapshot, tens of MB apart, read in bursts of one block's B * C values: the
+// hardware prefetchers do not keep up with that pattern, and without help the kernel spent a
+// third of its time waiting for memory. Each stream is prefetched a few blocks ahead of its use;
+// into L2 rather than L1 (measured, 1 thread, S = 10, N = 1e6, C = 10: no prefetch 1.10-1.12 ns
+// per logit; the next snapshot's rows into L1 just before use 1.09-1.24; 4-16 blocks ahead into
+// L2 0.84-0.97; in cache 0.72).
 template <typename T>
-void prefetch_rows(const T* p, int64_t n) {
+void prefetch_rows_to_l2(const T* p, int64_t n) {
 #if defined(__GNUC__)
   const char* b = reinterpret_cast<const char*>(p);
-  for (int64_t off = 0; off < n * static_cast<int64_t>(sizeof(T)); off += 64) __builtin_prefetch(b + off, 0, 3);
+  for (int64_t off = 0; off < n * static_cast<int64_t>(sizeof(T)); off += 64) __builtin_prefetch(b + off, 0, 2);
 #else
   (void)p;
   (void)n;
 #endif
 }
 
-// Runs body(state, n0, bn) over item blocks in parallel, with one BlockState per thread.
-// Dynamic: a thread whose core another process takes does fewer blocks instead of holding up
-// the region's end (a static split waits for its share); each block writes only its own items.
+// Blocks are handed out in runs of kRun (dynamic: a thread whose core another process takes
+// does fewer runs instead of holding up the region's end, as a static split would).
+constexpr int64_t kRun = 8;
+// How far ahead each snapshot's rows are prefetched: about this many bytes per stream.
+constexpr int64_t kAheadBytes = 20 * 1024;
+
+// Runs body(state, n0, bn, ahead_n0) over item blocks in parallel, with one BlockState per thread;
+// ahead_n0 is the first item of the block this thread will take `lookahead` blocks later (-1 if
+// none), for the body to prefetch. Each block writes only its own items, so the results do not
+// depend on which thread takes which block. A thread claims its next run only when its look-ahead
+// reaches past the current one, so it never holds more than one run it has not started.
 template <typename T, int B, typename Body>
 void for_each_block_of(int64_t N, int64_t C, Body body) {
   const int64_t nblocks = (N + B - 1) / B;
+  const int64_t block_bytes = B * C * static_cast<int64_t>(sizeof(T));
+  const int64_t lookahead = std::clamp<int64_t>(kAheadBytes / block_bytes, 1, kRun);
+  std::atomic<int64_t> next_run{0};
 #pragma omp parallel
   {
     BlockState<T, B> st(C);
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t n0 = blk * B;
-      body(st, n0, std::min<int64_t>(B, N - n0));
+    int64_t run = next_run.fetch_add(kRun, std::memory_order_relaxed);
+    while (run < nblocks) {
+      const int64_t run_end = std::min(run + kRun, nblocks);
+      int64_t following = -1;  // the next run, once claimed
+      for (int64_t blk = run; blk < run_end; ++blk) {
+        int64_t ahead = blk + lookahead;
+        if (ahead >= run_end) {
+          if (following < 0) following = next_run.fetch_add(kRun, std::memory_order_relaxed);
+          ahead = following + (ahead - run_end);  // lookahead <= kRun: within the following run
+          if (ahead >= nblocks) ahead = -1;
+        }
+        const int64_t n0 = blk * B;
+        body(st, n0, std::min<int64_t>(B, N - n0), ahead < 0 ? int64_t(-1) : ahead * B);
+      }
+      run = following >= 0 ? following : next_run.fetch_add(kRun, std::memory_order_relaxed);
     }
   }
 }
@@ -588,15 +614,10 @@ void for_each_block(int64_t N, int64_t C, Body body) {
 
 template <typename T>
 void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C, T* scores) {
-  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
+  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn, int64_t ahead_n0) {
     st.zero();
     for (int64_t s = 0; s < S; ++s) {
-      // The rows folded next: the next snapshot's, or after the last snapshot the next block's
-      // first (the next block this thread takes, usually: blocks are handed out 8 at a time).
-      if (s + 1 < S)
-        prefetch_rows(logits[s + 1] + n0 * C, bn * C);
-      else if (n0 + bn < N)
-        prefetch_rows(logits[0] + (n0 + bn) * C, std::min<int64_t>(bn, N - n0 - bn) * C);
+      if (ahead_n0 >= 0) prefetch_rows_to_l2(logits[s] + ahead_n0 * C, std::min<int64_t>(bn, N - ahead_n0) * C);
       st.fold(st.block_rows(logits[s], n0, bn, N), s);
     }
     st.finalize(n0, bn, N, S, scores);
@@ -606,7 +627,7 @@ void snapshot_scores_cpu(const T* const* logits, int64_t S, int64_t N, int64_t C
 template <typename T>
 void snapshot_accumulate_cpu(const T* logits, int64_t N, int64_t C, int64_t count, T* mean, T* m2,
                              T* ent_sum) {
-  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
+  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn, int64_t) {
     st.load(mean, m2, ent_sum, n0, bn, N);
     st.fold(st.block_rows(logits, n0, bn, N), count);
     st.store(mean, m2, ent_sum, n0, bn);
@@ -616,7 +637,7 @@ void snapshot_accumulate_cpu(const T* logits, int64_t N, int64_t C, int64_t coun
 template <typename T>
 void snapshot_finalize_cpu(const T* mean, const T* m2, const T* ent_sum, int64_t N, int64_t C,
                            int64_t count, T* scores) {
-  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn) {
+  for_each_block<T>(N, C, [&](auto& st, int64_t n0, int64_t bn, int64_t) {
     st.load(mean, m2, ent_sum, n0, bn, N);
     st.finalize(n0, bn, N, count, scores);
   });
