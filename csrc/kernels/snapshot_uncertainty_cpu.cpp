@@ -409,7 +409,7 @@ MPTS_INLINE void chunk_exp_entropy_n(int C, float* tile, const float* mx_in, flo
     // One group: its float sums are what the double path would convert to double and back
     // (exactly), and a float division of floats is the double division rounded to float (no
     // double-rounding error for division), so this is the same bits without the conversions and
-    // the two double divisions, which were a fifth of the fold's time at C = 10.
+    // the two double divisions (in-cache fold at C = 10: 0.71 -> 0.68 ns per logit).
     fv sum[Nc] = {}, dot[Nc] = {};
     exp_classes<Nc>(C, 0, C, tile, mx, sum, dot);
     for (int n = 0; n < Nc; ++n) {
