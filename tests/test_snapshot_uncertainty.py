@@ -32,6 +32,11 @@ from mpts_testutil import (
 EPS32 = 2.0**-23
 
 GRID = [(N, C) for N in (1, 63, 65, 1000) for C in (1, 2, 10, 100)] + [(15, 100), (17, 100)]
+# The CPU kernel's seams: 8 and 16 classes (one 8 x 8 transpose block per 8 rows; one float class
+# group), 17 (two groups, summed in double), 64 / 65 (blocks of 64 items / of 16 above), chunks of
+# 16 items with AVX-512 (33 items), and a pool of many 8-block runs (each thread prefetches along
+# its own runs).
+GRID += [(1000, 8), (33, 16), (1000, 17), (129, 64), (129, 65), (5000, 16)]
 
 
 def _slack(oracle: dict, field: str) -> float:

@@ -2,8 +2,9 @@
 (this machine's cores) and 5 (more threads than cores). The kernels run in torch's own OpenMP
 pool (one libgomp in the process), so torch.set_num_threads is what sizes their regions.
 
-Sizes cross several work blocks (snapshot blocks of 64 items, selection blocks, sensitivity
-chunks of 64 patterns) so that a dynamic schedule really hands blocks to different threads.
+Sizes cross several work blocks (snapshot runs of 8 blocks of 64 items, selection blocks,
+sensitivity chunks of 32 patterns) so that a dynamic schedule really hands blocks to different
+threads.
 """
 from __future__ import annotations
 
@@ -42,11 +43,11 @@ def _assert_all_identical(outs):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_snapshot_scores_and_accumulator(threads, gen, dtype):
-    logits = torch.randn(3, 1000, 7, generator=gen, dtype=dtype) * 3
+    logits = torch.randn(3, 5000, 7, generator=gen, dtype=dtype) * 3  # 79 blocks, 10 runs
     logits[:, ::11, 2] = float("-inf")  # masked classes take the same path at every count
 
     def run():
-        acc = ops.SnapshotAccumulator(1000, 7, dtype=dtype).update(logits)
+        acc = ops.SnapshotAccumulator(5000, 7, dtype=dtype).update(logits)
         return tuple(torch.stack(ops.snapshot_uncertainty(logits))) + tuple(torch.stack(acc.scores()))
 
     _assert_all_identical(threads(run))
@@ -54,7 +55,7 @@ def test_snapshot_scores_and_accumulator(threads, gen, dtype):
 
 @pytest.mark.parametrize("norm", ["l1", "l2", "inf"])
 def test_sensitivity(threads, gen, norm):
-    P, I, J, K = 700, 40, 24, 5  # 11 chunks of 64 patterns, the last partial
+    P, I, J, K = 700, 40, 24, 5  # 22 chunks of 32 patterns, the last partial
     x = torch.randn(P, I, generator=gen)
     V, b_v = torch.randn(J, I, generator=gen), torch.randn(J, generator=gen)
     W, b_w = torch.randn(K, J, generator=gen), torch.randn(K, generator=gen)
