@@ -54,8 +54,8 @@ test: build
 # Benchmarks (bench/README.md): the pytest-benchmark suite over bench/cases.py, saved with
 # pytest-benchmark's own storage in $(BENCH_STORAGE); MPTS_BENCH_QUICK=1 for the quick tier (< 2 min
 # on 2 cores; the full tier 5-10 min). bench-compare runs the suite on the current tree
-# and fails when a case's ratio plain / ours fell by more than TOL (a fraction) against the last
-# saved run of the same tier, in a re-run of that case too. bench-run: bench/run.py (floors, peak memory, results JSON).
+# and fails when a case's ratio plain / ours fell by more than TOL (a fraction) against the median
+# of the last 3 saved runs of the same tier, in a re-run of that case too. bench-run: bench/run.py (floors, peak memory, results JSON).
 BENCH_STORAGE ?= bench/results/pytest-benchmark
 BENCH_TIER := $(if $(filter-out 0 false no off,$(MPTS_BENCH_QUICK)),quick,full)
 TOL ?= 0.25

@@ -1,7 +1,7 @@
 """Compare two pytest-benchmark runs of the bench/ suite by ratio (plain / ours), not by time.
 
     python bench/compare.py --current bench/results/pytest-benchmark/current.json \\
-        --storage bench/results/pytest-benchmark [--tol 0.25]
+        --storage bench/results/pytest-benchmark [--tol 0.25] [--baselines 3]
     python bench/compare.py --current NEW.json --baseline OLD.json
 
 For every benchmark group (one case of bench/cases.py) and every plain version in it, the ratio
@@ -11,9 +11,11 @@ by more than --tol (a fraction: 0.25 = the current ratio is below 75% of the sav
 regression. Absolute times are shown but never judged: a busy machine slows ours and plain alike
 and leaves their ratio alone, so the comparison holds on noisy machines.
 
-Without --baseline the baseline is the last run saved in --storage (pytest-benchmark's
---benchmark-save files, NNNN_name.json, in any machine folder below it) with the same size tier
-(quick / full) as the current run.
+Without --baseline the baseline comes from the last --baselines (default 3) runs saved in --storage
+(pytest-benchmark's --benchmark-save files, NNNN_name.json, in any machine folder below it) with the
+same size tier (quick / full) as the current run: per case and plain version, the run whose ratio is
+the median (the lower middle one for an even count). One saved run whose plain version happened to be
+slow (a microsecond-scale einsum moved 208-309 us between runs here) then cannot fail every later run.
 
 --recheck (what `make bench-compare` uses): the cases that regressed are run once more and only a
 regression that shows again fails: on a shared machine a load that came and went between our
@@ -98,11 +100,23 @@ def ratios(run: dict) -> dict[tuple, Ratio]:
     return out
 
 
-def compare(baseline: dict, current: dict, tol: float = DEFAULT_TOL) -> list[Row]:
-    """One row per (case, plain version) in either run; REGRESSED where the ratio fell by more than tol."""
+def median_ratios(runs: list[dict]) -> dict[tuple, Ratio]:
+    """Per (case, plain version), the Ratio of the run with the median ratio among the runs that
+    have it (the lower middle one for an even count, so a high outlier never sets the bar)."""
+    by_key: dict[tuple, list[Ratio]] = {}
+    for run in runs:
+        for key, r in ratios(run).items():
+            by_key.setdefault(key, []).append(r)
+    return {key: sorted(rs, key=lambda r: r.value)[(len(rs) - 1) // 2] for key, rs in by_key.items()}
+
+
+def compare(baseline: dict | list[dict], current: dict, tol: float = DEFAULT_TOL) -> list[Row]:
+    """One row per (case, plain version) in either side; REGRESSED where the ratio fell by more than
+    tol. baseline: one run, or several (their median ratio per case and plain version)."""
     if not 0 <= tol < 1:
         raise ValueError(f"tol: expected a fraction in [0, 1), got {tol}")
-    before, after = ratios(baseline), ratios(current)
+    before = median_ratios(baseline if isinstance(baseline, list) else [baseline])
+    after = ratios(current)
     rows = []
     for key in sorted(before.keys() | after.keys()):
         b, a = before.get(key), after.get(key)
@@ -197,16 +211,21 @@ def saved_runs(storage: str | os.PathLike) -> list[Path]:
     return [p for _, _, p in sorted(files, reverse=True)]
 
 
-def find_baseline(storage: str | os.PathLike, tier: str | None, exclude: Path | None = None) -> Path | None:
+def find_baselines(storage: str | os.PathLike, tier: str | None, exclude: Path | None = None,
+                   count: int = 3) -> list[Path]:
+    """The newest `count` saved runs of this tier (newest first)."""
+    found = []
     for p in saved_runs(storage):
+        if len(found) == count:
+            break
         if exclude is not None and p.resolve() == exclude.resolve():
             continue
         try:
             if tier is None or tier_of(load(p)) == tier:
-                return p
+                found.append(p)
         except (OSError, ValueError):
             continue
-    return None
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,19 +238,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-run the suite for the regressed cases once; fail only where the re-run regresses too")
     ap.add_argument("--tol", type=float, default=float(os.environ.get("TOL", DEFAULT_TOL)),
                     help=f"allowed fall of a ratio, as a fraction (default {DEFAULT_TOL}, or $TOL)")
+    ap.add_argument("--baselines", type=int, default=3,
+                    help="with --storage: the median ratio of the last this many saved runs of the tier (default 3)")
     a = ap.parse_args(argv)
+    if a.baselines < 1:
+        ap.error(f"--baselines: expected a positive number of saved runs, got {a.baselines}")
     current = load(a.current)
     if a.baseline:
-        base_path = Path(a.baseline)
+        base_paths = [Path(a.baseline)]
     else:
-        base_path = find_baseline(a.storage, tier_of(current), exclude=Path(a.current))
-        if base_path is None:
+        base_paths = find_baselines(a.storage, tier_of(current), exclude=Path(a.current), count=a.baselines)
+        if not base_paths:
             print(f"compare: no saved run of the {tier_of(current)} tier in {a.storage}; run `make bench` first",
                   file=sys.stderr)
             return 2
-    baseline = load(base_path)
+    baseline = [load(p) for p in base_paths]
     rows = compare(baseline, current, a.tol)
-    print(f"baseline: {base_path}\ncurrent:  {a.current}\n")
+    what = "baseline" if len(base_paths) == 1 else f"baseline (median of {len(base_paths)} saved runs)"
+    print(f"{what}: {', '.join(str(p) for p in base_paths)}\ncurrent:  {a.current}\n")
     if a.recheck and failed(rows):
         print(table(rows, a.tol) + "\n")
         again = rerun(regressed_cases(rows), str(Path(a.current).with_suffix(".recheck.json")), tier_of(current))

@@ -76,10 +76,32 @@ def test_cli_picks_last_saved_run_of_same_tier(tmp_path, capsys):
     (storage / "0003_full.json").write_text(json.dumps(_run(0.5, 5.0, tier="full")))  # other tier: skipped
     current = tmp_path / "current.json"
     current.write_text(json.dumps(_run(0.5, 0.7)))  # 1.4: -30% against 0002
-    assert compare.main(["--current", str(current), "--storage", str(tmp_path / "store")]) == 1
+    store = ["--current", str(current), "--storage", str(tmp_path / "store")]
+    assert compare.main(store + ["--baselines", "1"]) == 1
     assert "0002_quick.json" in capsys.readouterr().out
-    assert compare.main(["--current", str(current), "--storage", str(tmp_path / "store"), "--tol", "0.4"]) == 0
+    assert compare.main(store + ["--baselines", "1", "--tol", "0.4"]) == 0
     assert compare.main(["--current", str(current), "--baseline", str(storage / "0001_old.json")]) == 0
+    # default: the lower middle of the last quick runs (2.0 and 1.2): 1.4 is no fall from 1.2
+    assert compare.main(store) == 0
+    assert "median of 2 saved runs" in capsys.readouterr().out
+
+
+def test_median_of_saved_runs_ignores_one_noisy_baseline():
+    noisy, typical = _run(0.5, 1.6), _run(0.5, 1.0)  # ratios 3.2 (a slow plain round) and 2.0
+    current = _run(0.5, 0.95)  # 1.9
+    assert compare.failed(compare.compare(noisy, current, tol=0.25))  # one run: -41%
+    assert not compare.failed(compare.compare([noisy, typical, typical], current, tol=0.25))
+    assert not compare.failed(compare.compare([noisy, typical], current, tol=0.25))  # even count: lower middle
+    assert compare.failed(compare.compare([noisy, typical, typical], _run(0.5, 0.7), tol=0.25))  # 1.4: a real fall
+    rows = compare.compare([typical, noisy, typical], current, tol=0.25)
+    assert {r.before.value for r in rows if r.key[0] == "sens"} == {2.0}
+
+
+def test_cli_rejects_non_positive_baselines(tmp_path):
+    current = tmp_path / "current.json"
+    current.write_text(json.dumps(_run(0.5, 1.0)))
+    with pytest.raises(SystemExit):
+        compare.main(["--current", str(current), "--storage", str(tmp_path), "--baselines", "0"])
 
 
 def test_cli_without_baseline_says_so(tmp_path):
