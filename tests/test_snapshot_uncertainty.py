@@ -234,6 +234,19 @@ def test_shift_invariance(device, gen):
         assert_close64(a[i], b[i], rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("C", [3, 10, 16])
+def test_masked_padding_gives_the_same_bits(C, gen):
+    """C classes, and the same logits with -inf classes appended up to C = 24: on the CPU the first
+    takes the kernel's small-C path (with AVX-512 the fused per-chunk fold), the second the
+    three-pass fold with double class sums; masked classes add exact zeros, so every score has
+    the same bits. Catches any drift between the two paths."""
+    logits = torch.randn(4, 1000, C, generator=gen) * 4
+    padded = torch.cat([logits, torch.full((4, 1000, 24 - C), float("-inf"))], dim=2)
+    a, b = ops.snapshot_uncertainty(logits), ops.snapshot_uncertainty(padded)
+    for field, x, y in zip(SnapshotScores._fields, a, b):
+        assert torch.equal(x, y), field
+
+
 # --------------------------------------------------------------------------- shapes / layouts
 
 
