@@ -458,14 +458,13 @@ MPTS_INLINE void chunk_welford<float>(int C, const float* tile, const float* inv
 }
 
 // The whole fold of one chunk for a compile-time C <= 16 (two 8 x 8 blocks per 8 rows at most;
-// used with AVX-512, see BlockState::fold):
-// the chunk's logits and exponentials stay in registers from the transpose to Welford, with no
-// tile round trip and no separate passes (in-cache fold at C = 10: 0.68 -> 0.63 ns per logit; one
-// thread at N = 1e6: 0.81-0.83 -> 0.73-0.75). The same operations in the same order as the three
-// passes, so the same bits. The entropy terms are taken in float: with one class group the
-// group's float sums are what the double path would convert to double and back (exactly), and a
-// float division of floats is the double division rounded to float (no double-rounding error for
-// division).
+// used with AVX-512, see BlockState::fold): the chunk's logits and exponentials stay in registers
+// from the transpose to Welford, with no tile round trip and no separate passes (in-cache fold at
+// C = 10: 0.68 -> 0.63 ns per logit; one thread at N = 1e6, three alternating runs: 0.81-0.97 ->
+// 0.73-0.92). The same operations in the same order as the three passes, so the same bits. The
+// entropy terms are taken in float: with one class group the group's float sums are what the
+// double path would convert to double and back (exactly), and a float division of floats is the
+// double division rounded to float (no double-rounding error for division).
 template <int C>
 MPTS_INLINE void chunk_fold_small_c(const float* rows, float inv_count, float* mean, float* m2, float* ent) {
   static_assert(C >= 1 && C <= 2 * kRowRead);
