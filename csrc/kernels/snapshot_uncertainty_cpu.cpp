@@ -589,8 +589,8 @@ struct BlockState {
     const T inv_count = T(1) / static_cast<T>(count + 1);
 #ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
     // With AVX-512 only: its 32 vector registers hold a chunk's classes; with AVX2's 16 the fused
-    // fold spills and the three passes are faster (C = 10: 1.07 vs 0.88 ns per logit, C = 4: 1.65
-    // vs 1.15, built with -mno-avx512f on the same machine).
+    // fold spills and the three passes are faster (C = 10: 1.07 vs 0.87-0.88 ns per logit, C = 4:
+    // 1.65 vs 1.15-1.55, built with -mno-avx512f on the same machine).
     if constexpr (std::is_same_v<T, float> && kLanes == 2 * kRowRead)
       if (C <= static_cast<int>(kSmallCFolds.size())) {
         kSmallCFolds[C - 1](src, kChunks, inv_count, mean(0), m2(0), ent);
