@@ -387,6 +387,19 @@ MPTS_INLINE void chunk_transpose_max<float>(const float* rows, int C, float* til
 // long dependency chain (exp, then the two running sums), and interleaving independent chains
 // gives the out-of-order core more work to overlap (fold takes two: C = 8, N = 1e6, 70 -> 56 ms).
 // The same operations in the same order for each chunk whatever Nc, so the same bits.
+// One snapshot's entropy H(p) = log sum e - sum e (l - max) / sum e from the float sums of a
+// single class group (the same bits as the double path there: see chunk_fold_small_c).
+MPTS_INLINE fv entropy_one_group(fv sum, fv dot) { return logv(sum) - dot / sum; }
+
+// Welford step of one class vector: p folded into mean and m2 (ic = 1 / snapshots so far).
+MPTS_INLINE void welford_step(fv p, fv ic, float* mean, float* m2) {
+  fv mu = loadv(mean);
+  const fv delta = p - mu;
+  mu += delta * ic;
+  storev(mean, mu);
+  storev(m2, loadv(m2) + delta * (p - mu));
+}
+
 // e = exp(l - max) in place for classes [c0, c1) of Nc chunks, their sums added to part_sum and
 // part_dot (sum e (l - max)).
 template <int Nc>
@@ -414,7 +427,7 @@ MPTS_INLINE void chunk_exp_entropy_n(int C, float* tile, const float* mx_in, flo
     exp_classes<Nc>(C, 0, C, tile, mx, sum, dot);
     for (int n = 0; n < Nc; ++n) {
       float* en = ent + n * kLanes;
-      storev(en, loadv(en) + (logv(sum[n]) - dot[n] / sum[n]));
+      storev(en, loadv(en) + entropy_one_group(sum[n], dot[n]));
       storev(inv + n * kLanes, 1.0f / sum[n]);
     }
     return;
@@ -447,14 +460,7 @@ template <>
 MPTS_INLINE void chunk_welford<float>(int C, const float* tile, const float* inv_in, float inv_count, float* mean,
                           float* m2) {
   const fv inv = loadv(inv_in), ic = splat(inv_count);
-  for (int c = 0; c < C; ++c) {
-    const fv p = loadv(tile + c * kLanes) * inv;
-    fv mu = loadv(mean + c * kLanes);
-    const fv delta = p - mu;
-    mu += delta * ic;
-    storev(mean + c * kLanes, mu);
-    storev(m2 + c * kLanes, loadv(m2 + c * kLanes) + delta * (p - mu));
-  }
+  for (int c = 0; c < C; ++c) welford_step(loadv(tile + c * kLanes) * inv, ic, mean + c * kLanes, m2 + c * kLanes);
 }
 
 // The whole fold of one chunk for a compile-time C <= 16 (two 8 x 8 blocks per 8 rows at most;
@@ -499,16 +505,9 @@ MPTS_INLINE void chunk_fold_small_c(const float* rows, float inv_count, float* m
     sum += x[c];
     dot += x[c] * shifted;
   }
-  storev(ent, loadv(ent) + (logv(sum) - dot / sum));
+  storev(ent, loadv(ent) + entropy_one_group(sum, dot));
   const fv inv = 1.0f / sum, ic = splat(inv_count);
-  for (int c = 0; c < C; ++c) {
-    const fv p = x[c] * inv;
-    fv mu = loadv(mean + c * kLanes);
-    const fv delta = p - mu;
-    mu += delta * ic;
-    storev(mean + c * kLanes, mu);
-    storev(m2 + c * kLanes, loadv(m2 + c * kLanes) + delta * (p - mu));
-  }
+  for (int c = 0; c < C; ++c) welford_step(x[c] * inv, ic, mean + c * kLanes, m2 + c * kLanes);
 }
 
 // Folds `chunks` consecutive chunks (rows kLanes * C apart; state C * kLanes apart) with C <= 16.
