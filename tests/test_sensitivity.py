@@ -1,7 +1,10 @@
 """sensitivity / sensitivity_matrix against float64 oracles: an autograd Jacobian of the network
 (d o_k / d x_i per pattern) and the einsum of the formula in sensitivity.h.
 
-The CPU kernel works in chunks of 64 patterns, so P runs over 1, 63, 65 and 300.
+The CPU kernel works in chunks of 32 patterns, so P runs over 1, 63, 65 and 300. Large float32
+calls (>= 3M multiply-adds, >= 32 inputs) on AVX-512 builds reduce the sensitivity product in
+12-row x 32-column register tiles (row_norm_gemm_avx512.h); the PACKED sizes reach that path with
+rows (P K) and columns (I) off those multiples and one pattern alone in the last chunk.
 """
 from __future__ import annotations
 
@@ -68,6 +71,18 @@ def test_matches_oracle(device, P, shape, norm, output, gen):
     _check(args, norm, output, f"P={P} {shape} {norm} {output}")
 
 
+PACKED = {"I40-J300-K7": (40, 300, 7), "I64-J257-K1": (64, 257, 1), "I785-J64-K10": (785, 64, 10)}
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("shape", list(PACKED))
+@pytest.mark.parametrize("P", [97, 161])
+def test_packed_path_matches_oracle(P, shape, norm, output, gen):
+    args = _net(gen, P, *PACKED[shape])
+    _check(args, norm, output, f"P={P} {shape} {norm} {output}")
+
+
 def test_oracles_agree(gen):
     # The Jacobian oracle and the written-out formula are independent derivations.
     args = _net(gen, 40, 6, 4, 3, dtype=F64)
@@ -77,10 +92,11 @@ def test_oracles_agree(gen):
         )
 
 
+@pytest.mark.parametrize("size", [(65, 9, 6, 4), (97, 40, 300, 7)], ids=["small", "packed"])
 @pytest.mark.parametrize("case", ["saturated-hidden", "saturated-output", "huge-inputs", "tiny-weights", "mixed"])
 @pytest.mark.parametrize("norm", NORMS)
-def test_hostile_values(device, case, norm, gen):
-    P, I, J, K = 65, 9, 6, 4
+def test_hostile_values(device, case, norm, size, gen):
+    P, I, J, K = size
     if case == "saturated-hidden":  # |x V^T| ~ 1e2: sigmoid'(hidden) underflows for most units
         args = _net(gen, P, I, J, K, device=device, w_scale=1e2)
     elif case == "saturated-output":  # hidden fine, output pre-activations ~ 1e2
@@ -253,15 +269,16 @@ def test_nonfinite_input_raises(fn, name, value, gen):
 # Regression (issue 10, finding 8): the CPU kernel's inf-norm was a max that drops NaN (max(0, NaN)
 # is 0), while its l1/l2 norms and every CUDA norm propagate it. ops.sensitivity rejects non-finite
 # inputs before the kernel runs, so the raw op is called: a NaN must reach phi in every norm.
+@pytest.mark.parametrize("size", [(9, 5, 4), (40, 300, 7)], ids=["small", "packed"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("output", OUTPUTS)
-def test_kernel_norms_propagate_nan(dtype, output, gen):
+def test_kernel_norms_propagate_nan(dtype, output, size, gen):
     from mpts_fast import _native
 
     if "cpu" not in _native.native_devices():
         pytest.skip("mpts_fast._C is not built")
-    x, V, b_v, W, b_w = _net(gen, 70, 9, 5, 4, dtype)
-    x[66, 2] = NAN  # in the second 64-pattern chunk
+    x, V, b_v, W, b_w = _net(gen, 70, *size, dtype)
+    x[66, 2] = NAN  # in the third 32-pattern chunk, in register tiles shared with patterns 65 and 67
     for norm, code in ops._NORM_CODES.items():
         phi = torch.ops.mpts_fast.sensitivity(x, V, b_v, W, b_w, code, output == "sigmoid")
         assert bool(phi[66].isnan()), f"{norm}: phi = {float(phi[66])} for a pattern with a NaN input"

@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "row_norm_gemm_avx512.h"
 #include "sensitivity.h"
 
 namespace mpts {
@@ -122,6 +123,24 @@ struct SensBuffers {
       : Y(chunk * J), Gd(chunk * J), O(chunk * K), A(chunk * K * J), S(chunk * K * I), rnorm(chunk * K) {}
 };
 
+// phi[p] = max_k a_pk rnorm[p K + k] for p < pc, a_pk the output slope at o = O[p K + k] + b_w[k]
+// (1 for a linear output); NaN wins.
+template <typename T>
+void phi_from_row_norms(const T* O, const T* b_w, const T* rnorm, int64_t pc, int64_t K,
+                        bool sigmoid_output, T* phi) {
+  for (int64_t p = 0; p < pc; ++p) {
+    T best = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      T o = O[p * K + k] + b_w[k];
+      T a = T(1);
+      if (sigmoid_output) sigmoid_and_slope(o, a);
+      const T v = a * rnorm[p * K + k];
+      best = (v > best || v != v) ? v : best;
+    }
+    phi[p] = best;
+  }
+}
+
 // phi for patterns [p0, p0 + pc): three GEMMs and their epilogues, on the calling thread.
 template <typename T>
 void sensitivity_chunk(const T* x, const T* V, const T* b_v, const T* W, const T* b_w, int64_t p0,
@@ -147,18 +166,55 @@ void sensitivity_chunk(const T* x, const T* V, const T* b_v, const T* W, const T
   }
   gemm(false, false, pc * K, I, J, T(1), A, J, V, I, T(0), S, I);
   for (int64_t r = 0; r < pc * K; ++r) rnorm[r] = row_norm(S + r * I, I, norm);
-  for (int64_t p = 0; p < pc; ++p) {
-    T best = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      T o = O[p * K + k] + b_w[k];
-      T a = T(1);
-      if (sigmoid_output) sigmoid_and_slope(o, a);
-      const T v = a * rnorm[p * K + k];
-      best = (v > best || v != v) ? v : best;
-    }
-    phi[p0 + p] = best;
-  }
+  phi_from_row_norms(O, b_w, rnorm, pc, K, sigmoid_output, phi + p0);
 }
+
+#if defined(__AVX512F__)
+namespace rng = row_norm_gemm;
+
+// Per-thread work buffers of one chunk for the packed path.
+struct PackedSensBuffers {
+  std::vector<float> Y, Gd, O, Ap, rnorm;
+  PackedSensBuffers(int64_t chunk, int64_t J, int64_t K)
+      : Y(chunk * J), Gd(chunk * J), O(chunk * K),
+        Ap(rng::panels(chunk * K, rng::kMR) * rng::kMR * J),
+        rnorm(rng::panels(chunk * K, rng::kMR) * rng::kMR) {}
+};
+
+// sensitivity_chunk with the (pc K, J) x (J, I) product reduced in registers
+// (row_norm_gemm_avx512.h): A is written straight into the micro-kernel's panel layout and S
+// never exists. Vp: V packed by rng::pack_b, once per call.
+void sensitivity_chunk_packed(const float* x, const float* V, const float* Vp, const float* b_v,
+                              const float* W, const float* b_w, int64_t p0, int64_t pc, int64_t I,
+                              int64_t J, int64_t K, SensNorm norm, bool sigmoid_output, float* phi,
+                              const GemmFn<float>& gemm, PackedSensBuffers& buf) {
+  float* Y = buf.Y.data();
+  float* Gd = buf.Gd.data();
+  float* O = buf.O.data();
+  gemm(false, true, pc, J, I, 1.0f, x + p0 * I, I, V, I, 0.0f, Y, J);
+  for (int64_t p = 0; p < pc; ++p) sigmoid_bias_row(Y + p * J, Gd + p * J, b_v, J);
+  gemm(false, true, pc, K, J, 1.0f, Y, J, W, J, 0.0f, O, K);
+  // Row r = p K + k of A is W[k, :] * g[p, :]; a panel holds rows m kMR .. m kMR + kMR - 1,
+  // stored j-major. Rows past pc K are zero.
+  const int64_t rows = pc * K, row_panels = rng::panels(rows, rng::kMR);
+  for (int64_t m = 0; m < row_panels; ++m) {
+    const float* w[rng::kMR];
+    const float* g[rng::kMR];
+    for (int64_t l = 0; l < rng::kMR; ++l) {
+      const int64_t r = m * rng::kMR + l;
+      w[l] = r < rows ? W + (r % K) * J : nullptr;
+      g[l] = r < rows ? Gd + (r / K) * J : nullptr;
+    }
+    float* dst = buf.Ap.data() + m * rng::kMR * J;
+    for (int64_t j = 0; j < J; ++j)
+      for (int64_t l = 0; l < rng::kMR; ++l)
+        dst[j * rng::kMR + l] = w[l] ? w[l][j] * g[l][j] : 0.0f;
+  }
+  rng::row_norms(buf.Ap.data(), row_panels, Vp, rng::panels(I, rng::kNR), J, norm,
+                 buf.rnorm.data());
+  phi_from_row_norms(O, b_w, buf.rnorm.data(), pc, K, sigmoid_output, phi + p0);
+}
+#endif  // __AVX512F__
 
 // Small calls (the selective-learning study: P ~ 100, I = 4..13, J = 256, K = 3) on the calling
 // thread, without GEMM calls: at these shapes the BLAS runs far below its rate (N = I = 4
@@ -302,6 +358,26 @@ void sensitivity_parallel(const T* x, const T* V, const T* b_v, const T* W, cons
   // on a loaded machine that made the op slower than the plain einsum. Inside an active region
   // at::mm and MKL run single-threaded, so every chunk is computed the same way whatever the
   // thread count, and phi does not depend on it.
+#if defined(__AVX512F__)
+  // float with AVX-512: the sensitivity product through the register-blocked row-norm GEMM.
+  // Not below 32 inputs, where a 32-column panel would be mostly padding.
+  if constexpr (std::is_same_v<T, float>) {
+    if (I >= rng::kNR) {
+      std::vector<float> Vp(rng::panels(I, rng::kNR) * rng::kNR * J);
+      rng::pack_b(V, J, I, Vp.data());
+#pragma omp parallel
+      {
+        PackedSensBuffers buf(chunk, J, K);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ci = 0; ci < nchunks; ++ci)
+          sensitivity_chunk_packed(x, V, Vp.data(), b_v, W, b_w, ci * chunk,
+                                   std::min(chunk, P - ci * chunk), I, J, K, norm,
+                                   sigmoid_output, phi, gemm, buf);
+      }
+      return;
+    }
+  }
+#endif
 #pragma omp parallel
   {
     SensBuffers<T> buf(chunk, I, J, K);
