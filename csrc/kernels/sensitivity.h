@@ -10,7 +10,9 @@
 // afterwards. Memory: O(chunk (K J + K I)), never P x K x I.
 // The CPU kernel spreads chunks over OpenMP threads and calls `gemm` from each of them at
 // once (inside the parallel region): it must be thread-safe and should run single-threaded there.
-// Memory is then O(threads chunk (K J + K I)).
+// Memory is then O(threads chunk (K J + K I)). In float on AVX-512 builds with I >= 32, the
+// (chunk K, J) x (J, I) product does not go through `gemm`: a register-blocked kernel reduces it
+// to row norms tile by tile (row_norm_gemm_avx512.h), and V is packed once per call (J I floats).
 #pragma once
 
 #include <cstdint>
