@@ -278,7 +278,7 @@ def test_kernel_norms_propagate_nan(dtype, output, size, gen):
     if "cpu" not in _native.native_devices():
         pytest.skip("mpts_fast._C is not built")
     x, V, b_v, W, b_w = _net(gen, 70, *size, dtype)
-    x[66, 2] = NAN  # in the third 32-pattern chunk, in register tiles shared with patterns 65 and 67
+    x[66, 2] = NAN  # third 32-pattern chunk; "packed" in float32: register tiles shared with patterns 65, 67
     for norm, code in ops._NORM_CODES.items():
         phi = torch.ops.mpts_fast.sensitivity(x, V, b_v, W, b_w, code, output == "sigmoid")
         assert bool(phi[66].isnan()), f"{norm}: phi = {float(phi[66])} for a pattern with a NaN input"
