@@ -330,6 +330,24 @@ def test_accumulator_matches_batch(device, dtype, N, C, S, mode, gen):
             torch.testing.assert_close(got[i], whole[i], rtol=2e-6, atol=2e-7, msg=lambda m: f"{f}: {m}")
 
 
+# The CPU accumulator moves its state between the (N, C) tensors and the kernel's class-major
+# blocks on every update (vectorised 8 x 8 transposes for float, C >= 8; whole chunks of 16 items,
+# the rest element by element): pure data movement, so its scores are the batch op's bit for bit.
+@pytest.mark.parametrize("N,C", [(1000, 3), (1000, 8), (999, 10), (77, 16), (1000, 17), (130, 40)])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_cpu_accumulator_is_batch_bitwise(dtype, N, C, gen):
+    from mpts_fast import _native
+
+    if "cpu" not in _native.native_devices():
+        pytest.skip("mpts_fast._C is not built")
+    l = randn(gen, 3, N, C, scale=2.0, dtype=dtype)
+    acc = SnapshotAccumulator(N, C, dtype=dtype)
+    for s in range(3):
+        acc.update(l[s])
+    for f, got, whole in zip(SCORE_FIELDS, acc.scores(), ops.snapshot_uncertainty(l)):
+        assert torch.equal(got, whole), f"{f}: accumulator differs from the batch op"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_accumulator_prefixes(device, dtype, gen):
     # The state is right after every update, not only at the end.
