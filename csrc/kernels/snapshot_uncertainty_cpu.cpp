@@ -19,6 +19,9 @@
 // float32 a sequential sum's error grows linearly with C (7-10x torch's pairwise sums at
 // C = 1000). The per-class work that dominates the time (exp, Welford) stays in T.
 #include <algorithm>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -307,8 +310,41 @@ inline void transpose8(f8* r) {
   }
 }
 
+#if defined(__AVX512F__)
+// 2^(j / 16), j = 0..15, correctly rounded to float.
+alignas(64) constexpr float kExp2Sixteenths[16] = {
+    0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
+    0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+    0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+#endif
+
 // exp_nonpositive, kLanes lanes (vector selects are plain blends, no trapping-math concern).
 inline fv expv(fv x, fv& clamped) {
+#if defined(__AVX512F__)
+  if constexpr (kLanes == 16) {
+    // With AVX-512, exp(x) = 2^(k / 16) e^r, k = round(16 x / ln 2), |r| <= ln 2 / 32: 2^(j / 16)
+    // (j = k mod 16) from a 16-entry table in one register (vpermps), e^r - 1 = q by a degree-3
+    // polynomial (truncation 1e-8 relative), the result T + T q in one FMA and 2^floor(k / 16)
+    // with vscalefps, which also zeroes the flushed lanes. r in two Cody-Waite steps (hi has 12
+    // significant bits, so k hi is exact for |k| <= 2016). Max error 1.05 ulp on [-87.3, 0]
+    // (sampled against double exp; the polynomial path below: 1.18 for x > -14, 4.5 near -86.6),
+    // and fewer instructions: in-cache fold at C = 10, one thread, best of 3,000 calls in five
+    // alternating runs, 0.629-0.631 -> 0.562-0.564 ns per logit.
+    const __m512 xv = (__m512)x, lo = _mm512_set1_ps(kExpLow);
+    const __mmask16 keep = _mm512_cmp_ps_mask(xv, lo, _CMP_NLT_UQ);  // x >= low or NaN
+    const __m512 xc = _mm512_max_ps(lo, xv);                          // NaN x stays NaN
+    clamped = (fv)xc;
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(23.0831206542233f), shifter);  // 16 / ln 2
+    const __m512 k = _mm512_sub_ps(t, shifter);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.0433197021484375f), xc);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.9966364561696537e-06f), r);
+    const __m512 a = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 6.0f), _mm512_set1_ps(0.5f));
+    const __m512 q = _mm512_fmadd_ps(_mm512_mul_ps(r, r), a, r);
+    const __m512 T = _mm512_permutexvar_ps(_mm512_castps_si512(t), _mm512_load_ps(kExp2Sixteenths));
+    return (fv)_mm512_maskz_scalef_ps(keep, _mm512_fmadd_ps(T, q, T), _mm512_mul_ps(k, _mm512_set1_ps(0.0625f)));
+  }
+#endif
   const iv below = x < splat(kExpLow);
   const fv xc = below ? splat(kExpLow) : x;  // NaN stays NaN
   clamped = xc;
