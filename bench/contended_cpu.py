@@ -124,7 +124,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    ap.add_argument("--tag", default="", help="suffix of the output file name, e.g. -libgomp-default")
+    ap.add_argument("--tag", default="",
+                    help="suffix of the output file name; one that starts with - goes as --tag=-libgomp-default")
     args = ap.parse_args()
     all_cases = cases()
     t0 = time.time()
