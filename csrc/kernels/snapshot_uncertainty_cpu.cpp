@@ -616,8 +616,8 @@ struct BlockState {
 
   // state rows n0..n0+bn from (N, C) arrays and back (the accumulator API)
   // The copies are the logits' class-major transposes (chunk_transpose_max; its row max lands in
-  // mx, unused here), vectorised for float: element by element they were two thirds of an update
-  // at N = 1e6, C = 10.
+  // mx, unused here), vectorised for float: element by element they were most of an update
+  // (N = 1e6, C = 10, two threads: 19.8 ms per update then, 11.2-13.1 ms with the transposes).
   void load(const T* gmean, const T* gm2, const T* gent, int64_t n0, int64_t bn, int64_t N) {
     const T* mu = block_rows(gmean, n0, bn, N);
     for (int k = 0; k < kChunks; ++k) chunk_transpose_max<T>(mu + k * kLanes * C, C, mean(k), mx + k * kLanes);
