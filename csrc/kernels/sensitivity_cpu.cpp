@@ -229,7 +229,7 @@ void sensitivity_small(const T* x, const T* V, const T* b_v, const T* W, const T
                        int64_t I, int64_t J, int64_t K, SensNorm norm, bool sigmoid_output,
                        T* phi) {
   constexpr int64_t kB = 8;
-  std::vector<T> Vt(I * J), M(K * I * J), yrow(J), g(kB * J), s(kB * K * I), o(kB * K);
+  std::vector<T> Vt(I * J), M(K * I * J), yrow(J), g(kB * J), s(kB * K * I), o(kB * K), rn(kB * K);
   std::vector<double> zrow(J), Vtd(I * J), Wd(K * J);
   for (int64_t j = 0; j < J; ++j)
     for (int64_t i = 0; i < I; ++i) Vt[i * J + j] = V[j * I + i];
@@ -300,17 +300,8 @@ void sensitivity_small(const T* x, const T* V, const T* b_v, const T* W, const T
       const T acc[kB] = {a0, a1, a2, a3, a4, a5, a6, a7};
       for (int64_t q = 0; q < kB; ++q) s[q * K * I + r] = acc[q];
     }
-    for (int64_t q = 0; q < pb; ++q) {
-      T best = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        T ov = o[q * K + k] + b_w[k];
-        T a = T(1);
-        if (sigmoid_output) sigmoid_and_slope(ov, a);
-        const T v = a * row_norm(s.data() + (q * K + k) * I, I, norm);
-        best = (v > best || v != v) ? v : best;
-      }
-      phi[p0 + q] = best;
-    }
+    for (int64_t r = 0; r < pb * K; ++r) rn[r] = row_norm(s.data() + r * I, I, norm);
+    phi_from_row_norms(o.data(), b_w, rn.data(), pb, K, sigmoid_output, phi + p0);
   }
 }
 
