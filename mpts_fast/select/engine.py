@@ -80,8 +80,11 @@ def kmeanspp(
 
 
 def badge_factors(probs: torch.Tensor, embeddings: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """q = p - e_argmax(p), (N, C) in `dtype`: the class factor of g_i = q_i (x) h_i."""
-    q = probs.to(dtype=dtype, copy=True)
+    """q = p - e_argmax(p), (N, C) in `dtype`, row-major: the class factor of g_i = q_i (x) h_i.
+
+    A plain copy would keep the strides of a transposed `probs` (`probs.T` of a (C, N) tensor), and the kernels
+    read q row by row."""
+    q = probs.to(dtype=dtype, copy=True, memory_format=torch.contiguous_format)
     rows = torch.arange(q.shape[0], device=q.device)
     q[rows, probs.argmax(1)] -= 1
     return q
