@@ -22,7 +22,8 @@ _FILE = click.Path(exists=False, dir_okay=True, path_type=Path)
 @click.option("--pool", "-p", type=_FILE, help="The pool: a .npy (N, features) or (N, *image shape), or an .npz "
                                                "holding it; memory-mapped. Needed with --model.")
 @click.option("--labeled", "-l", type=_FILE, help="The labels so far: a CSV (index,label) or JSON ({index: label}) of "
-                                                  "pool indices. Left out: none yet (a cold start).")
+                                                  "pool indices. Left out: none yet (a cold start: "
+                                                  "--strategy random, or coreset with --embeddings).")
 @click.option("--budget", "-b", type=int, required=True, help="How many items to annotate next.")
 @click.option("--strategy", "-s", help="Query strategy (`mpts-fast strategies`); default mpts with --model or (S, N, "
                                        "C) --probs, entropy with (N, C) --probs, coreset with --embeddings alone.")
@@ -89,8 +90,8 @@ def select(pool, labeled, budget, strategy, model, embeddings, probs, num_classe
         raise click.ClickException(str(e)) from None
     s = sel.settings
     if not quiet:
-        how = (f"{s['model']} trained here on {s['n_labeled']} labels" if s["mode"] == "train"
-               else "your model's outputs")
+        how = (f"{s['model']} trained here on {s['n_labeled']} labels" if s["mode"] == "train" else
+               "a uniform draw, nothing trained" if s["mode"] == "random" else "your model's outputs")
         click.echo(f"{s['strategy']} picked {len(sel.indices)} of {s['n_unlabeled']:,} unlabeled items ({how}, "
                    f"seed {s['seed']})")
         shown = sel.rows()[:20]

@@ -108,6 +108,9 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     num_classes: default len(class_names), probs' C, else the largest label + 1.
 
     strategy: a registered name; None: default_strategy (mpts, entropy or coreset by what is given).
+    A cold start (no labels yet): strategy "random" draws uniformly from the unlabeled pool, seeded (it trains
+    nothing: pool, embeddings or probs only give N, and a `model` is not trained); coreset picks from embeddings
+    alone; a backbone trained here needs at least one label.
     The same inputs and seed give the same picks. Returns a Selection; every bad input raises InputError (a
     ValueError) naming the argument.
     """
@@ -128,16 +131,21 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     if model is not None and (embeddings is not None or probs is not None):
         raise InputError("model", "give either a backbone to train (model) or your model's outputs (embeddings / "
                                   "probs), not both")
-    if model is None:
+    classes_from_probs = None
+    if strategy == "random":
+        # a uniform draw reads no model: nothing is trained, and any input gives the pool size (a cold start)
+        trained, x_pool, n_pool, classes_from_probs = _random_pool(pool, embeddings, probs, used)
+        settings["mode"] = "random"
+    elif model is None:
         trained, x_pool, n_pool, classes_from_probs = _precomputed(strategy, pool, embeddings, probs, used)
-        if classes_from_probs is not None:
-            if num_classes is not None and num_classes != classes_from_probs:
-                raise InputError("num_classes", f"{num_classes} classes given but probs has {classes_from_probs}")
-            num_classes = classes_from_probs
         settings["mode"] = "precomputed"
     else:
         x_pool, used["pool"] = _pool_for_training(pool)
         n_pool = x_pool.shape[0]
+    if classes_from_probs is not None:
+        if num_classes is not None and num_classes != classes_from_probs:
+            raise InputError("num_classes", f"{num_classes} classes given but probs has {classes_from_probs}")
+        num_classes = classes_from_probs
     if names is not None:
         if num_classes is not None and num_classes != len(names):
             raise InputError("class_names", f"{len(names)} names but {num_classes} classes")
@@ -145,9 +153,10 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     if num_classes is not None:
         num_classes = _positive(num_classes, "num_classes")
     lab, y_lab, used["labeled"] = inputs.read_labels(labeled, n_pool, num_classes, names)
+    training = model is not None and strategy != "random"
     if num_classes is None:
-        if lab.numel() == 0 and model is not None:
-            raise InputError("labeled", f"training backbone {model!r} needs at least one labeled item")
+        if lab.numel() == 0 and training:
+            raise InputError("labeled", _no_labels_to_train(model))
         num_classes = int(y_lab.max()) + 1 if lab.numel() else 0  # 0: unknown, for embeddings-only strategies
     unlabeled_mask = torch.ones(n_pool, dtype=torch.bool)
     unlabeled_mask[lab] = False
@@ -160,7 +169,7 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
         if missing:
             raise InputError("labeled", f"strategy {strategy!r} needs every class labeled; classes {missing} have no "
                                         f"label yet")
-    if model is not None:
+    if training:
         trained = _train(strat, model, x_pool, lab, y_lab, num_classes, seed, epochs, lr, batch_size, mmd_weight,
                          snapshots, device, progress)
         settings.update(mode="train", model=model, epochs=epochs or DEFAULT_EPOCHS, lr=lr, batch_size=batch_size,
@@ -194,7 +203,7 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
                     inputs={k: v for k, v in used.items() if v is not None},
                     score=score_name, score_order=None if score_name is None else
                     ("descending" if getattr(strat, "largest", True) else "ascending"),
-                    provenance=provenance(device if model is not None else "cpu"))
+                    provenance=provenance(device if training else "cpu"))
     return Selection(picks.numpy().astype(np.int64), scores, score_name, settings)
 
 
@@ -227,6 +236,44 @@ def kcenter_distances(features: torch.Tensor, labeled: torch.Tensor, picks: torc
     return torch.minimum(best, among.min(1).values).numpy()
 
 
+def _no_labels_to_train(model: str) -> str:
+    return (f"no labels yet: training backbone {model!r} needs at least one labeled item. Start cold with strategy "
+            f"random (--strategy random: a seeded uniform draw from the pool), annotate those items, then select "
+            f"with the backbone")
+
+
+_SHAPES = {"pool": "(N, features) or (N, *shape)", "embeddings": "(N, D)", "probs": "(N, C) or (S, N, C)"}
+
+
+def _random_pool(pool, embeddings, probs, used: dict):
+    """(trained stand-in, row pool, N, classes of probs or None) for a uniform draw: N from whichever input is given
+    (pool, embeddings or probs), read memory-mapped and never trained on."""
+    sizes = {}
+    classes = None
+    for field, value, keys in (("pool", pool, inputs.POOL_KEYS), ("embeddings", embeddings, ("embeddings", "x")),
+                               ("probs", probs, ("probs",))):
+        if value is None:
+            continue
+        array, used[field] = inputs.read_array(value, field, keys)
+        dims = (2, 3) if field == "probs" else ((2,) if field == "embeddings" else None)
+        if array.ndim < 2 or (dims is not None and array.ndim not in dims):
+            raise InputError(field, f"{used[field]}: expected one row per item, "
+                                    f"{_SHAPES[field]}, got shape {tuple(array.shape)}")
+        sizes[field] = array.shape[-2] if field == "probs" else array.shape[0]
+        if field == "probs":
+            classes = array.shape[-1]
+    if not sizes:
+        raise InputError("pool", "strategy 'random' needs the pool size: give the pool (or your model's embeddings "
+                                 "or probs)")
+    if len(set(sizes.values())) > 1:
+        raise InputError(next(iter(sizes)), "the inputs disagree on the pool size: "
+                         + ", ".join(f"{k} has {v} rows" for k, v in sizes.items()))
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise InputError(next(iter(sizes)), "holds no rows; expected the whole pool")
+    return PrecomputedModel(None, None), row_pool(n), n, classes
+
+
 def _pool_for_training(pool):
     if pool is None:
         raise InputError("pool", "training a backbone (model) needs the pool's features or images")
@@ -237,7 +284,8 @@ def _precomputed(strategy: str, pool, embeddings, probs, used: dict):
     """(trained stand-in, row pool, N, classes of probs or None) from your model's outputs."""
     if embeddings is None and probs is None:
         raise InputError("model", "give a backbone to train (model: mlp, resnet18, vit_small) or your model's "
-                                  "outputs (embeddings and/or probs)")
+                                  "outputs (embeddings and/or probs); with no labels yet, start cold with strategy "
+                                  "random (a seeded uniform draw from the pool)")
     need = NEEDS_OUTPUTS.get(strategy)
     if need is None:
         usable = ", ".join(sorted(NEEDS_OUTPUTS))
@@ -288,7 +336,7 @@ def _train(strat, model: str, x_pool, lab, y_lab, num_classes, seed, epochs, lr,
     except ConfigError as e:
         raise InputError(e.field, str(e).partition(": ")[2]) from None
     if lab.numel() == 0:
-        raise InputError("labeled", f"training backbone {model!r} needs at least one labeled item")
+        raise InputError("labeled", _no_labels_to_train(model))
     needs = strat.needs
     try:
         config = TrainConfig(epochs=DEFAULT_EPOCHS if epochs is None else epochs, lr=lr, batch_size=batch_size,
