@@ -2,7 +2,7 @@
 
 Dropout before the head (`dropout`, every backbone takes it): the reference code trains without it (its --dropout
 defaults to 0); BALD's MC-dropout passes need it. The active-learning loop passes each strategy's value
-(`mpts_fast.strategies.registry.model_dropout`: 0.3 for BALD, 0 for every other strategy); DEFAULT_DROPOUT applies
+(a strategy's `needs.dropout`: 0.3 for BALD, 0 for every other strategy); DEFAULT_DROPOUT applies
 to a backbone built by hand without the argument, so that MC dropout works on it.
 """
 from __future__ import annotations

@@ -13,13 +13,32 @@ from mpts_fast.training.posterior import TrainedModel
 
 @dataclass(frozen=True)
 class Needs:
-    """What the trainer must produce for a strategy. mmd / snapshots: train the MPTS way (MMD term, cyclic-LR snapshots);
-    ensemble_size: members to train; every_class: the labeled set must hold every class before selection."""
+    """How a strategy's selection model is trained, and what selection needs. mmd / snapshots: train the MPTS way (MMD
+    term, cyclic-LR snapshots); ensemble_size: members to train; dropout: probability of the dropout before the
+    backbone's head (0 as the reference code trains; MC dropout needs it); every_class: the labeled set must hold every
+    class before selection.
+
+    A strategy whose training differs from the plain recipe every strategy's task model is trained with (`own_model`)
+    gets a selection model of its own each round; the others select with the task model (docs/mpts.md, "Which model
+    selects and which is evaluated")."""
 
     mmd: bool = False
     snapshots: bool = False
     ensemble_size: int = 1
     every_class: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
+
+    @property
+    def own_model(self) -> bool:
+        """Whether selection needs a model trained otherwise than the plain task model (CE, final weights, no
+        dropout, one member)."""
+        return self.mmd or self.snapshots or self.dropout > 0 or self.ensemble_size > 1
 
 
 @dataclass

@@ -7,10 +7,6 @@ from mpts_fast.strategies.base import Strategy
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
-# Dropout before the head of the backbone, per strategy. The reference code (ALFA-Mix, BADGE) trains without dropout;
-# BALD's MC-dropout passes need it. Every strategy not listed trains with 0.
-MODEL_DROPOUT: dict[str, float] = {"bald": 0.3}
-
 
 def register(cls: type[Strategy]) -> type[Strategy]:
     if not cls.name or cls.name in STRATEGIES:
@@ -20,9 +16,9 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def model_dropout(name: str) -> float:
-    """The dropout probability the backbone is built with for strategy `name` (see MODEL_DROPOUT)."""
-    get_strategy(name)
-    return MODEL_DROPOUT.get(name, 0.0)
+    """The dropout probability strategy `name`'s selection model is built with (its `needs.dropout`: 0 as the
+    reference code trains, except where MC dropout needs it)."""
+    return get_strategy(name).needs.dropout
 
 
 def strategy_names() -> list[str]:
