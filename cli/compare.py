@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mpts_fast.cli.al_options import check_applicable, experiment_options, given, merge_saved, run_config
-from mpts_fast.cli.run import execute
+from mpts_fast.cli.run import damaged_message, execute
 from mpts_fast.loop import CYCLE_FIELDS
 
 SUMMARY_FILE = "summary.json"
@@ -31,13 +31,44 @@ def _strategy_list(text: str) -> list[str]:
     return names
 
 
+def _summary_remedy() -> str:
+    return ("Delete it (--resume then reads the settings from the <strategy>/results.json files; name --strategies "
+            "if a strategy never started), or start every strategy again with --overwrite")
+
+
+def _strategy_remedy(sub: Path) -> str:
+    return (f"Delete {sub} to run {sub.name} again from its start (the other strategies keep their results), start "
+            f"every strategy again with --overwrite, or restore the file from a copy")
+
+
+def _read_saved(path: Path) -> dict:
+    """summary.json or <strategy>/results.json of an earlier compare, checked; a ClickException naming the file, what
+    is wrong and the way out when it is damaged or incomplete (instead of a traceback)."""
+    from mpts_fast.results import DamagedResultsError, load_json, load_results
+
+    try:
+        if path.name != SUMMARY_FILE:
+            return load_results(path)
+        summary = load_json(path)
+        if not isinstance(summary, dict) or not all(isinstance(summary.get(k, {}), dict)
+                                                    for k in ("config", "strategies")):
+            raise DamagedResultsError(path, "it is valid JSON but not a compare summary (an object with 'config' and "
+                                            "'strategies'), so it was edited by hand or written by another program")
+        return summary
+    except DamagedResultsError as e:
+        remedy = _summary_remedy() if path.name == SUMMARY_FILE else _strategy_remedy(path.parent)
+        raise click.ClickException(f"cannot resume: {damaged_message(e, remedy)}") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot resume: cannot read {path}: {e.strerror or e}") from None
+
+
 def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
     """(strategies, shared config) of an earlier compare in out_dir: from summary.json, else its results.json files."""
-    from mpts_fast.results import RESULTS_FILE, load_json
+    from mpts_fast.results import RESULTS_FILE
 
     summary_path = out_dir / SUMMARY_FILE
     if summary_path.exists():
-        summary = load_json(summary_path)
+        summary = _read_saved(summary_path)
         if summary.get("config"):
             config = dict(summary["config"])
             return config.pop("strategies", list(summary.get("strategies", {}))), config
@@ -45,7 +76,7 @@ def _saved_compare(out_dir: Path) -> tuple[list[str], dict]:
     if not found:
         raise click.UsageError(f"nothing to resume: {out_dir} holds no {SUMMARY_FILE} and no "
                                f"<strategy>/{RESULTS_FILE}; run without --resume to start")
-    config = load_json(out_dir / found[0] / RESULTS_FILE).get("config", {})
+    config = _read_saved(out_dir / found[0] / RESULTS_FILE)["config"]
     return found, {k: v for k, v in config.items() if k not in _PER_STRATEGY}
 
 
@@ -80,8 +111,8 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.distributed import is_primary
     from mpts_fast.plots import plot_comparison
-    from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, format_mean_std, load_json,
-                                   output_lock, summarize_runs, write_json_atomic, write_results_csv)
+    from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, UnwritableOutputError,
+                                   format_mean_std, output_lock, summarize_runs, write_json_atomic, write_results_csv)
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -99,7 +130,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         sub_kw = kw
         saved_path = out_dir / name / RESULTS_FILE
         if resume and saved_path.exists():
-            sub_kw = merge_saved(ctx, kw, load_json(saved_path).get("config", {}), saved_path)
+            sub_kw = merge_saved(ctx, kw, _read_saved(saved_path)["config"], saved_path)
         configs[name] = run_config(name, sub_kw, prefix_required=True, in_run=names)
     summary = {"dataset": kw["dataset"], "std": STD_NOTE, "config": _invocation_config(configs, names),
                "strategies": {}}
@@ -107,20 +138,24 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         if is_primary():  # torchrun: rank 0 holds it (the other ranks would find it taken)
             ctx.with_resource(output_lock(out_dir))
     except OutputLockedError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(f"{e.path} is in use by another mpts-fast process ({e.holder}); wait for it to "
+                                   f"finish, or choose another --out") from None
+    except UnwritableOutputError as e:
+        raise click.ClickException(f"{e}; choose another --out") from None
     if resume and (out_dir / SUMMARY_FILE).exists():  # entries of finished strategies stay until they are redone
-        earlier = load_json(out_dir / SUMMARY_FILE).get("strategies", {})
+        earlier = _read_saved(out_dir / SUMMARY_FILE).get("strategies", {})
         summary["strategies"] = {n: earlier[n] for n in names if n in earlier}
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     everything = []
     for name in names:
         sub = out_dir / name
-        saved = load_json(sub / RESULTS_FILE) if resume and (sub / RESULTS_FILE).exists() else None
+        saved = _read_saved(sub / RESULTS_FILE) if resume and (sub / RESULTS_FILE).exists() else None
         repeats = configs[name].repeats
         done = saved is not None and _complete(saved, repeats)
         if not kw["quiet"]:
             click.echo(f"== {name}" + (" (finished earlier)" if done else ""))
-        results = saved if done else execute(configs[name], sub, kw, saved is not None, overwrite, command="compare")
+        results = saved if done else execute(configs[name], sub, kw, saved is not None, overwrite, command="compare",
+                                             resume_out=out_dir, damaged_remedy=_strategy_remedy(sub))
         # the shared settings as resolved (the data set's defaults filled in)
         summary["config"].update({k: v for k, v in results["config"].items() if k not in _PER_STRATEGY})
         summary["config"].update({k: results["config"][k] for k in _PER_STRATEGY[2:]

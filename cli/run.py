@@ -18,11 +18,33 @@ def _option(field: str) -> str:
     return _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
 
 
-def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, command: str = "run") -> dict:
+RESUME_REMEDY = "Start again over it with --overwrite, choose another --out, or restore the file from a copy"
+
+
+def damaged_message(e, remedy: str = RESUME_REMEDY) -> str:
+    """A DamagedResultsError in the command line's words: the file, what is wrong, and `remedy` (naming options this
+    command has, where the Python API's message names its arguments)."""
+    return f"{e.path} is damaged: {e.problem}. {remedy}"
+
+
+def resume_command(command: str, out: Path, kw: dict) -> str:
+    """The command that continues an interrupted `run` / `compare` in `out`: --out and --resume, plus the settings
+    results.json does not hold (--data-dir, a --device other than auto), so that it works as printed."""
+    words = ["mpts-fast", command, "--out", str(out), "--resume"]
+    if kw.get("data_dir"):
+        words += ["--data-dir", str(kw["data_dir"])]
+    if kw.get("device") not in (None, "auto"):
+        words += ["--device", str(kw["device"])]
+    return shlex.join(words)
+
+
+def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, command: str = "run",
+            resume_out: Path | None = None, damaged_remedy: str = RESUME_REMEDY) -> dict:
     """Run one configuration, turning the engine's Python-worded errors into the CLI's (option names, exit codes);
-    Ctrl-C keeps every finished round, says how to resume and exits 130."""
+    Ctrl-C keeps every finished round, says how to resume (`command` on `resume_out`, default `out`) and exits
+    130."""
     from mpts_fast.loop import ActiveLearningRun, ConfigError, ResumeMismatchError
-    from mpts_fast.results import OutputLockedError
+    from mpts_fast.results import DamagedResultsError, OutputLockedError, UnwritableOutputError
 
     try:
         try:
@@ -41,25 +63,38 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
         except FileExistsError:
             raise click.UsageError(f"{out / 'results.json'} exists; pass --resume to continue it, --overwrite to start "
                                    f"again, or choose another --out") from None
-        except (ValueError, FileNotFoundError, OutputLockedError) as e:
+        except DamagedResultsError as e:
+            raise click.ClickException(f"cannot resume: {damaged_message(e, damaged_remedy)}") from None
+        except OutputLockedError as e:
+            raise click.ClickException(f"{e.path} is in use by another mpts-fast process ({e.holder}); wait for it "
+                                       f"to finish, or choose another --out") from None
+        except UnwritableOutputError as e:
+            raise click.ClickException(f"{e}; choose another --out") from None
+        except (ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: finished rounds are saved in {out / 'results.json'}; to continue, run\n"
-                   f"  mpts-fast {command} --out {shlex.quote(str(out))} --resume", err=True)
+        from mpts_fast import distributed
+
+        if distributed.is_primary():  # under torchrun every rank is interrupted: one hint, rank 0's
+            click.echo(f"\ninterrupted: finished rounds are saved in {out / 'results.json'}; to continue, run\n"
+                       f"  {resume_command(command, resume_out or out, kw)}", err=True)
         raise click.exceptions.Exit(130) from None
 
 
 def _load_saved(out_dir: Path) -> dict:
-    """The config of <out>/results.json for --resume; a UsageError when there is nothing to resume."""
-    from mpts_fast.results import RESULTS_FILE, load_json
+    """The config of <out>/results.json for --resume; a UsageError when there is nothing to resume, a ClickException
+    naming the file and the way out when it is damaged or incomplete (before any option is compared with it)."""
+    from mpts_fast.results import RESULTS_FILE, DamagedResultsError, load_results
 
     path = out_dir / RESULTS_FILE
     if not path.exists():
         raise click.UsageError(f"nothing to resume: {out_dir} holds no {RESULTS_FILE}; run without --resume to start")
     try:
-        return load_json(path).get("config", {})
-    except ValueError as e:  # DamagedResultsError: names the file and what to do
-        raise click.ClickException(f"cannot resume: {e}") from None
+        return load_results(path)["config"]
+    except DamagedResultsError as e:
+        raise click.ClickException(f"cannot resume: {damaged_message(e)}") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot resume: cannot read {path}: {e.strerror or e}") from None
 
 
 def seeds_line(summary: dict) -> str:

@@ -68,7 +68,14 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 class DamagedResultsError(ValueError):
-    """A results file that is not valid JSON (truncated, or edited by hand): the message names it and what to do."""
+    """A results file that cannot be used: not valid JSON (truncated, or edited by hand), or valid JSON that lacks what
+    a results file holds. `path`: the file; `problem`: what is wrong with it. The message says what to do in the Python
+    API's words; the command line words its own remedy from `path` and `problem`."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path} is damaged: {problem}. Start again over it with overwrite=True, write to another "
+                         f"directory, or restore the file from a copy")
 
 
 def load_json(path: str | Path) -> Any:
@@ -78,17 +85,91 @@ def load_json(path: str | Path) -> Any:
         try:
             return json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DamagedResultsError(
-                f"{path} is damaged: it is not valid JSON ({e}), so it was cut short or edited by hand. Start again "
-                f"over it with --overwrite (overwrite=True), write to another --out, or restore the file from a "
-                f"copy") from None
+            raise DamagedResultsError(path, f"it is not valid JSON ({e}), so it was cut short or edited by hand") \
+                from None
+
+
+# What every results.json written by `run` / run_experiment holds (the config keys are those every version wrote).
+_CONFIG_KEYS = ("dataset", "strategy", "rounds", "initial", "budget", "epochs", "repeats", "seed", "lr", "batch_size",
+                "model", "strategy_options")
+_RUN_KEYS = {"seed": int, "initial": list, "rounds": list}
+_ROUND_KEYS = ("round", "n_labeled", "test_accuracy", "selected")
+
+
+def check_results(results: Any, path: str | Path) -> dict:
+    """`results` (the JSON of a results.json) if it holds what the loop, --resume, the summaries and the CSV export
+    read; else a DamagedResultsError naming the first thing missing. Runs and rounds are checked one by one (a file
+    of thousands of rounds takes milliseconds)."""
+    def damaged(what: str) -> DamagedResultsError:
+        return DamagedResultsError(path, f"it is valid JSON but not a complete results file ({what}), so it was "
+                                         f"edited by hand or written by another program")
+
+    if not isinstance(results, dict):
+        raise damaged(f"expected an object at the top, found {type(results).__name__}")
+    for key, kind in (("dataset", str), ("strategy", str), ("config", dict), ("runs", list)):
+        if not isinstance(results.get(key), kind):
+            raise damaged(f"{key!r} is missing" if key not in results else f"{key!r} is not a {kind.__name__}")
+    missing = [k for k in _CONFIG_KEYS if k not in results["config"]]
+    if missing:
+        raise damaged(f"'config' lacks {', '.join(map(repr, missing))}")
+    for i, run in enumerate(results["runs"]):
+        if not isinstance(run, dict):
+            raise damaged(f"runs[{i}] is not an object")
+        for key, kind in _RUN_KEYS.items():
+            if not isinstance(run.get(key), kind) or isinstance(run.get(key), bool):
+                expected = "an integer" if kind is int else "a list"
+                raise damaged(f"runs[{i}] lacks {key!r}" if key not in run else f"runs[{i}][{key!r}] is not {expected}")
+        for r, rd in enumerate(run["rounds"]):
+            lacks = [k for k in _ROUND_KEYS if k not in rd] if isinstance(rd, dict) else ["everything"]
+            if lacks:
+                raise damaged(f"runs[{i}]['rounds'][{r}] lacks {', '.join(map(repr, lacks))}")
+    return results
+
+
+def load_results(path: str | Path) -> dict:
+    """A results.json, checked (check_results): a DamagedResultsError naming the file and what is wrong, never a
+    KeyError later."""
+    return check_results(load_json(path), path)
 
 
 class OutputLockedError(RuntimeError):
-    """Another process holds the output directory's lock (it is writing results there now)."""
+    """Another process holds the output directory's lock (it is writing results there now). `path`: the directory;
+    `holder`: the pid and start time the holder wrote into the lock file."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path, self.holder = path, holder
+        super().__init__(f"{path} is in use by another mpts-fast process ({holder}); wait for it to finish, or write "
+                         f"to another directory")
+
+
+class UnwritableOutputError(OSError):
+    """The output directory cannot be created or written (no permission, a read-only file system, a regular file where
+    a directory belongs). `path`: the directory; the message names the path that failed and why."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path, self.reason = path, write_error_reason(error, path)
+        super().__init__(error.errno, f"cannot write to the output directory {path}: {self.reason}")
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 LOCK_FILE = ".lock"
+
+
+def write_error_reason(error: OSError, target: str | Path) -> str:
+    """Why writing `target` (a file, or a directory to create) failed, naming the path at fault: a regular file
+    where a directory belongs ("x is a file, not a directory", which the OS words as "File exists" or "Not a
+    directory"), else the OS's reason and the path it names (not this module's temporary file)."""
+    target = Path(target)
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+    reason = error.strerror or str(error)
+    culprit = error.filename
+    if culprit is not None and Path(culprit) != target and not Path(culprit).name.startswith(target.name + "."):
+        reason += f" ({culprit})"
+    return reason
 
 
 @contextlib.contextmanager
@@ -107,16 +188,18 @@ def output_lock(out_dir: str | Path) -> Iterator[Path]:
         yield Path(out_dir) / LOCK_FILE
         return
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:  # the first write into out_dir: an unwritable directory is found here, before any training
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError as e:
+        raise UnwritableOutputError(out_dir, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise OutputLockedError(f"{out_dir} is in use by another mpts-fast process ({holder}); wait for it to "
-                                    f"finish, or choose another --out") from None
+            raise OutputLockedError(out_dir, holder) from None
         import datetime
 
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
