@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 
 import click
 
@@ -30,7 +31,9 @@ def resolve_dataset(value: str) -> str:
 
     if own.is_own_dataset(value):
         try:
-            ds = own.load_own_dataset(value)
+            with warnings.catch_warnings():  # the summary below says it, in one line and without a source location
+                warnings.simplefilter("ignore", own.LabelsRemappedWarning)
+                ds = own.load_own_dataset(value)
         except (ValueError, OSError) as e:
             raise click.BadParameter(str(e).removeprefix("dataset: "), param_hint="'--dataset'") from None
         click.echo(own.summary(ds), err=True)

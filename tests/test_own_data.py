@@ -131,10 +131,10 @@ def test_labels_out_of_range_of_class_names(tmp_path, rng):
     assert "y_test" in msg and "label 7 at row 4" in msg and "0..2" in msg
 
 
-def test_negative_and_fractional_labels(tmp_path, rng):
+def test_negative_labels_beside_class_names_and_fractional_labels(tmp_path, rng):
     arrays = _arrays(rng)
     arrays["y_train"] = arrays["y_train"] - 1
-    assert "label -1 at row 0" in _error(tmp_path, arrays)
+    assert "label -1 at row 0" in _error(tmp_path, {**arrays, "class_names": np.array(["a", "b", "c"])})
     arrays = _arrays(rng)
     arrays["y_train"] = arrays["y_train"].astype(float)
     arrays["y_train"][3] = 0.5
@@ -197,3 +197,43 @@ def test_a_folder_named_like_a_registered_set_does_not_hide_it(tmp_path, monkeyp
     assert own.is_own_dataset("./digits") and own.is_own_dataset(str(tmp_path / "digits"))
     (tmp_path / "mine").mkdir()
     assert own.is_own_dataset("mine") and not own.is_own_dataset("nothing-here")
+
+
+@pytest.mark.parametrize("train_values, test_values", [((3, 7, 9), (3, 7, 9)), ((0, 5000), (0, 5000)),
+                                                       ((-1, 1), (-1, 1)), ((0, 1, 2, 4), (0, 2, 4))])
+def test_labels_that_are_not_0_to_k_minus_1_are_read_as_0_to_k_minus_1(tmp_path, rng, train_values, test_values):
+    arrays = _arrays(rng, n=40, m=12)
+    arrays["y_train"] = np.array(train_values)[np.arange(40) % len(train_values)]
+    arrays["y_test"] = np.array(test_values)[np.arange(12) % len(test_values)]
+    values = sorted(set(train_values) | set(test_values))
+    with pytest.warns(own.LabelsRemappedWarning, match=r"are not 0\.\." + str(len(values) - 1)):
+        ds = load_dataset(str(_npz(tmp_path, arrays)))
+    assert ds.num_classes == len(values) and ds.label_values == tuple(values)
+    assert ds.class_names == tuple(str(v) for v in values)
+    assert ds.y_train.tolist() == [values.index(v) for v in arrays["y_train"]]
+    assert ds.y_test.tolist() == [values.index(v) for v in arrays["y_test"]]
+    assert ds.defaults.initial >= len(values)  # inferred from the real number of classes
+    assert own.summary(ds).splitlines()[1].endswith(own.remap_note(tuple(values)))
+
+
+def test_labels_0_to_k_minus_1_are_used_as_they_are(tmp_path, rng):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(str(_npz(tmp_path, _arrays(rng))))
+    assert ds.label_values is None and ds.class_names is None and len(own.summary(ds).splitlines()) == 1
+
+
+def test_cli_says_in_one_line_that_labels_were_read_as_0_to_k_minus_1(tmp_path, rng, monkeypatch):
+    arrays = _arrays(rng, n=60, d=4)
+    arrays["y_train"], arrays["y_test"] = arrays["y_train"] * 4 + 3, arrays["y_test"] * 4 + 3  # 3, 7, 11
+    _npz(tmp_path, arrays, name="odd.npz")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["run", "-d", "odd.npz", "-s", "random", "--rounds", "2", "--epochs", "1",
+                                    "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if "are not 0..2" in line]
+    assert len(notes) == 1 and "labels 3, 7, 11" in notes[0] and "Warning" not in res.output
+    saved = json.loads((tmp_path / "runs" / "odd-random" / "results.json").read_text())
+    assert saved["config"]["initial"] == 3  # 3 classes, not 12

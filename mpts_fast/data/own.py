@@ -7,6 +7,11 @@ copies); other numeric dtypes are converted to float32 in chunks (one float32 co
 (N, C, H, W) or (N, H, W, C) are scaled to [0, 1] and normalised per channel with the training statistics, as the
 registered image sets are. Features are otherwise used as given (standardise them yourself).
 
+Labels: class ids 0..K-1, or any other integers (e.g. {3, 7, 9}, {-1, 1}, {0, 5000}) when no class_names are given:
+those are read as classes 0..K-1 in increasing order of their values, the values becoming the class names, and said
+so (a LabelsRemappedWarning, and a line of :func:`summary`), so that a binary set labelled {0, 5000} trains a 2-way
+head, not a 5001-way one.
+
 Every bad input is a ValueError naming the file, the key and what was expected; the AL defaults (initial, budget,
 rounds, model) are inferred from the pool size, the classes and the input shape (:func:`infer_defaults`).
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -179,6 +185,35 @@ def check_labels(y: np.ndarray, num_classes: int, what: str, classes_from: str) 
                          f" ({classes_from})")
 
 
+class LabelsRemappedWarning(UserWarning):
+    """Labels that are not 0..K-1 were read as classes 0..K-1 (their values became the class names)."""
+
+
+def remap_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
+    """(y_train, y_test, values): labels that are exactly 0..K-1 over both splits come back as they are (values None);
+    any other integer labels become 0..K-1 in increasing order of value, `values` holding the original value of each
+    class (class k was labelled values[k])."""
+    values = np.union1d(y_train, y_test)  # sorted, unique
+    if values.size == 0 or (values[0] == 0 and values[-1] == values.size - 1):
+        return y_train, y_test, None
+    return (np.searchsorted(values, y_train).astype(np.int64), np.searchsorted(values, y_test).astype(np.int64),
+            tuple(int(v) for v in values))
+
+
+def _listed(values: tuple[int, ...], most: int = 6) -> str:
+    """'3, 7, 9', or '1, 2, 3, ..., 100 (100 values)' for long lists."""
+    if len(values) <= most:
+        return ", ".join(map(str, values))
+    return f"{', '.join(map(str, values[:3]))}, ..., {values[-1]} ({len(values)} values)"
+
+
+def remap_note(values: tuple[int, ...]) -> str:
+    """The one line that says labels were read as 0..K-1."""
+    k = len(values)
+    return (f"labels {_listed(values)} are not 0..{k - 1}: read as classes 0..{k - 1} in that order, named by their "
+            f"values (give class_names to name them)")
+
+
 def _class_names(names: np.ndarray, what: str) -> tuple[str, ...]:
     if names.ndim != 1 or names.dtype.kind not in "USO" or names.size == 0:
         raise ValueError(f"{what}: expected a non-empty 1-D array of class names (strings), got dtype {names.dtype} "
@@ -243,8 +278,9 @@ def load_own_dataset(path: str | os.PathLike) -> Dataset:
 
     Returns a Dataset named after the file (its absolute path, so results and resumes find it from anywhere) with
     x_train (N, *shape) float32, memory-mapped where possible, y_train (N,) int64, the same for the test split,
-    num_classes (len(class_names), else the largest label + 1) and inferred defaults. Loading the same unchanged file
-    again returns the same object (no second validation pass)."""
+    num_classes (len(class_names), else the number of distinct labels: labels that are not 0..K-1 are read as
+    0..K-1 with a LabelsRemappedWarning, module docstring) and inferred defaults. Loading the same unchanged file
+    again returns the same object (no second validation pass, no second warning)."""
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise FileNotFoundError(f"dataset: {p} does not exist; expected an .npz file or a directory of .npy files "
@@ -282,9 +318,14 @@ def _load(path: Path) -> Dataset:
             raise ValueError(f"{where(y_key)}: holds {len(y)} labels but {x_key} has {len(x)} rows; expected one "
                              f"label per row")
     names = _class_names(arrays[NAMES_KEY], where(NAMES_KEY)) if NAMES_KEY in arrays else None
-    if names is not None:
+    label_values = None
+    if names is not None:  # the names fix K: labels must be 0..K-1 (a class may have no label yet)
         num_classes, source = len(names), f"{NAMES_KEY} holds {len(names)} names"
     else:
+        y_train, y_test, label_values = remap_labels(y_train, y_test)
+        if label_values is not None:
+            names = tuple(str(v) for v in label_values)
+            warnings.warn(f"{path}: {remap_note(label_values)}", LabelsRemappedWarning, stacklevel=2)
         num_classes, source = int(max(y_train.max(), y_test.max())) + 1, "no class_names given"
     check_labels(y_train, num_classes, where("y_train"), source)
     check_labels(y_test, num_classes, where("y_test"), source)
@@ -298,14 +339,18 @@ def _load(path: Path) -> Dataset:
         xt, xs = _float_features(x_train), _float_features(x_test)
     return OwnDataset(name=str(path), x_train=xt, y_train=torch.from_numpy(y_train), x_test=xs,
                       y_test=torch.from_numpy(y_test), num_classes=num_classes,
-                      defaults=infer_defaults(len(y_train), num_classes, tuple(xt.shape[1:])), class_names=names)
+                      defaults=infer_defaults(len(y_train), num_classes, tuple(xt.shape[1:])), class_names=names,
+                      label_values=label_values)
 
 
 @dataclass(frozen=True)
 class OwnDataset(Dataset):
-    """A Dataset read from your files; class_names when the files hold them (None otherwise)."""
+    """A Dataset read from your files; class_names when the files hold them (None otherwise). label_values: the
+    original label of each class when the labels were not 0..K-1 and were read as 0..K-1 (class_names are then
+    these values as text); None when the labels were used as they are."""
 
     class_names: tuple[str, ...] | None = None
+    label_values: tuple[int, ...] | None = None
 
 
 def label(path: str | os.PathLike) -> str:
@@ -315,8 +360,11 @@ def label(path: str | os.PathLike) -> str:
 
 
 def summary(ds: Dataset) -> str:
-    """One line: sizes, classes, input shape and the inferred defaults (printed when a run starts on your data)."""
+    """One line: sizes, classes, input shape and the inferred defaults (printed when a run starts on your data); a
+    second when the labels were read as 0..K-1 (remap_note)."""
     d = ds.defaults
-    return (f"{ds.name}: {len(ds.y_train):,} pool / {len(ds.y_test):,} test items, {ds.num_classes} classes, input "
+    line = (f"{ds.name}: {len(ds.y_train):,} pool / {len(ds.y_test):,} test items, {ds.num_classes} classes, input "
             f"{tuple(ds.input_shape)}; inferred defaults: initial {d.initial}, budget {d.budget}, rounds {d.rounds}, "
             f"model {d.model}, epochs {d.epochs}, lr {d.lr:g} (options override them)")
+    values = getattr(ds, "label_values", None)
+    return line if values is None else f"{line}\n{ds.name}: {remap_note(values)}"
