@@ -31,6 +31,9 @@ squared distance of the joint set [x; y].
                                   then per pick: min over the (unlabeled x centres) sub-matrix,
                                   arg-max, drop the picked row, append the new centre's column
                                   (numpy, float32, as those scripts run on CPU embeddings)
+        kcenter_torch             the O(N)-memory greedy loop in plain PyTorch on the GPU: labeled
+                                  1-NN distances by chunked GEMM, then one matrix-vector product,
+                                  torch.minimum and an argmax read to the host per pick
     badge_select
         badge_explicit_reference  BADGE's `init_centers`: explicit float64 gradient embeddings
                                   (N x C D, from badge_embeddings), k-means++ with sklearn
@@ -40,6 +43,7 @@ squared distance of the joint set [x; y].
                                   (norms once, one matrix-vector product per pick, torch.minimum,
                                   torch.multinomial): the best one can do without the factored
                                   distances, reading N C D floats per pick instead of N (C + D)
+        badge_embeddings_torch    the explicit embeddings built with torch on the GPU
 
 The selection baselines return the picked row indices (int64 numpy array or tensor) in pick order.
 """
@@ -62,6 +66,8 @@ __all__ = [
     "badge_embeddings",
     "badge_explicit_reference",
     "badge_explicit_torch",
+    "kcenter_torch",
+    "badge_embeddings_torch",
 ]
 
 
@@ -317,3 +323,35 @@ def badge_explicit_torch(g: torch.Tensor, k: int, generator: torch.Generator | N
         torch.minimum(d2, new, out=d2)
         d2[picks] = 0
     return torch.tensor(picks, dtype=torch.long)
+
+
+def kcenter_torch(x: torch.Tensor, labeled: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Greedy k-center in plain PyTorch on x's device, O(N) memory: the way it is written without
+    a kernel. x: (N, d) float32, labeled: (L,) long indices. Squared distances from ||a||^2 +
+    ||b||^2 - 2 a.b; the labeled rows' 1-NN distances by GEMM in chunks of `chunk` labeled rows;
+    then per pick one matrix-vector product with the newest centre, torch.minimum and an argmax
+    read to the host (the pick's index). Labeled and picked rows are never picked again."""
+    sq = (x * x).sum(1)
+    mind = torch.full_like(sq, float("inf"))
+    for start in range(0, labeled.numel(), chunk):
+        lab = labeled[start:start + chunk]
+        d = (sq[:, None] + sq[lab][None, :] - 2 * (x @ x[lab].T)).clamp_min_(0)
+        torch.minimum(mind, d.min(1).values, out=mind)
+        del d
+    mind[labeled] = -1.0
+    picks = []
+    for _ in range(k):
+        c = int(mind.argmax())
+        picks.append(c)
+        new = (sq + sq[c] - 2 * torch.mv(x, x[c])).clamp_min_(0)
+        torch.minimum(mind, new, out=mind)
+        mind[c] = -1.0
+    return torch.tensor(picks, dtype=torch.long)
+
+
+def badge_embeddings_torch(probs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """g_i = (p_i - e_yhat) (x) h_i, (N, C D), built with torch on the inputs' device (as
+    badge_embeddings, BADGE's get_grad_embedding, builds them with numpy)."""
+    coef = probs.clone()
+    coef[torch.arange(probs.shape[0], device=probs.device), probs.argmax(1)] -= 1
+    return (coef[:, :, None] * emb[:, None, :]).reshape(probs.shape[0], -1)

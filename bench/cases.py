@@ -76,6 +76,13 @@ class Case:
         table = self.cuda_sizes if device == "cuda" else self.sizes
         return None if table is None else table.get(tier)
 
+    def smoke_sizes(self) -> Sizes:
+        """Tiny sizes for a smoke run of the case's code (bench/run.py --smoke, the gpu-check
+        rehearsal on the CPU): its full sizes for either device with warm_sizes over them."""
+        table = self.sizes or self.cuda_sizes or {}
+        base = table.get("full") or next(iter(table.values()))
+        return {**base, **self.warm_sizes}
+
     def impls(self) -> list[tuple[str, Impl]]:
         """(role, impl) in timing order: ours first."""
         return [("ours", self.ours)] + [("plain", p) for p in self.plain] + [("reference", r) for r in self.references]
@@ -191,7 +198,8 @@ SNAPSHOT = Case(
     label=lambda sz: f"snapshot_uncertainty S={sz['S']} N={sz['N']} C={sz['C']}",
     sizes={"quick": {"S": 10, "N": 100_000, "C": 10}, "full": {"S": 10, "N": 1_000_000, "C": 10},
            "contended": {"S": 10, "N": 200_000, "C": 10}},
-    cuda_sizes={"quick": {"S": 10, "N": 100_000, "C": 10}, "full": {"S": 10, "N": 1_000_000, "C": 10}},
+    # CUDA full: 1.6 GB of logits, ~0.5 ms at HBM bandwidth (1e6 items took a few launches' time)
+    cuda_sizes={"quick": {"S": 10, "N": 100_000, "C": 10}, "full": {"S": 10, "N": 4_000_000, "C": 10}},
     make_inputs=_snap_inputs,
     ours=Impl("mpts_fast", lambda inp, sz: lambda: ops.snapshot_uncertainty(inp["logits"]), "all five scores"),
     plain=(
@@ -562,6 +570,78 @@ BADGE_SCALE = Case(
     notes=("explicit embeddings would be N x C D float32 (20 GB at N = 1e6)",),
 )
 
+# ============================================================================ selection on the GPU
+# The plain versions above are numpy / CPU code; on the GPU the plain PyTorch way runs on the same
+# device, O(N) memory, one small launch and a host read per pick.
+
+
+def _kc_torch(inp, sz):
+    x, lab, k = inp["x"], inp["labeled"], sz["k"]
+    return lambda: baselines.kcenter_torch(x, lab, k)
+
+
+def _kc_torch_check(inp, sz, result, ours_out):
+    """Greedy picks on Gaussian data meet near-ties late in the run, where rounding decides: the
+    first pick must match and nearly all picks be shared."""
+    ours = ours_out.cpu()
+    assert int(result[0]) == int(ours[0]), f"first pick {int(result[0])} against ours {int(ours[0])}"
+    shared = len(set(result.tolist()) & set(ours.tolist()))
+    assert shared >= 0.9 * len(ours), f"only {shared} of {len(ours)} picks shared with ours"
+
+
+KCENTER_GPU = Case(
+    name="kcenter_greedy_gpu",
+    op="kcenter_greedy",
+    label=lambda sz: _KC_LABEL(sz) + " (plain PyTorch on the same device)",
+    sizes={},
+    # 1 GB pool: each pick reads it once, ~0.3 ms at HBM bandwidth
+    cuda_sizes={"quick": {"N": 100_000, "d": 512, "k": 200, "L": 1000}, "full": {"N": 500_000, "d": 512, "k": 1000, "L": 1000}},
+    make_inputs=_kc_inputs,
+    ours=_KC_OURS,
+    plain=(Impl("plain_torch_loop", _kc_torch, "baselines.kcenter_torch: GEMM 1-NN start, then mv + minimum + "
+                "argmax read per pick", slow=True, check=_kc_torch_check),),
+    floor=_kc_floor,
+    target_ratio=1.5,
+    warm_sizes={"N": 2000, "k": 5, "L": 10},
+    reps={"fast": (1, 3), "slow": (1, 2)},
+    notes=("floor: every pick reads the pool once + 2 U L d FLOPs for the labeled rows' distances",),
+)
+
+
+def _badge_gpu_inputs(sz: Sizes, device: str) -> Inputs:
+    return _badge_inputs(sz, device)
+
+
+def _badge_torch_device(inp, sz):
+    """Embeddings built and picks made with torch on the inputs' device (BADGE builds them every round)."""
+    probs, emb, k = inp["probs"], inp["emb"], sz["k"]
+
+    def run():
+        gen = torch.Generator(device=probs.device).manual_seed(1)
+        return baselines.badge_explicit_torch(baselines.badge_embeddings_torch(probs, emb), k, generator=gen)
+
+    return run
+
+
+BADGE_GPU = Case(
+    name="badge_select_gpu",
+    op="badge_select",
+    label=lambda sz: _BADGE_LABEL(sz) + " (plain PyTorch on the same device)",
+    sizes={},
+    # explicit embeddings N x C D float32: 4 GB at the full size
+    cuda_sizes={"quick": {"N": 50_000, "C": 10, "D": 512, "k": 100}, "full": {"N": 200_000, "C": 10, "D": 512, "k": 500}},
+    make_inputs=_badge_gpu_inputs,
+    ours=_BADGE_OURS,
+    plain=(Impl("plain_explicit_torch_with_build", _badge_torch_device,
+                "explicit gradient embeddings built by torch on the device, k-means++ with one mv per pick", slow=True),),
+    floor=_badge_floor,
+    target_ratio=1.5,
+    warm_sizes={"N": 2000, "k": 5},
+    reps={"fast": (1, 3), "slow": (0, 1)},
+    notes=("random draws: the picks of the two are not compared (different generators)",
+           "floor: every pick reads N (C + D) float32"),
+)
+
 CASES: tuple[Case, ...] = (
     RBF_MMD2,
     SNAPSHOT,
@@ -573,6 +653,8 @@ CASES: tuple[Case, ...] = (
     KCENTER,
     KCENTER_ISSUE13,
     BADGE,
+    KCENTER_GPU,
+    BADGE_GPU,
     RBF_MMD2_MEMORY_SCALE,
     KCENTER_SCALE,
     BADGE_SCALE,

@@ -6,6 +6,8 @@
     python bench/run.py --cases sensitivity,sensitivity_study_iris --no-mem
     python bench/run.py --cases kcenter_greedy,badge_select --tag select   # case or op names
     python bench/run.py --list                   # the registry: cases, tiers, implementations
+    python bench/run.py --device cuda --gpu-check --json OUT/bench.json   # gpu-check's stage (verdicts)
+    python bench/run.py --smoke --cases rbf_mmd2 # every named case at tiny sizes, one rep (a smoke run)
 
 Every case times mpts_fast's op next to the plain versions it replaces in this one process
 (time.perf_counter on CPU, CUDA events on GPU; warm-up, then best and median of k; ratios and
@@ -14,8 +16,13 @@ call each per round, so a load that comes and goes affects ours and plain alike.
 that run only part of the work (a prefix of the picks, a few patterns) are scaled to the whole
 (marked "extrap.", the model in the case's notes). The floor of a case is the time its
 unavoidable work takes at the machine's rate: FLOPs at the GEMM rate plus bytes at the memory
-read bandwidth, measured in the same run on CPU; on CUDA the stated H100 peaks, next to the
-measured rates. "of floor" = floor time / measured time (1.0 = at the floor).
+bandwidth, both measured in the same run (CPU: a tensor sum's read bandwidth; CUDA: a device copy's
+bandwidth, the stated H100 peaks beside it). "of floor" = floor time / measured time (1.0 = at the floor).
+
+--gpu-check judges every case (its "verdict"): pass when plain / ours >= the case's target ratio
+(against its first plain version), ours within FLOOR_FACTOR x its floor, and every plain version
+that is checked agrees with ours. The JSON is rewritten after every case, so a run cut short
+keeps the cases that finished.
 
 Peak extra memory: on CPU from a fresh subprocess per measured implementation (bench/mem_probe.py);
 on CUDA from torch.cuda.max_memory_allocated in process. Memory-scale cases (ours only) run on CPU
@@ -42,6 +49,7 @@ import cases as registry  # noqa: E402
 import harness  # noqa: E402
 
 CONTENDED = 0.10  # share of the CPU used by other processes above which a timing is flagged
+FLOOR_FACTOR = 2.0  # --gpu-check: ours must run within this multiple of its floor
 
 
 def log(msg: str) -> None:
@@ -50,7 +58,9 @@ def log(msg: str) -> None:
 
 class Runner:
     def __init__(self, device: str, tier: str, mem: bool, big: bool, quiet_wait_s: float = 20.0,
-                 names: list[str] | None = None):
+                 names: list[str] | None = None, smoke: bool = False, on_case=None):
+        self.smoke = smoke
+        self.on_case = on_case  # called with the list of finished cases after each one
         self.device = device
         self.is_cuda = device == "cuda"
         self.tier = tier
@@ -153,7 +163,7 @@ class Runner:
         if self.quiet_wait_s > 0:
             harness.wait_quiet(self.quiet_wait_s)
         res = harness.time_interleaved(calls, "cpu", {n: r[0] for n, r in reps.items()}, {n: r[1] for n, r in reps.items()})
-        for extra in range(2):
+        for extra in range(0 if self.smoke else 2):
             busy = {n: e["other_cpu_share_of_best"] for n, e in res.items() if (e.get("other_cpu_share_of_best") or 0) > CONTENDED}
             if not busy:
                 break
@@ -191,7 +201,7 @@ class Runner:
                 return holder[0]
 
             calls[impl.name] = call
-        reps = {impl.name: case.reps["slow" if impl.slow else "fast"] for _, impl in impls}
+        reps = {impl.name: (0, 1) if self.smoke else case.reps["slow" if impl.slow else "fast"] for _, impl in impls}
         if self.is_cuda:  # one at a time: each its own peak device memory (and an OOM of its own)
             entries = {}
             for name, call in calls.items():
@@ -264,8 +274,8 @@ class Runner:
             if t is None:
                 continue
             entry["fraction_of_floor"] = floor["seconds"] / t
-            if "seconds_at_measured_rates" in floor:
-                entry["fraction_of_floor_at_measured_rates"] = floor["seconds_at_measured_rates"] / t
+            if "seconds_at_stated_peaks" in floor:
+                entry["fraction_of_floor_at_stated_peaks"] = floor["seconds_at_stated_peaks"] / t
             if only:
                 entry[only] = floor["flops" if only == "gflops" else "bytes"] / t / 1e9
             if entry is not ours and ours_t:
@@ -276,18 +286,63 @@ class Runner:
         log(f"measuring {self.device} rates")
         if self.quiet_wait_s > 0:
             harness.wait_quiet(self.quiet_wait_s)
-        self.rates = harness.measure_cuda_rates() if self.is_cuda else harness.measure_cpu_rates()
+        if self.smoke and not self.is_cuda:  # the times of a smoke run mean nothing; its floors need some rate
+            self.rates = {"gemm_gflops": 10.0, "gemm_shape": "nominal (smoke run, not measured)", "mem_read_gbs": 10.0,
+                          "mem_copy_gbs": 10.0, "mem_tensor_mb": 0.0}
+        else:
+            reps = 1 if self.smoke else 5
+            self.rates = harness.measure_cuda_rates(reps) if self.is_cuda else harness.measure_cpu_rates(reps)
         log("rates: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.rates.items()))
         if self.is_cuda:
             torch.backends.cuda.matmul.allow_tf32 = False  # FP32: our ops never use TF32, nor do their plain versions here
-        results = []
-        for case, sz in registry.cases_for(self.device, self.tier, self.names):
+        results: list[dict] = []
+        if self.smoke:
+            # a name that is a case's own picks that case alone here (an op name picks all its cases)
+            names = set(self.names or ())
+            exact = names & {c.name for c in registry.CASES}
+            todo = [(c, c.smoke_sizes()) for c in registry.CASES
+                    if not names or c.name in names or (c.op in names and c.op not in exact)]
+        else:
+            todo = registry.cases_for(self.device, self.tier, self.names)
+        for case, sz in todo:
             if case.fresh_process and not self.is_cuda:
-                if self.big:
+                if self.big and not self.smoke:
                     results.append(self.run_fresh(case, sz))
                 continue
             results.append(self.run_case(case, sz))
+            if self.on_case is not None:
+                self.on_case(results)
         return {"rates": self.rates, "cases": results}
+
+
+def judge_case(case: dict) -> dict:
+    """gpu-check's verdict on one finished case: plain / ours against the target ratio (first plain
+    version), ours against FLOOR_FACTOR x its floor, and agreement of the checked plain versions."""
+    ours = case.get("ours", {})
+    t = ours.get("best_s")
+    problems, v = [], {}
+    if t is None:
+        return {"status": "fail", "problems": [f"ours did not run: {ours.get('error', 'no time')}"]}
+    target = case.get("target_ratio")
+    plain = next(iter(case["baselines"].items()), None)
+    if target is not None and plain is not None:
+        name, entry = plain
+        ratio = entry.get("ratio_vs_ours")
+        v["ratio"] = ratio
+        v["ratio_target"] = target
+        v["ratio_against"] = name
+        if ratio is None:
+            problems.append(f"{name} has no time ({entry.get('error', 'not run')})")
+        elif ratio < target:
+            problems.append(f"plain / ours {ratio:.2f} < {target} ({name})")
+    floor_s = case["floor"]["seconds"]
+    v["times_floor"] = t / floor_s if floor_s > 0 else None
+    if floor_s > 0 and t > FLOOR_FACTOR * floor_s:
+        problems.append(f"{t / floor_s:.2f}x its floor > {FLOOR_FACTOR}x")
+    for name, entry in case["baselines"].items():
+        if entry.get("agrees_with_ours") is False:
+            problems.append(f"{name} disagrees with ours: {entry.get('disagreement')}")
+    return {"status": "fail" if problems else "pass", "problems": problems, **v}
 
 
 # -------------------------------------------------------------------------- output
@@ -305,8 +360,8 @@ def rates_line(result: dict) -> str:
     r = result["rates"]
     if result["device"] == "cuda":
         p = result["stated_peaks_h100"]
-        return (f"Floors from the stated H100 peaks: {p['mem_tbs']} TB/s, {p['fp32_tflops']} TFLOP/s FP32. "
-                f"Measured here: torch.mm {r['gemm_fp32_tflops']:.1f} TFLOP/s FP32, copy {r['mem_copy_tbs']:.2f} TB/s.")
+        return (f"Floors from rates measured in this run: torch.mm {r['gemm_fp32_tflops']:.1f} TFLOP/s FP32, device copy "
+                f"{r['mem_copy_tbs']:.2f} TB/s (read + write). Stated H100 peaks: {p['mem_tbs']} TB/s, {p['fp32_tflops']} TFLOP/s FP32.")
     return (f"Floors from rates measured in this run: torch.mm {r['gemm_shape']} {r['gemm_gflops']:.0f} GFLOP/s; "
             f"memory read (sum of a {r['mem_tensor_mb']:.0f} MB tensor) {r['mem_read_gbs']:.1f} GB/s "
             f"(copy {r['mem_copy_gbs']:.1f} GB/s).")
@@ -376,6 +431,11 @@ def main(argv=None) -> None:
     ap.add_argument("--no-mem", action="store_true", help="skip the subprocess memory probes (CPU)")
     ap.add_argument("--no-big", action="store_true", help="skip the CPU memory-scale cases (one fresh process each; minutes)")
     ap.add_argument("--list", action="store_true", help="print the registry and exit")
+    ap.add_argument("--json", help="write the result JSON to this path (default: a dated file in --out)")
+    ap.add_argument("--gpu-check", action="store_true", help="judge every case against its targets (a \"verdict\" "
+                    "per case: ratio to plain >= target, within %sx its floor, plain versions agree)" % FLOOR_FACTOR)
+    ap.add_argument("--smoke", action="store_true", help="every selected case at tiny sizes, one rep, for either "
+                    "device (checks that the cases run; the times mean nothing)")
     ap.add_argument("--quiet-wait", type=float, default=20.0,
                     help="CPU: before each measurement wait up to this many seconds for other processes to leave the CPU idle (0: do not wait)")
     a = ap.parse_args(argv)
@@ -396,33 +456,56 @@ def main(argv=None) -> None:
 
     started = datetime.datetime.now()
     t0 = time.perf_counter()
-    runner = Runner(a.device, tier, mem=not a.no_mem, big=not a.no_big, quiet_wait_s=a.quiet_wait, names=names)
-    body = runner.run()
     machine = harness.machine_name(a.device)
+    if a.smoke:
+        tier = "smoke"
     result = {
         "date": started.strftime("%Y-%m-%d"),
         "started": started.isoformat(timespec="seconds"),
-        "wall_s": time.perf_counter() - t0,
         "machine": machine,
         "device": a.device,
         "device_desc": torch.cuda.get_device_name() if a.device == "cuda" else f"{harness.cpu_model()}, {harness.cpu_count()} cores",
         "tier": tier,
         "quick": tier == "quick",
         "versions": harness.versions(),
-        "loadavg_end": os.getloadavg(),
         "timing": "best and median of k after warmup; ratios and floor fractions from the best",
         **({"stated_peaks_h100": harness.H100_STATED} if a.device == "cuda" else {}),
-        **body,
     }
     if a.device == "cuda":
         result["versions"]["cuda"] = torch.version.cuda
-    tag = a.tag or ("partial" if names else "")
-    os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"{result['date']}-{machine}{'-' + tag if tag else ''}{'-quick' if tier == 'quick' else ''}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    if a.json:
+        path = os.path.abspath(a.json)
+    else:
+        tag = a.tag or ("partial" if names else "")
+        path = os.path.join(a.out, f"{result['date']}-{machine}{'-' + tag if tag else ''}{'-' + tier if tier != 'full' else ''}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(cases: list[dict], final: bool) -> None:
+        if a.gpu_check:
+            for c in cases:
+                c["verdict"] = judge_case(c)
+        doc = {**result, "wall_s": time.perf_counter() - t0, "complete": final, **body_so_far, "cases": cases}
+        if final:
+            doc["loadavg_end"] = os.getloadavg()
+        with open(path + ".tmp", "w") as f:
+            json.dump(doc, f, indent=2)
+        os.replace(path + ".tmp", path)
+
+    body_so_far: dict = {}
+    runner = Runner(a.device, tier, mem=not (a.no_mem or a.smoke), big=not a.no_big, names=names, smoke=a.smoke,
+                    quiet_wait_s=0.0 if a.smoke else a.quiet_wait,
+                    on_case=lambda cases: (body_so_far.update(rates=runner.rates), write(cases, False)))
+    body = runner.run()
+    body_so_far["rates"] = body["rates"]
+    write(body["cases"], True)
+    with open(path) as f:
+        result = json.load(f)
     log(f"wrote {path} ({result['wall_s']:.0f} s)")
     print(markdown(result))
+    if a.gpu_check:
+        for c in result["cases"]:
+            v = c["verdict"]
+            print(f"{v['status'].upper():4s} {c['label']}" + (": " + "; ".join(v["problems"]) if v["problems"] else ""))
 
 
 if __name__ == "__main__":

@@ -1,38 +1,48 @@
 #!/usr/bin/env python3
-"""The `make gpu-check` driver: everything a GPU machine can verify that CI cannot, as stages
-that each record their outcome, so one failing stage never hides the others.
+"""gpu-check: everything a GPU machine can verify that CI cannot, in one command that fits one
+call of such a machine (it starts bare, has no network, installs nothing, and only one folder
+comes back), each stage with a verdict.
 
-    python3 scripts/gpu_check.py                 # all stages (what `make gpu-check` runs)
-    python3 scripts/gpu_check.py --dry-run       # print the plan, run nothing
-    python3 scripts/gpu_check.py --only tests,memcheck
-    python3 scripts/gpu_check.py --bundle "$OUT/gpu-check.tar.gz"   # + one archive of it all
+    python3 scripts/gpu_check.py --out "$OUT"        # on the GPU machine (give the call 600 s)
+    python3 scripts/gpu_check.py --dry-run           # the plan: stages, limits, commands
+    python3 scripts/gpu_check.py --rehearse          # the same stages on the CPU (make test runs it)
+    python3 scripts/gpu_check.py --out DIR --only build,correctness
 
-Stages, in order:
-  build      in-place CUDA build of mpts_fast._C (setup.py build_ext, MPTS_FAST_CUDA=1)
-  tests      the CUDA tests: every test id containing "cuda" (each op's cuda cases, the CUDA-only
-             tests); the CPU suite is `make test`'s job (GPU_CHECK_TESTS_K="" runs every test)
-  memcheck   tests/test_cuda_bindings.py's CUDA cases (one call of every kernel at sizes across
-  racecheck  its block / tile boundaries) under compute-sanitizer with that tool; only the
-  synccheck  project's kernels are instrumented (--kernel-name kns=mpts), each tensor is its own
-             cudaMalloc (PYTORCH_NO_CUDA_MEMORY_CACHING=1) so memcheck sees every bound
-  bench      bench/run.py --device cuda, the rbf_mmd2 / snapshot / sensitivity cases (its own
-             results JSON in bench/results/)
-  select     bench/run.py --device cuda --tag select, the kcenter_greedy / badge_select cases (likewise)
+Stages, most valuable first, inside a 540 s budget (GPU_CHECK_BUDGET_S); a stage that would
+start past it is recorded as skipped:
+  build        mpts_fast._C in place with ninja on every core, TORCH_CUDA_ARCH_LIST=9.0, the
+               `-Xptxas -v` report in build.log; then the package (mpts_fast.cli too) must import
+               from the checkout without an install (scripts/gpu_check_build.py)
+  correctness  every CUDA test of the suite (`pytest tests -k cuda`): each op's CUDA cases, its
+               CPU-vs-CUDA agreement, pick-for-pick k-center / k-means++ / BADGE on exact inputs
+  e2e          `mpts-fast run` for 2 rounds on digits, MPTS and BADGE, on CUDA and on the CPU,
+               compared (scripts/gpu_check_e2e.py)
+  bench        bench/run.py --gpu-check: sizes that fill the chip, plain PyTorch on the same GPU,
+               floors from the bandwidth and GEMM rate measured in the same run; a case passes at
+               plain / ours >= its target (1.5) and within 2x its floor
+  memcheck     the small CUDA workload tests under compute-sanitizer with that tool, only the
+  racecheck    project's kernels instrumented; errors from CUDA API calls are split into ours
+  synccheck    and torch's by their host backtrace (only ours fail the stage)
 
-Each stage has a time limit, and the whole run a budget (GPU_CHECK_BUDGET_S, default 480 s):
-a stage that would start past the budget is recorded as skipped. The results file,
-bench/results/<date>-gpu-check-<gpu>.json, is written after every stage (so a run killed
-midway still leaves one) and holds, per stage: status (pass / fail / timeout / not-run),
-exit code, seconds, and for the sanitizer stages the error count and the tool's summary lines;
-failing stages keep the tail of their log. Full logs: build/gpu-check/<stage>.log.
+--out DIR receives, each as its stage ends: gpu-check.json (the results; its last key,
+"verdicts", holds one line per stage), build.log, correctness.log, e2e.log, bench.log,
+bench.json and sanitizer.log: 7 files, within what comes back from a GPU machine's $OUT
+(8 files, 2 folders deep). Scratch goes to --work (default build/gpu-check). The command prints
+a verdict table last.
 
-Exit status: 0 when every stage passed, 1 when any failed or timed out, 2 when none failed
-but some could not run (no compute-sanitizer, a device it does not support, the budget).
+--rehearse copies the tree (git's tracked and untracked-not-ignored files, plus the built
+extension) to a temporary folder and runs every stage's command there with the device set to
+CPU, under a Python that cannot import the packages a GPU machine lacks (faiss, openml,
+expecttest, scikit_posthocs), without network, and checks that nothing outside --out and the
+scratch folder was written. CUDA-only verdicts read "skipped: no GPU"; it fails when the package
+does not import the way the GPU machine imports it, when a test module cannot be collected, or
+when a stage's command fails.
 
-Environment: PYTHON (default: this interpreter), TORCH_CUDA_ARCH_LIST (default 9.0),
-COMPUTE_SANITIZER (the binary; default: PATH, then the CUDA toolkit's bin),
-GPU_CHECK_SANITIZER_FILTER (default kns=mpts; empty instruments every kernel, cuBLAS too),
-GPU_CHECK_BUDGET_S, GPU_CHECK_<STAGE>_TIMEOUT_S (e.g. GPU_CHECK_MEMCHECK_TIMEOUT_S).
+Exit status: 0 when every stage passed (rehearsal: none failed), 1 when one failed or timed out,
+2 when none failed but some could not run. Environment: PYTHON (default: this interpreter),
+TORCH_CUDA_ARCH_LIST (default 9.0), COMPUTE_SANITIZER (default: PATH, then the CUDA toolkit),
+GPU_CHECK_SANITIZER_FILTER (default kns=mpts; empty instruments every kernel),
+GPU_CHECK_BUDGET_S, GPU_CHECK_<STAGE>_TIMEOUT_S.
 """
 from __future__ import annotations
 
@@ -46,15 +56,21 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOG_DIR = os.path.join(ROOT, "build", "gpu-check")
-RESULTS_DIR = os.path.join(ROOT, "bench", "results")
-SANITIZER_TESTS = ["tests/test_cuda_bindings.py", "-k", "cuda"]
+BUDGET_S = 540.0
+# Absent from the GPU machine's image: the rehearsal's Python cannot import them either.
+MISSING_ON_DEVICE = ("faiss", "openml", "expecttest", "scikit_posthocs")
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck")
-NEEDS_CUDA = ("tests", *SANITIZER_TOOLS)  # stages that check nothing without CUDA kernels
+SANITIZER_TESTS = ["tests/test_cuda_bindings.py", "-k", "workload"]
+BENCH_CASES = "rbf_mmd2,snapshot_uncertainty,sensitivity,kcenter_greedy_gpu,badge_select_gpu"
+RESULT_MARK = "GPU_CHECK_RESULT "
+RESULTS_FILE = "gpu-check.json"
+# what comes back from a GPU machine's $OUT (the device tool's limits)
+OUT_MAX_FILES, OUT_NAME = 8, re.compile(r"^[A-Za-z0-9._-]+$")
 # compute-sanitizer lines that mean "this machine cannot run the tool", not "the code is wrong"
 UNSUPPORTED = re.compile(r"Device not supported|not supported on this (platform|device)|Error 999|"
                          r"Target application terminated before first instrumented API call")
@@ -63,27 +79,40 @@ UNSUPPORTED = re.compile(r"Device not supported|not supported on this (platform|
 @dataclass
 class Stage:
     name: str
+    what: str
+    limit_s: float
     command: list[str]
-    timeout_s: float
+    log: str  # file name under --out
     env: dict[str, str] = field(default_factory=dict)
-    sanitizer_log: str | None = None  # compute-sanitizer's own report (--log-file)
-    fallback: list[str] | None = None  # the command once more without the kernel filter
-    why_not_run: str | None = None  # set when the stage cannot run at all here
+    wrapper: list[str] = field(default_factory=list)  # compute-sanitizer in front of the command
+    report: str | None = None  # compute-sanitizer's own log (--log-file)
+    needs_gpu: bool = True  # on the CPU its verdict is "skipped: no GPU" (its command still runs)
+    rehearse_as: str | None = None  # rehearsal: this stage's command is the named stage's; not run twice
 
 
 @dataclass
 class Outcome:
     name: str
-    status: str  # pass | fail | timeout | not-run
+    status: str  # pass | fail | timeout | skipped
+    verdict: str
     command: str
+    limit_s: float
     seconds: float = 0.0
     exit_code: int | None = None
-    detail: str = ""
-    tests: dict[str, int] = field(default_factory=dict)
-    errors: int | None = None  # sanitizer stages: the tool's ERROR SUMMARY count
-    summary: list[str] = field(default_factory=list)
     log: str = ""
+    tests: dict[str, int] = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # the stage helper's GPU_CHECK_RESULT, the sanitizer counts
     log_tail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    root: str
+    py: str
+    out: str
+    work: str
+    device: str  # "cuda" on a GPU machine, "cpu" in the rehearsal
+    rehearse: bool
 
 
 def find_sanitizer() -> str | None:
@@ -103,153 +132,274 @@ def find_sanitizer() -> str | None:
     return None
 
 
-def timeout_for(name: str, default: float) -> float:
+def limit(name: str, default: float) -> float:
     return float(os.environ.get(f"GPU_CHECK_{name.upper()}_TIMEOUT_S", default))
 
 
-def plan(py: str) -> list[Stage]:
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0")
-    tests_k = os.environ.get("GPU_CHECK_TESTS_K", "cuda")
+def plan(ctx: Context) -> list[Stage]:
+    py, dev = ctx.py, ctx.device
+    pytest = [py, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"]
+    build_env = {"TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0"),
+                 "MAX_JOBS": os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))}
     stages = [
-        Stage("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout_for("build", 300),
-              env={"MPTS_FAST_CUDA": "1", "TORCH_CUDA_ARCH_LIST": arch}),
-        Stage("tests", [py, "-m", "pytest", "-q", "-rfE", "tests"] + (["-k", tests_k] if tests_k else []),
-              timeout_for("tests", 240)),
+        Stage("build", "in-place build (ninja, all cores, sm_90, ptxas -v); imports without an install",
+              limit("build", 160), [py, "scripts/gpu_check_build.py", "--device", dev] + (["--reuse"] if ctx.rehearse else []),
+              "build.log", env=build_env, needs_gpu=False),
+        Stage("correctness", "every CUDA test: ops, CPU-vs-CUDA agreement, exact-input picks",
+              limit("correctness", 110), pytest + ["tests", "-k", "cuda"], "correctness.log"),
+        Stage("e2e", "mpts-fast run, 2 rounds on digits, mpts and badge, CUDA against CPU",
+              limit("e2e", 60), [py, "scripts/gpu_check_e2e.py", "--device", dev, "--work", os.path.join(ctx.work, "e2e")]
+              + (["--epochs", "2"] if ctx.rehearse else []), "e2e.log"),
+        Stage("bench", "ratios to plain PyTorch on the same GPU and fractions of the measured floors",
+              limit("bench", 100), [py, "bench/run.py", "--device", dev, "--gpu-check", "--cases", BENCH_CASES,
+                                    "--json", os.path.join(ctx.out, "bench.json")] + (["--smoke"] if ctx.rehearse else []),
+              "bench.log"),
     ]
-    sanitizer = find_sanitizer()
+    sanitizer = find_sanitizer() or "compute-sanitizer"
     kernel_filter = os.environ.get("GPU_CHECK_SANITIZER_FILTER", "kns=mpts")
-    for tool in SANITIZER_TOOLS:
-        report = os.path.join(LOG_DIR, f"{tool}.sanitizer.log")
-        head = [sanitizer or "compute-sanitizer", "--tool", tool, "--error-exitcode", "99", "--print-limit", "50",
-                "--log-file", report]
-        if tool == "racecheck":
-            head += ["--racecheck-report", "all"]
-        tail = [py, "-m", "pytest", "-q", "-rfE", *SANITIZER_TESTS]
-        cmd = head + (["--kernel-name", kernel_filter] if kernel_filter else []) + tail
-        stages.append(Stage(tool, cmd, timeout_for(tool, 150),
-                            env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}, sanitizer_log=report,
-                            fallback=head + tail if kernel_filter else None,
-                            why_not_run=None if sanitizer else "compute-sanitizer not found (PATH, CUDA_HOME, /usr/local/cuda*)"))
-    stages += [
-        Stage("bench", [py, "bench/run.py", "--device", "cuda", "--out", "bench/results", "--tag", "ops",
-                        "--cases", "rbf_mmd2,snapshot_uncertainty,sensitivity"], timeout_for("bench", 300)),
-        Stage("select", [py, "bench/run.py", "--device", "cuda", "--out", "bench/results", "--tag", "select",
-                         "--cases", "kcenter_greedy,badge_select"], timeout_for("select", 200)),
-    ]
+    for tool, seconds in zip(SANITIZER_TOOLS, (45, 40, 25)):
+        report = os.path.join(ctx.work, f"{tool}.sanitizer.txt")
+        wrapper = [sanitizer, "--tool", tool, "--error-exitcode", "99", "--print-limit", "100", "--log-file", report]
+        if kernel_filter:
+            wrapper += ["--kernel-name", kernel_filter]
+        stages.append(Stage(tool, f"compute-sanitizer {tool} on the small CUDA workload tests", limit(tool, seconds),
+                            pytest + SANITIZER_TESTS, "sanitizer.log", env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"},
+                            wrapper=wrapper, report=report, rehearse_as=None if tool == "memcheck" else "memcheck"))
     return stages
+
+
+def stage_env(ctx: Context, stage: Stage) -> dict[str, str]:
+    """Every stage imports the checkout through scripts/gpu_check_site (no install needed)."""
+    site = os.path.join(ctx.root, "scripts", "gpu_check_site")
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [site, ctx.root, os.environ.get("PYTHONPATH")])),
+        MPTS_GPU_CHECK_ROOT=ctx.root,
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        MPLBACKEND="Agg",
+        MPLCONFIGDIR=os.path.join(ctx.work, "matplotlib"),
+        TMPDIR=os.path.join(ctx.work, "tmp"),
+    )
+    if ctx.rehearse:
+        env.update(
+            MPTS_GPU_CHECK_BLOCK=",".join(MISSING_ON_DEVICE),
+            CUDA_VISIBLE_DEVICES="",
+            # no network: every HTTP(S) client that honours the proxy variables (urllib does) fails at once
+            http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+            HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="",
+        )
+    env.update(stage.env)
+    return env
 
 
 def pytest_counts(text: str) -> dict[str, int]:
     """Counts from pytest's last summary line ("3 passed, 2 skipped in 1.0s")."""
-    lines = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error|deselected)", ln)]
+    lines = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|errors?|deselected)", ln)]
     if not lines:
         return {}
-    return {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", lines[-1])}
+    pairs = re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", lines[-1])
+    return {("error" if k.startswith("error") else k): int(n) for n, k in pairs}
 
 
-def sanitizer_report(path: str | None) -> tuple[int | None, list[str], bool]:
-    """(error count, summary lines, whether the tool refused this machine) from its log file."""
+def helper_result(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        if line.startswith(RESULT_MARK):
+            try:
+                return json.loads(line[len(RESULT_MARK):])
+            except json.JSONDecodeError:
+                return {}
+    return {}
+
+
+def sanitizer_report(path: str | None) -> dict:
+    """Counts from compute-sanitizer's report: kernel errors (ours: only our kernels are
+    instrumented) and failed CUDA API calls, split by whether our extension is on the host
+    backtrace (ours) or not (torch's own calls, e.g. a probe that expects an error)."""
     if not path or not os.path.exists(path):
-        return None, [], False
+        return {"found": False}
     with open(path, errors="replace") as f:
         text = f.read()
-    summary = [ln.strip("= \n") for ln in text.splitlines() if "SUMMARY" in ln]
+    blocks, current = [], []
+    for line in text.splitlines():
+        body = line.removeprefix("=========").rstrip()
+        if body.startswith(" ") and not body.startswith("    ") and current:  # a new top-level message
+            blocks.append(current)
+            current = []
+        current.append(body)
+    if current:
+        blocks.append(current)
+    ours_api, torch_api, kernel, first = 0, 0, 0, []
+    for block in blocks:
+        head = block[0].strip()
+        if head.startswith("Program hit"):
+            if any("mpts_fast" in ln or "_C.cpython" in ln for ln in block):
+                ours_api += 1
+                first.append(head)
+            else:
+                torch_api += 1
+        elif re.match(r"(Invalid|Race|Barrier|Uninitialized|Misaligned|Out-of-range|Warp|Malloc|Free|Leaked|"
+                      r"Error|Cuda|Address|Hazard|Potential|Shared)", head) and "SUMMARY" not in head:
+            kernel += 1
+            first.append(head)
     counts = [int(n) for n in re.findall(r"ERROR SUMMARY: (\d+) error", text)]
-    return (sum(counts) if counts else None), summary, bool(UNSUPPORTED.search(text))
+    return {"found": True, "error_summary": sum(counts) if counts else None, "ours_kernel": kernel,
+            "ours_api": ours_api, "torch_api": torch_api, "first_errors": first[:10],
+            "refused": bool(UNSUPPORTED.search(text)),
+            "summary_lines": [ln.strip("= ") for ln in text.splitlines() if "SUMMARY" in ln]}
 
 
-CUDA_PROBE = ("import torch; from mpts_fast import _native; "
-              "assert torch.cuda.is_available(), 'torch sees no CUDA device'; "
-              "assert 'cuda' in _native.native_devices(), f'mpts_fast._C has no CUDA kernels ({_native.IMPORT_ERROR})'")
+# ------------------------------------------------------------------------------ verdicts
 
 
-def cuda_ready(py: str) -> str | None:
-    """None when a CUDA device and mpts_fast's CUDA kernels are there; else why not (the CUDA
-    tests would all skip, and a run of skips proves nothing)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    try:
-        res = subprocess.run([py, "-c", CUDA_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the CUDA probe did not run: {exc}"
-    if res.returncode == 0:
-        return None
-    lines = (res.stderr or res.stdout).strip().splitlines()
-    return lines[-1] if lines else f"the CUDA probe exited {res.returncode}"
+def judge(ctx: Context, stage: Stage, out: Outcome, text: str) -> None:
+    """Sets out.status and out.verdict from the stage's exit code, log and helper result."""
+    ok = out.exit_code == 0
+    if stage.name == "build":
+        d = out.data
+        if ok:
+            imp = d.get("import") or {}
+            spills = d.get("kernels_with_spills") or []
+            what = "compiled" if d.get("compiled") else "reused the built extension"
+            out.status, out.verdict = "pass", (f"{what}; imports from the checkout with {imp.get('native_devices')} kernels"
+                                               + (f"; spilling kernels: {len(spills)}" if spills else ""))
+        else:
+            out.status, out.verdict = "fail", d.get("error") or f"exit {out.exit_code}"
+        return
+    if stage.name == "correctness" or stage.report:
+        out.tests = pytest_counts(text)
+    if stage.name == "correctness":
+        t = out.tests
+        if not ok:
+            errors = t.get("error")
+            reason = (f"{errors} error(s) during collection or setup" if errors else
+                      f"{t.get('failed', 0)} failed" if t.get("failed") else f"pytest exit {out.exit_code}")
+            out.status, out.verdict = "fail", reason
+        elif ctx.device == "cpu":
+            out.status, out.verdict = "skipped", f"skipped: no GPU (every test module collected; {t.get('skipped', 0)} CUDA tests skipped)"
+        elif not t.get("passed"):
+            out.status, out.verdict = "fail", "no CUDA test ran (all skipped or deselected): nothing was checked"
+        else:
+            out.status, out.verdict = "pass", f"{t['passed']} passed, {t.get('skipped', 0)} skipped"
+        return
+    if stage.name == "e2e":
+        d = out.data
+        if not d:
+            out.status, out.verdict = "fail", f"no result (exit {out.exit_code})"
+        elif not ok:
+            bad = {s: e["problems"] for s, e in d.get("strategies", {}).items() if e.get("problems")}
+            out.status, out.verdict = "fail", "; ".join(f"{s}: {' / '.join(p)}" for s, p in bad.items()) or f"exit {out.exit_code}"
+        elif ctx.device == "cpu":
+            out.status, out.verdict = "skipped", "skipped: no GPU (both CLI runs finished on the CPU)"
+        else:
+            accs = ", ".join(f"{s} {e['accuracy_device'][-1]:.3f} vs {e['accuracy_cpu'][-1]:.3f}"
+                             for s, e in d["strategies"].items())
+            out.status, out.verdict = "pass", f"cuda agrees with cpu (final accuracy {accs})"
+        return
+    if stage.name == "bench":
+        path = os.path.join(ctx.out, "bench.json")
+        cases = []
+        if os.path.exists(path):
+            with open(path) as f:
+                cases = json.load(f).get("cases", [])
+        verdicts = [c.get("verdict", {}) for c in cases]
+        out.data = {"cases": [{"label": c["label"], **c.get("verdict", {})} for c in cases]}
+        failed = [c["label"] for c, v in zip(cases, verdicts) if v.get("status") == "fail"]
+        if not ok:
+            out.status, out.verdict = "fail", f"bench/run.py exit {out.exit_code} after {len(cases)} case(s)"
+        elif ctx.device == "cpu":
+            out.status, out.verdict = "skipped", f"skipped: no GPU ({len(cases)} cases ran at smoke sizes on the CPU)"
+        elif not cases:
+            out.status, out.verdict = "fail", "no case ran"
+        elif failed:
+            out.status, out.verdict = "fail", f"{len(failed)} of {len(cases)} cases miss a target: " + "; ".join(failed)
+        else:
+            out.status, out.verdict = "pass", f"all {len(cases)} cases meet their targets"
+        return
+    # sanitizer stages
+    rep = sanitizer_report(stage.report) if ctx.device == "cuda" else {}
+    out.data = rep
+    t = out.tests
+    if ctx.device == "cpu":
+        if ok:
+            out.status, out.verdict = "skipped", "skipped: no GPU (the command under the tool ran on the CPU)"
+        else:
+            out.status, out.verdict = "fail", f"the command under the tool failed on the CPU (exit {out.exit_code})"
+        return
+    if rep.get("refused") and not t.get("passed"):
+        out.status, out.verdict = "skipped", "compute-sanitizer does not support this device or platform"
+        return
+    ours = rep.get("ours_kernel", 0) + rep.get("ours_api", 0)
+    torch_note = f"; {rep['torch_api']} failed CUDA API calls from torch's own code, not ours" if rep.get("torch_api") else ""
+    if not rep.get("found") or rep.get("error_summary") is None:
+        out.status, out.verdict = "fail", f"no ERROR SUMMARY in the tool's report (exit {out.exit_code})"
+    elif ours:
+        out.status, out.verdict = "fail", f"{ours} error(s) in our code: " + " | ".join(rep["first_errors"][:3]) + torch_note
+    elif out.exit_code not in (0, 99) or t.get("failed") or t.get("error"):
+        out.status, out.verdict = "fail", f"the tests failed under the tool (exit {out.exit_code}, {t})"
+    elif not t.get("passed"):
+        out.status, out.verdict = "fail", "no test ran under the tool"
+    else:
+        out.status, out.verdict = "pass", f"0 errors in our kernels ({t['passed']} tests){torch_note}"
 
 
-def api_errors(path: str | None) -> int:
-    """memcheck also counts CUDA API calls that returned an error (any caller's, torch's too)."""
-    if not path or not os.path.exists(path):
-        return 0
-    with open(path, errors="replace") as f:
-        return sum(1 for ln in f if "Program hit " in ln)
+# ------------------------------------------------------------------------------ running
 
 
-def run_stage(stage: Stage, budget_left: float) -> Outcome:
-    shown = " ".join(stage.command)
-    log_path = os.path.join(LOG_DIR, f"{stage.name}.log")
-    out = Outcome(stage.name, "not-run", shown, log=os.path.relpath(log_path, ROOT))
-    if stage.why_not_run:
-        out.detail = stage.why_not_run
+def run_stage(ctx: Context, stage: Stage, budget_left: float) -> Outcome:
+    command = ([] if ctx.rehearse else stage.wrapper) + stage.command
+    log_path = os.path.join(ctx.out, stage.log)
+    out = Outcome(stage.name, "skipped", "", " ".join(command), stage.limit_s, log=stage.log)
+    seconds = min(stage.limit_s, budget_left)
+    if seconds < 5:
+        out.verdict = "skipped: the time budget (GPU_CHECK_BUDGET_S) was used up before this stage"
         return out
-    limit = min(stage.timeout_s, budget_left)
-    if limit < 5:
-        out.detail = "the gpu-check time budget (GPU_CHECK_BUDGET_S) was used up before this stage"
+    if stage.wrapper and not ctx.rehearse and not os.access(stage.wrapper[0], os.X_OK):
+        out.verdict = "skipped: compute-sanitizer not found (PATH, CUDA_HOME, /usr/local/cuda*)"
         return out
-    if stage.sanitizer_log and os.path.exists(stage.sanitizer_log):
-        os.remove(stage.sanitizer_log)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
-               PYTHONUNBUFFERED="1", **stage.env)
+    if stage.report and os.path.exists(stage.report):
+        os.remove(stage.report)
     t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        log.write(f"$ {shown}\n")
+    with open(log_path, "a") as log:  # sanitizer stages share one log
+        log.write(f"=== {stage.name}: $ {' '.join(command)}\n")
         log.flush()
         try:
-            proc = subprocess.Popen(stage.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(command, cwd=ctx.root, env=stage_env(ctx, stage), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
-            out.status, out.detail = "fail", f"could not start: {exc}"
+            out.status, out.verdict = "fail", f"could not start: {exc}"
             return out
         try:
-            out.exit_code = proc.wait(timeout=limit)
+            out.exit_code = proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)  # the stage's own process group only
             proc.wait()
-            out.status, out.detail = "timeout", f"killed after {limit:.0f} s"
     out.seconds = round(time.monotonic() - t0, 1)
     with open(log_path, errors="replace") as f:
-        text = f.read()
-    if stage.name not in ("build", "bench", "select"):
+        text = f.read().rsplit(f"=== {stage.name}: $ ", 1)[-1]
+    if stage.report and os.path.exists(stage.report):
+        with open(stage.report, errors="replace") as f, open(log_path, "a") as log:
+            log.write(f"=== {stage.name}: compute-sanitizer's report\n{f.read()}\n")
+    out.data = helper_result(text)
+    if out.exit_code is None:
+        out.status, out.verdict = "timeout", f"killed after {seconds:.0f} s (its limit)"
         out.tests = pytest_counts(text)
-    if stage.sanitizer_log:
-        out.errors, out.summary, refused = sanitizer_report(stage.sanitizer_log)
-        api = api_errors(stage.sanitizer_log)
-        if api:
-            out.summary.append(f"{api} of the errors are failed CUDA API calls (\"Program hit ...\"), not kernel accesses")
-        if refused and not out.tests.get("passed"):
-            out.status, out.detail = "not-run", "compute-sanitizer does not support this device or platform"
-    if out.status == "not-run" and out.exit_code is not None and not out.detail:
-        out.status = "pass" if out.exit_code == 0 else "fail"
-        if out.exit_code == 99:
-            out.detail = "compute-sanitizer reported errors"
-        if out.status == "pass" and out.tests and not out.tests.get("passed"):
-            out.status, out.detail = "fail", "no test ran (all skipped or deselected): nothing was checked"
-        if out.status == "pass" and stage.sanitizer_log and out.errors is None:
-            out.status, out.detail = "fail", "no ERROR SUMMARY in the sanitizer's report"
-    if out.status != "pass":
-        out.log_tail = text.splitlines()[-40:]
+    else:
+        judge(ctx, stage, out, text)
+    if out.status in ("fail", "timeout"):
+        out.log_tail = text.splitlines()[-30:]
     return out
 
 
-def machine() -> dict:
-    info: dict = {"host": socket.gethostname(), "python": sys.version.split()[0]}
+def machine(ctx: Context) -> dict:
+    info: dict = {"host": socket.gethostname(), "python": sys.version.split()[0], "cpus": os.cpu_count()}
     try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
+        res = subprocess.run([ctx.py, "-c", "import torch, json; print(json.dumps({'torch': torch.__version__, "
+                              "'torch_cuda': torch.version.cuda, 'gpu': torch.cuda.get_device_name(0) "
+                              "if torch.cuda.is_available() else None}))"],
+                             capture_output=True, text=True, timeout=120, env=dict(os.environ, CUDA_VISIBLE_DEVICES="")
+                             if ctx.rehearse else None)
+        info.update(json.loads(res.stdout.strip().splitlines()[-1]))
     except Exception as exc:  # the results file must still be written
         info["torch_error"] = str(exc)
     try:
@@ -260,94 +410,181 @@ def machine() -> dict:
     return info
 
 
-def overall(outcomes: list[Outcome]) -> tuple[str, int]:
+def overall(outcomes: list[Outcome], rehearse: bool) -> tuple[str, int]:
     if any(o.status in ("fail", "timeout") for o in outcomes):
         return "fail", 1
-    if any(o.status == "not-run" for o in outcomes):
+    if not rehearse and any(o.status != "pass" for o in outcomes):
         return "incomplete", 2
     return "pass", 0
 
 
-def write_results(path: str, info: dict, outcomes: list[Outcome], started: str, planned: list[str]) -> None:
-    status, _ = overall(outcomes)
-    doc = {"kind": "gpu-check", "started": started, "status": status, "machine": info, "stages_planned": planned,
-           "stages": [asdict(o) for o in outcomes]}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+def verdict_line(o: Outcome) -> str:
+    return f"{o.name}: {o.status.upper()} - {o.verdict}"
+
+
+def write_results(ctx: Context, info: dict, outcomes: list[Outcome], started: str, planned: list[str]) -> None:
+    status, _ = overall(outcomes, ctx.rehearse)
+    doc = {"kind": "gpu-check", "mode": "rehearsal on the CPU" if ctx.rehearse else "gpu", "started": started,
+           "budget_s": float(os.environ.get("GPU_CHECK_BUDGET_S", BUDGET_S)), "machine": info,
+           "stages_planned": planned, "stages": [asdict(o) for o in outcomes], "status": status,
+           "verdicts": [verdict_line(o) for o in outcomes]}  # last: the file's tail reads as the summary
+    path = os.path.join(ctx.out, RESULTS_FILE)
+    with open(path + ".tmp", "w") as f:
         json.dump(doc, f, indent=2)
-    os.replace(tmp, path)
+    os.replace(path + ".tmp", path)
 
 
-def write_bundle(bundle: str, results: str, since: float) -> None:
-    import tarfile
+def table(outcomes: list[Outcome]) -> str:
+    rows = [f"{'stage':12s} {'status':8s} {'s':>6s}  verdict"]
+    for o in outcomes:
+        rows.append(f"{o.name:12s} {o.status.upper():8s} {o.seconds:6.1f}  {o.verdict}")
+    return "\n".join(rows)
 
-    others = sorted(glob.glob(os.path.join(LOG_DIR, "*.log")) + glob.glob(os.path.join(RESULTS_DIR, "*.json")))
-    files = [results] + [f for f in others if os.path.getmtime(f) >= since and f != results]  # this run's files
-    with tarfile.open(bundle, "w:gz") as tar:
-        for f in files:
-            tar.add(f, arcname=os.path.relpath(f, ROOT) if f.startswith(ROOT + os.sep) else os.path.basename(f))
-    print(f"[gpu-check] bundle: {bundle} ({len(files)} files)")
+
+def run_all(ctx: Context, stages: list[Stage]) -> tuple[list[Outcome], int]:
+    os.makedirs(ctx.out, exist_ok=True)
+    for sub in ("", "tmp", "matplotlib"):
+        os.makedirs(os.path.join(ctx.work, sub), exist_ok=True)
+    for s in stages:  # a rerun into the same folder starts each log afresh
+        if os.path.exists(os.path.join(ctx.out, s.log)):
+            os.remove(os.path.join(ctx.out, s.log))
+    info = machine(ctx)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    budget_end = time.monotonic() + float(os.environ.get("GPU_CHECK_BUDGET_S", BUDGET_S))
+    outcomes: list[Outcome] = []
+    by_name: dict[str, Outcome] = {}
+    for s in stages:
+        print(f"[gpu-check] {s.name} (limit {s.limit_s:.0f} s) ...", flush=True)
+        if ctx.rehearse and s.rehearse_as in by_name:
+            first = by_name[s.rehearse_as]
+            o = Outcome(s.name, "skipped" if first.status == "skipped" else first.status,
+                        f"skipped: no GPU (its command is {s.rehearse_as}'s, rehearsed there)", " ".join(s.command), s.limit_s,
+                        log=s.log)
+        elif outcomes and outcomes[0].name == "build" and outcomes[0].status != "pass":
+            o = Outcome(s.name, "skipped", "skipped: the build failed", " ".join(s.command), s.limit_s, log=s.log)
+        else:
+            o = run_stage(ctx, s, budget_end - time.monotonic())
+        outcomes.append(o)
+        by_name[s.name] = o
+        print(f"[gpu-check] {verdict_line(o)} ({o.seconds} s)", flush=True)
+        write_results(ctx, info, outcomes, started, [st.name for st in stages])
+    _, code = overall(outcomes, ctx.rehearse)
+    return outcomes, code
+
+
+# ------------------------------------------------------------------------------ rehearsal
+
+
+def tree_files(root: str) -> list[str]:
+    """git's tracked and untracked-not-ignored files (what travels to a GPU machine), plus the built extension."""
+    res = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                         capture_output=True, text=True, check=True)
+    files = [f for f in res.stdout.split("\0") if f and os.path.isfile(os.path.join(root, f))]
+    files += [os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "mpts_fast", "_C*.so"))]
+    return sorted(set(files))
+
+
+def copy_tree(root: str, dest: str) -> int:
+    files = tree_files(root)
+    for rel in files:
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(root, rel), target)
+    return len(files)
+
+
+def snapshot(root: str) -> dict[str, tuple[int, int]]:
+    state = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            state[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def out_problems(out: str) -> list[str]:
+    """What would not come back from a GPU machine's $OUT."""
+    problems, files = [], []
+    for d, _, names in os.walk(out):
+        for n in names:
+            rel = os.path.relpath(os.path.join(d, n), out)
+            files.append(rel)
+            if rel.count(os.sep) > 2 or not all(OUT_NAME.match(part) for part in rel.split(os.sep)):
+                problems.append(f"--out file {rel!r} would not come back (name or depth)")
+    if len(files) > OUT_MAX_FILES:
+        problems.append(f"--out holds {len(files)} files; only {OUT_MAX_FILES} come back: {sorted(files)}")
+    return problems
+
+
+def rehearse(args, stage_names: list[str] | None) -> int:
+    t0 = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="gpu-check-rehearsal-")
+    try:
+        tree = os.path.join(tmp, "tree")
+        n = copy_tree(ROOT, tree)
+        out = os.path.abspath(args.out) if args.out else os.path.join(tmp, "out")
+        ctx = Context(root=tree, py=args.python, out=out, work=os.path.join(tmp, "work"), device="cpu", rehearse=True)
+        stages = select(plan(ctx), stage_names)
+        before = snapshot(tree)
+        print(f"[gpu-check] rehearsal on the CPU: {n} files copied to {tree}", flush=True)
+        outcomes, code = run_all(ctx, stages)
+        after = snapshot(tree)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        problems = out_problems(out)
+        if changed:
+            problems.append(f"the stages wrote into the tree, outside --out: {changed[:10]}")
+        for p in problems:
+            print(f"[gpu-check] rehearsal FAIL: {p}", flush=True)
+        print(table(outcomes), flush=True)
+        print(f"[gpu-check] rehearsal {'FAILED' if code or problems else 'passed'} in {time.monotonic() - t0:.0f} s "
+              f"(the GPU machine's command: python3 scripts/gpu_check.py --out \"$OUT\")", flush=True)
+        return 1 if problems else code
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"[gpu-check] kept {tmp}")
+
+
+def select(stages: list[Stage], names: list[str] | None) -> list[Stage]:
+    if not names:
+        return stages
+    unknown = set(names) - {s.name for s in stages}
+    if unknown:
+        raise SystemExit(f"--only: unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
+    return [s for s in stages if s.name in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--python", default=os.environ.get("PYTHON") or sys.executable)
+    ap.add_argument("--out", help="folder for the results, logs and bench JSON (on a GPU machine: $OUT); "
+                    "default build/gpu-check/out")
+    ap.add_argument("--work", help="scratch folder (default build/gpu-check/work)")
     ap.add_argument("--only", help="comma-separated stage names (default: all)")
-    ap.add_argument("--dry-run", action="store_true", help="print the stages and exit")
-    ap.add_argument("--out", default=RESULTS_DIR, help="folder for the results JSON")
-    ap.add_argument("--bundle", help="also write this .tar.gz: the results JSON, every stage's log and the "
-                    "benchmark JSONs this run wrote (one file to carry back from a GPU machine)")
+    ap.add_argument("--dry-run", action="store_true", help="print the stages, their limits and commands; run nothing")
+    ap.add_argument("--rehearse", action="store_true", help="run every stage's command on the CPU in a copy of the tree")
+    ap.add_argument("--keep", action="store_true", help="--rehearse: keep the temporary folder")
     a = ap.parse_args(argv)
-    stages = plan(a.python)
-    if a.only:
-        wanted = a.only.split(",")
-        unknown = set(wanted) - {s.name for s in stages}
-        if unknown:
-            ap.error(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
-        stages = [s for s in stages if s.name in wanted]
+    names = [n.strip() for n in a.only.split(",") if n.strip()] if a.only else None
+    if a.rehearse:
+        return rehearse(a, names)
+    out = os.path.abspath(a.out or os.path.join(ROOT, "build", "gpu-check", "out"))
+    work = os.path.abspath(a.work or os.path.join(ROOT, "build", "gpu-check", "work"))
+    ctx = Context(root=ROOT, py=a.python, out=out, work=work, device="cuda", rehearse=False)
+    stages = select(plan(ctx), names)
     if a.dry_run:
-        for s in stages:
+        total = sum(s.limit_s for s in stages)
+        budget = float(os.environ.get("GPU_CHECK_BUDGET_S", BUDGET_S))
+        for i, s in enumerate(stages, 1):
             extra = " ".join(f"{k}={v}" for k, v in s.env.items())
-            note = f"   [not runnable here: {s.why_not_run}]" if s.why_not_run else ""
-            print(f"{s.name:9s} (limit {s.timeout_s:.0f} s) {extra} {' '.join(s.command)}{note}")
-        return 0
-    os.makedirs(LOG_DIR, exist_ok=True)
-    os.makedirs(a.out, exist_ok=True)
-    info = machine()
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    gpu = re.sub(r"[^a-z0-9]+", "-", info.get("gpu", "no-gpu").lower()).strip("-")
-    path = os.path.join(a.out, f"{started[:10]}-gpu-check-{gpu}.json")
-    budget_end = time.monotonic() + float(os.environ.get("GPU_CHECK_BUDGET_S", 480))
-    started_at = time.time()
-    outcomes: list[Outcome] = []
-    not_ready: str | None = ""  # "" = not probed yet
-    for s in stages:
-        print(f"[gpu-check] {s.name} ...", flush=True)
-        if s.name in NEEDS_CUDA and not_ready == "":
-            not_ready = cuda_ready(a.python)
-        if s.name in NEEDS_CUDA and not_ready:
-            o = Outcome(s.name, "fail", " ".join(s.command), detail=f"not run: {not_ready}")
-        else:
-            o = run_stage(s, budget_end - time.monotonic())
-            if s.fallback and o.errors is None and not o.tests and o.status == "fail":
-                # the tool never ran the tests: most likely it refused the --kernel-name filter
-                print(f"[gpu-check] {s.name}: no report; once more without the kernel filter", flush=True)
-                first = o
-                s.command, s.fallback = s.fallback, None
-                o = run_stage(s, budget_end - time.monotonic())
-                o.detail = (o.detail + "; " if o.detail else "") + "ran without --kernel-name (it failed with it)"
-                o.seconds = round(o.seconds + first.seconds, 1)
-        outcomes.append(o)
-        extra = f", {o.errors} sanitizer errors" if o.errors is not None else ""
-        counts = f", tests {o.tests}" if o.tests else ""
-        print(f"[gpu-check] {s.name}: {o.status.upper()} ({o.seconds} s{extra}{counts}){' - ' + o.detail if o.detail else ''}",
-              flush=True)
-        write_results(path, info, outcomes, started, [st.name for st in stages])
-    status, code = overall(outcomes)
-    if a.bundle:
-        write_bundle(a.bundle, path, started_at)
-    print(f"[gpu-check] {status.upper()}: " + ", ".join(f"{o.name} {o.status}" for o in outcomes))
-    print(f"[gpu-check] results: {os.path.relpath(path, ROOT)}; logs: {os.path.relpath(LOG_DIR, ROOT)}/")
+            print(f"{i}. {s.name:12s} limit {s.limit_s:4.0f} s  {s.what}\n     {extra} {' '.join(s.wrapper + s.command)}".rstrip())
+        print(f"limits add up to {total:.0f} s; budget {budget:.0f} s; results in {out}")
+        return 0 if total <= budget else 1
+    outcomes, code = run_all(ctx, stages)
+    print(f"[gpu-check] results: {os.path.join(out, RESULTS_FILE)}; logs and bench.json beside it")
+    print(table(outcomes))
     return code
 
 
