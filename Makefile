@@ -49,6 +49,7 @@ test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
 	else echo "cuda-check: no nvcc on PATH, skipped"; fi
 	@$(MAKE) --no-print-directory cuda-emu
+	$(PY) scripts/gpu_check.py --rehearse
 	$(PY) -m pytest -q tests
 
 # Benchmarks (bench/README.md): the pytest-benchmark suite over bench/cases.py, saved with
@@ -80,14 +81,14 @@ cuda-check: $(VENV)/.bootstrapped
 cuda-emu:
 	scripts/cuda_emu.sh
 
-# On a GPU machine: its own python3 and torch (nothing can be installed there). Stages, each
-# recorded whatever the others do (scripts/gpu_check.py): in-place CUDA build, the CUDA tests,
-# the small CUDA workload under compute-sanitizer memcheck / racecheck / synccheck, the GPU
-# benchmarks; bench/results/<date>-gpu-check-<gpu>.json says what passed, failed or could not
-# run. About 8 minutes at most (GPU_CHECK_BUDGET_S); exit 1 on a failure, 2 if a stage could not run.
-# GPU_CHECK_ARGS passes options on, e.g. GPU_CHECK_ARGS="--bundle $OUT/gpu-check.tar.gz".
+# On a GPU machine, with its own python3 and torch, installing nothing (scripts/gpu_check.py, docs/cuda.md):
+# in-place CUDA build, the CUDA tests, `mpts-fast run` on CUDA against the CPU, judged benchmarks, then
+# compute-sanitizer memcheck / racecheck / synccheck; each stage's verdict, log and the bench JSON land in
+# GPU_CHECK_OUT ($OUT on a lent GPU machine) as the stage ends. 540 s at most (GPU_CHECK_BUDGET_S): give
+# the call 600 s. Exit 1 on a failure, 2 if a stage could not run. `make test` rehearses it on the CPU.
+GPU_CHECK_OUT ?= build/gpu-check/out
 gpu-check:
-	PYTHON=$(PYTHON) $(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+	PYTHON=$(PYTHON) $(PYTHON) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build $(VENV) mpts_fast/_C*.so *.egg-info
