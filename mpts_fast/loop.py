@@ -285,15 +285,19 @@ class ActiveLearningRun:
         return results
 
     def _new_run(self, rep: int) -> dict:
+        """A run's record with its initial set drawn: stratified (one item per class first), the rule recorded."""
+        from mpts_fast.initial_set import INITIAL_RULE, stratified_initial
+
         seed = self.cfg.seed + rep
         gen = torch.Generator().manual_seed(derive_seed(seed, "initial"))
-        initial = torch.randperm(self.data.x_train.shape[0], generator=gen)[: self.cfg.initial]
-        if self.strategy.needs.every_class:
+        initial = stratified_initial(self.data.y_train, self.cfg.initial, gen)
+        if self.strategy.needs.every_class:  # initial >= num_classes was checked: only a class the pool lacks is left
             missing = sorted(set(range(self.data.num_classes)) - set(self.data.y_train[initial].tolist()))
             if missing:
-                raise ConfigError("initial", f"the random initial set of seed {seed} misses classes {missing}, which "
-                                             f"strategy {self.cfg.strategy!r} needs; raise initial or change seed")
-        return {"seed": seed, "initial": initial.tolist(), "rounds": [], "complete": False}
+                raise ConfigError("initial", f"the pool holds no item of classes {missing}, which strategy "
+                                             f"{self.cfg.strategy!r} needs labeled from the start")
+        return {"seed": seed, "initial": initial.tolist(), "initial_rule": INITIAL_RULE, "rounds": [],
+                "complete": False}
 
     def _run_one(self, results: dict, run: dict, x_pool: torch.Tensor) -> None:
         cfg, n_pool = self.cfg, self.data.x_train.shape[0]

@@ -101,8 +101,13 @@ def test_strategy_needing_every_class_refuses_a_short_initial_set(tmp_path, monk
     d = tiny_digits()
     skewed = Dataset("digits", d.x_train, torch.where(torch.arange(240) < 200, 0, d.y_train), d.x_test, d.y_test, 10,
                      defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
-    with pytest.raises(ValueError, match="misses classes"):
-        _run(tmp_path, "entropy", data=skewed).run()
+    # the initial set is stratified: a pool of mostly one class still starts with every class
+    initial = _run(tmp_path, "entropy", data=skewed)._new_run(0)["initial"]
+    assert set(skewed.y_train[initial].tolist()) == set(range(10))
+    lacking = Dataset("digits", d.x_train, torch.where(d.y_train == 9, 0, d.y_train), d.x_test, d.y_test, 10,
+                      defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
+    with pytest.raises(ValueError, match=r"the pool holds no item of classes \[9\]"):
+        _run(tmp_path, "entropy", data=lacking).run()
     # a later repeat's bad initial set is refused before the first repeat trains
     trained = []
     monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: trained.append(1))
