@@ -23,7 +23,10 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
+            from mpts_fast import distributed
+
+            if distributed.is_primary():  # under torchrun: once, from rank 0
+                click.echo("\ninterrupted", err=True)
             raise click.exceptions.Exit(130) from None
 
 

@@ -4,7 +4,8 @@ Slow (about two minutes on 2 busy cores: eight CLI runs and a killed job), so it
 MPTS_FAST_SLOW_TESTS=1; docs/scaling-out.md records its last result. Checked:
 - for coreset, badge, entropy and mpts, results.json's picks equal the single-process run's (same seed, one thread);
 - rank 1 killed (SIGKILL) mid-run ends the whole job with torchrun naming the rank and the signal, the finished
-  rounds stay in results.json, and `--resume` under torchrun completes it with the same picks.
+  rounds stay in results.json, and `--resume` under torchrun completes it with the same picks;
+- Ctrl-C (SIGINT to torchrun's process group) prints the resume hint once (rank 0's) and no worker traceback.
 """
 from __future__ import annotations
 
@@ -123,3 +124,26 @@ def test_torchrun_compare_writes_once_with_the_single_process_picks(tmp_path):
     assert two.stdout.count("summary:") == 1
     for name in ("random", "coreset"):
         assert _picks(tmp_path / "two" / name) == _picks(tmp_path / "one" / name)
+
+
+def test_ctrl_c_under_torchrun_prints_the_resume_hint_once(tmp_path):
+    """Ctrl-C (SIGINT to torchrun's process group, as a terminal sends it) after round 0: the workers' only output
+    is rank 0's resume hint; the one traceback is torchrun's own SignalException (torch's launcher exits 1)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mpts_fast",
+           "run", "-s", "random", "--dataset", "digits", "--rounds", "50", "--epochs", "1", "--quiet", "--out",
+           str(out)]  # 50 rounds: still running when interrupted
+    job = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None:
+        if (out / "results.json").exists() and len(_picks(out)) >= 1:
+            break
+        time.sleep(0.05)
+    assert job.poll() is None, job.communicate()
+    os.killpg(job.pid, signal.SIGINT)
+    _, stderr = job.communicate(timeout=300)
+    assert stderr.count("to continue, run") == 1, stderr[-3000:]
+    assert f"mpts-fast run --out {out} --resume" in stderr
+    assert "[rank" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert 1 <= len(_picks(out)) < 50
