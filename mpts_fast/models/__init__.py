@@ -6,6 +6,7 @@ from typing import Callable
 
 from torch import nn
 
+from mpts_fast.models.cnn1d import CNN1D
 from mpts_fast.models.mlp import MLP
 from mpts_fast.models.resnet import ResNet18
 
@@ -16,7 +17,7 @@ def _vit(input_shape, num_classes, **kw):
     return ViTSmall(input_shape, num_classes, **kw)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "resnet18": ResNet18, "vit_small": _vit}
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "resnet18": ResNet18, "vit_small": _vit, "cnn1d": CNN1D}
 
 
 def model_names() -> list[str]:
@@ -34,4 +35,4 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwa
     return factory(tuple(input_shape), num_classes, **kwargs)
 
 
-__all__ = ["MLP", "ResNet18", "MODELS", "model_names", "build_model"]
+__all__ = ["CNN1D", "MLP", "ResNet18", "MODELS", "model_names", "build_model"]
