@@ -92,6 +92,8 @@ setup(
         "study": ["scikit-posthocs"],
         "openml": ["openml"],
         "vit": ["timm"],
+        # MNIST-1D (mpts_fast/data/mnist1d.py): its generator, pure Python (numpy, scipy, matplotlib, requests)
+        "mnist1d": ["mnist1d"],
         # our kernels inside baal / scikit-activeml (mpts_fast.integrations); the tests skip without them
         "integrations": ["baal", "scikit-activeml"],
     },
