@@ -27,8 +27,9 @@ def experiment_options(fn):
         click.option("--repeats", type=int, default=1, show_default=True, help="Runs with seeds seed, seed+1, ..."),
         click.option("--seed", type=int, default=0, show_default=True, help="Base seed."),
         click.option("--lr", type=float, help=f"Adam learning rate; {_DEFAULT}."),
-        click.option("--batch-size", type=int, help="Training batch size; default 64."),
-        click.option("--model", help="Backbone: mlp, resnet18, vit_small; default: the data set's."),
+        click.option("--batch-size", type=int,
+                     help="Training batch size; default: the data set's (64; 100 for the MNIST-1D sets)."),
+        click.option("--model", help="Backbone: mlp, resnet18, vit_small, cnn1d; default: the data set's."),
         click.option("--mmd-weight", type=float, default=1.0, show_default=True,
                      help="λ of the MMD² regulariser (mpts only; our default, the paper leaves it open)."),
         click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default one per cycle, at most "

@@ -27,7 +27,7 @@ _FILE = click.Path(exists=False, dir_okay=True, path_type=Path)
 @click.option("--budget", "-b", type=int, required=True, help="How many items to annotate next.")
 @click.option("--strategy", "-s", help="Query strategy (`mpts-fast strategies`); default mpts with --model or (S, N, "
                                        "C) --probs, entropy with (N, C) --probs, coreset with --embeddings alone.")
-@click.option("--model", "-m", help="Train this backbone here on the labeled items: mlp, resnet18, vit_small.")
+@click.option("--model", "-m", help="Train this backbone here on the labeled items: mlp, resnet18, vit_small, cnn1d.")
 @click.option("--embeddings", type=_FILE, help="Your model's penultimate features of the pool, (N, D) .npy.")
 @click.option("--probs", type=_FILE, help="Your model's softmax outputs on the pool, (N, C) .npy; (S, N, C) for "
                                           "posterior samples (snapshots, MC-dropout passes, ensemble members).")

@@ -20,7 +20,7 @@ class ALDefaults:
     epochs: int = 100
     lr: float = 1e-3
     batch_size: int = 64
-    model: str = "mlp"  # "mlp" | "resnet18" | "vit_small"
+    model: str = "mlp"  # "mlp" | "resnet18" | "vit_small" | "cnn1d"
     pretrained: bool = False
 
 

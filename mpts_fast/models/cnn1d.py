@@ -27,10 +27,10 @@ def conv_output_length(length: int) -> int:
 
 
 class CNN1D(nn.Module):
-    """x: (n, length) or (n, channels, length) float32 → logits (n, num_classes); embed(x) → (n, channels_out · L3).
+    """x: (n, length) or (n, channels, length) float32 → logits (n, num_classes); embed(x) → (n, 25 · L3).
 
     input_shape: (length,) — one channel, like MNIST-1D's (40,) — or (channels, length). L3 is the length after the
-    three stride-2 convolutions (5 for length 40).
+    three stride-2 convolutions (5 for length 40); 25 is `channels`, the filters per convolution.
     """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, channels: int = 25,

@@ -101,9 +101,9 @@ def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = 
     pool: (N, *shape) features or images (array, tensor, or a .npy / .npz path, memory-mapped); needed with `model`.
     labeled: the labels so far: a CSV / JSON path of pool index → label, a mapping {index: label}, (indices,
     labels), or None. Labels are class ids, or names from `class_names` (a list, or a .txt / .json path).
-    Either model ("mlp", "resnet18", "vit_small": trained here on the labeled items, for `epochs` epochs with Adam
-    `lr`, the way `strategy` needs: MMD term and snapshots for mpts, ensembles for ensemble_variance), or your own
-    model's outputs: embeddings (N, D) and/or probs (N, C) softmax, or (S, N, C) posterior samples (snapshots,
+    Either model ("mlp", "resnet18", "vit_small", "cnn1d": trained here on the labeled items, for `epochs` epochs
+    with Adam `lr`, the way `strategy` needs: MMD term and snapshots for mpts, ensembles for ensemble_variance), or your
+    own model's outputs: embeddings (N, D) and/or probs (N, C) softmax, or (S, N, C) posterior samples (snapshots,
     MC-dropout passes or ensemble members) for mpts / bald / ensemble_variance.
     num_classes: default len(class_names), probs' C, else the largest label + 1.
 
@@ -283,7 +283,7 @@ def _pool_for_training(pool):
 def _precomputed(strategy: str, pool, embeddings, probs, used: dict):
     """(trained stand-in, row pool, N, classes of probs or None) from your model's outputs."""
     if embeddings is None and probs is None:
-        raise InputError("model", "give a backbone to train (model: mlp, resnet18, vit_small) or your model's "
+        raise InputError("model", "give a backbone to train (model: mlp, resnet18, vit_small, cnn1d) or your model's "
                                   "outputs (embeddings and/or probs); with no labels yet, start cold with strategy "
                                   "random (a seeded uniform draw from the pool)")
     need = NEEDS_OUTPUTS.get(strategy)
