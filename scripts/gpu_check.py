@@ -476,10 +476,19 @@ def run_all(ctx: Context, stages: list[Stage]) -> tuple[list[Outcome], int]:
 
 
 def tree_files(root: str) -> list[str]:
-    """git's tracked and untracked-not-ignored files (what travels to a GPU machine), plus the built extension."""
-    res = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                         capture_output=True, text=True, check=True)
-    files = [f for f in res.stdout.split("\0") if f and os.path.isfile(os.path.join(root, f))]
+    """git's tracked and untracked-not-ignored files (what travels to a GPU machine), plus the built
+    extension; outside a git checkout (a copy), every file but build outputs and caches."""
+    try:
+        res = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                             capture_output=True, text=True, check=True)
+        listed = res.stdout.split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "build", "__pycache__", ".pytest_cache", "runs"}
+        listed = []
+        for d, dirs, names in os.walk(root):
+            dirs[:] = [x for x in dirs if x not in skip and not x.endswith(".egg-info")]
+            listed += [os.path.relpath(os.path.join(d, n), root) for n in names]
+    files = [f for f in listed if f and os.path.isfile(os.path.join(root, f))]
     files += [os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "mpts_fast", "_C*.so"))]
     return sorted(set(files))
 
