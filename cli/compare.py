@@ -110,7 +110,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     """Run several strategies with the same seeds and compare their learning curves."""
     from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.distributed import is_primary
-    from mpts_fast.plots import plot_comparison
+    from mpts_fast.plots import counted, plot_comparison
     from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, UnwritableOutputError,
                                    format_mean_std, output_lock, summarize_runs, write_json_atomic, write_results_csv)
 
@@ -169,7 +169,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     csv = write_results_csv(out_dir / CSV_FILE, everything)
     seeds = sorted({s["repeats"] for s in summary["strategies"].values()})
     png = plot_comparison(summary, out_dir / "comparison.png",
-                          title=f"{dataset_label(kw['dataset'])}, {' or '.join(map(str, seeds))} seeds")
+                          title=f"{dataset_label(kw['dataset'])}, {counted(seeds, 'seed')}")
     click.echo(f"{'strategy':<18} {'AUBC':>15}  {'final accuracy':>15}  (mean ± sample std over seeds)")
     for name, s in sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"]):
         final_std = None if s["accuracy_std"] is None else s["accuracy_std"][-1]

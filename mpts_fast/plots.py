@@ -1,4 +1,5 @@
-"""Learning-curve plots (matplotlib, headless): one strategy's curve, and the comparison figure (mean ± std bands)."""
+"""Learning-curve plots (matplotlib, headless): one strategy's curve, and the comparison figure (mean ± std bands);
+the helpers every figure shares (whole-number ticks for counts, singular/plural counts, data set names as titles)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,26 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def counted(counts, word: str) -> str:
+    """'1 seed', '3 seeds', '1 or 3 seeds': one or more counts of `word`, plural unless the only count is 1."""
+    counts = sorted(set(int(c) for c in (counts if hasattr(counts, "__iter__") else [counts])))
+    return f"{' or '.join(map(str, counts))} {word}{'' if counts == [1] else 's'}"
+
+
+def dataset_title(dataset: str) -> str:
+    """A data set's name for a figure's title: the registered name, or your own file's stem (not its path)."""
+    from mpts_fast.data import own
+
+    return own.label(dataset) if own.is_own_dataset(dataset) else dataset
+
+
+def integer_ticks(axis) -> None:
+    """Ticks at whole numbers only, for counts (labels, epochs, training-set sizes): never 12.5 labels."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _style(i: int, plt) -> dict:
@@ -46,14 +67,14 @@ def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
             ax.fill_between(n, mean - std, mean + std, color=line.get_color(),
                             alpha=0.15 if len(entries) <= 6 else 0.07, linewidth=0)
     ax.set_xlabel("number of labeled examples")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("test accuracy")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    counts = " or ".join(map(str, seeds))
     banded = any(s.get("accuracy_std") is not None for _, s in entries)
-    legend_title = (f"mean ± std over {counts} seeds\n(bands: ± 1 sample std, ddof = 1)" if banded
-                    else f"mean over {counts} seed{'s' if seeds != [1] else ''}")
+    legend_title = (f"mean ± std over {counted(seeds, 'seed')}\n(bands: ± 1 sample std, ddof = 1)" if banded
+                    else f"mean over {counted(seeds, 'seed')}")
     if outside:
         ax.legend(fontsize=8, title=legend_title, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                   borderaxespad=0)
@@ -62,7 +83,7 @@ def plot_comparison(summary: dict, path: str | Path, title: str = "") -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path, bbox_inches="tight", metadata={"Title": title or "learning curves"})
     plt.close(fig)
     return path
 
@@ -72,4 +93,4 @@ def plot_learning_curve(results: dict, path: str | Path) -> Path:
     from mpts_fast.results import summarize_runs
 
     summary = {"strategies": {results["strategy"]: summarize_runs(results)}}
-    return plot_comparison(summary, path, title=f"{results['dataset']}: {results['strategy']}")
+    return plot_comparison(summary, path, title=f"{dataset_title(results['dataset'])}: {results['strategy']}")
