@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from mpts_fast.loop import CYCLE_FIELDS, RunConfig
+from mpts_fast.loop import CYCLE_FIELDS, EVALUATE_CHOICES, RunConfig
 
 _DEFAULT = "default: the data set's (see `mpts-fast datasets`)"
 
@@ -41,6 +41,11 @@ def experiment_options(fn):
         click.option("--cycle-min-factor", type=float, help="LR at a cycle's end, where the snapshot is taken, as a "
                                                             "multiple of --lr (mpts); our default 0.1."),
         click.option("--mc-passes", type=int, default=10, show_default=True, help="MC-dropout passes (bald)."),
+        click.option("--evaluate", type=click.Choice(EVALUATE_CHOICES), default="task", show_default=True,
+                     help="Which model scores the learning curve: 'task', every strategy's model trained with the plain "
+                          "recipe (strategies that select with another training, such as mpts and bald, also train a "
+                          "selection model of their own), or 'selection', only the strategy's own model (the ablation; "
+                          "how runs were made before). docs/mpts.md."),
         click.option("--option", "options", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
                      help="A strategy option, repeatable, e.g. --option gcnal.variant=uncertaingcn or "
                           "--option deepfool.pool_subsample=None (the strategy prefix may be left out with `run`)."),
@@ -158,6 +163,8 @@ def merge_saved(ctx: click.Context, kw: dict, saved: dict, source: Path) -> dict
     """`kw` with every setting the user did not type taken from a saved results.json config; typed settings must agree
     with the saved ones (--repeats may grow). A UsageError names each option that disagrees."""
     kw = dict(kw)
+    if saved:  # written before the task / selection split: the strategy's own model scored the curve
+        saved = {"evaluate": "selection", **saved}
     conflicts = []
     for field, saved_value in saved.items():
         if field not in kw or field in ("options",) or saved_value is None:
@@ -179,28 +186,42 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],
-                     snapshots=kw["snapshots"], strategy_options=options, ddp=kw["ddp"],
+                     snapshots=kw["snapshots"], strategy_options=options, ddp=kw["ddp"], evaluate=kw["evaluate"],
                      **{f: kw[f] for f in CYCLE_FIELDS})
 
 
 def round_printer(quiet: bool):
-    """A per-round table written above the progress bars; the snapshot / ensemble accuracy column appears only for
-    strategies that have one (never a column of nan)."""
+    """A per-round table written above the progress bars: the curve's accuracy and F1, the training accuracy on the
+    labeled set, and a column only for strategies that have it (never a column of nan): the separate selection
+    model's accuracy, else the snapshot / ensemble accuracy. A round whose model ends below
+    training/diagnostics.UNDERFIT_ACCURACY on its labels is said once per run, on stderr, --quiet or not."""
+    import sys
+
     from tqdm.auto import tqdm
 
-    state: dict[str, Any] = {"extra": None}
+    from mpts_fast.training.diagnostics import underfit_note
+
+    columns = {"selection_test_accuracy": "sel acc", "snapshot_accuracy": "snap acc", "ensemble_accuracy": "ens acc"}
+    state: dict[str, Any] = {"extra": None, "warned": False}
 
     def on_round(seed: int, rec: dict) -> None:
+        note = None if state["warned"] else underfit_note(rec)
+        if note:
+            state["warned"] = True
+            tqdm.write(f"warning: seed {seed}: {note}", file=sys.stderr)
         if quiet:
             return
         if state["extra"] is None:
-            state["extra"] = next((k for k in ("snapshot_accuracy", "ensemble_accuracy") if k in rec), "")
-            extra = {"snapshot_accuracy": f" {'snap acc':>8}", "ensemble_accuracy": f" {'ens acc':>8}"}
-            tqdm.write(f"{'seed':>4} {'round':>5} {'labeled':>7} {'acc':>6} {'f1':>6}"
-                       f"{extra.get(state['extra'], '')} {'train s':>8} {'select s':>8}")
+            state["extra"] = next((k for k in columns if k in rec), "")
+            extra = f" {columns[state['extra']]:>8}" if state["extra"] else ""
+            tqdm.write(f"{'seed':>4} {'round':>5} {'labeled':>7} {'acc':>6} {'f1':>6}{extra} {'train acc':>9} "
+                       f"{'train s':>8} {'select s':>8}")
         extra = f" {rec[state['extra']]:>8.3f}" if state["extra"] else ""
+        train_acc = rec.get("train_accuracy")
+        train_acc = f"{train_acc:>9.3f}" if isinstance(train_acc, float) else f"{'':>9}"
         tqdm.write(f"{seed:>4} {rec['round']:>5} {rec['n_labeled']:>7} {rec['test_accuracy']:>6.3f} "
-                   f"{rec['f1_macro']:>6.3f}{extra} {rec['train_seconds']:>8.2f} {rec['select_seconds']:>8.2f}")
+                   f"{rec['f1_macro']:>6.3f}{extra} {train_acc} {rec['train_seconds']:>8.2f} "
+                   f"{rec['select_seconds']:>8.2f}")
 
     return on_round
 

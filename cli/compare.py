@@ -105,8 +105,13 @@ def _invocation_config(configs: dict, names: list[str]) -> dict:
 @click.option("--resume", is_flag=True, help="Continue interrupted runs with their saved settings; finished strategies "
                                              "are not rerun.")
 @click.option("--overwrite", is_flag=True, help="Start every strategy afresh even if --out holds results.")
+@click.option("--curve", type=click.Choice(["task", "selection"]),
+              help="The curve the summary, table and plot show: 'task' (the task models'; the default with --evaluate "
+                   "task) or 'selection' (each strategy's selection model: its own where it trains one, else the task "
+                   "model; the default with --evaluate selection).")
 @click.pass_context
-def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, overwrite: bool, **kw) -> None:
+def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, overwrite: bool, curve: str | None,
+            **kw) -> None:
     """Run several strategies with the same seeds and compare their learning curves."""
     from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.distributed import is_primary
@@ -125,6 +130,10 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
             names = saved_names
         kw = merge_saved(ctx, kw, saved_config, out_dir / SUMMARY_FILE)
     check_applicable(ctx, names)
+    if curve == "task" and kw["evaluate"] == "selection":
+        raise click.BadParameter("with --evaluate selection no task model is trained (each strategy's own model scores "
+                                 "the curve); leave --curve out or pass --curve selection", param_hint="'--curve'")
+    curve = curve or kw["evaluate"]
     configs = {}
     for name in names:  # every strategy's settings are checked before the first one trains
         sub_kw = kw
@@ -161,7 +170,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         summary["config"].update({k: results["config"][k] for k in _PER_STRATEGY[2:]
                                   if summary["config"].get(k) is None and results["config"].get(k) is not None})
         summary["strategies"][name] = {"config": {k: results["config"].get(k) for k in _PER_STRATEGY[1:]},
-                                       **summarize_runs(results)}
+                                       **summarize_runs(results, curve)}
         everything.append(results)
         write_json_atomic(out_dir / SUMMARY_FILE, summary)
     if not is_primary():  # torchrun: rank 0 writes the CSV and the plot and prints the table
@@ -170,7 +179,8 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     seeds = sorted({s["repeats"] for s in summary["strategies"].values()})
     png = plot_comparison(summary, out_dir / "comparison.png",
                           title=f"{dataset_label(kw['dataset'])}, {counted(seeds, 'seed')}")
-    click.echo(f"{'strategy':<18} {'AUBC':>15}  {'final accuracy':>15}  (mean ± sample std over seeds)")
+    click.echo(f"{'strategy':<18} {'AUBC':>15}  {'final accuracy':>15}  (mean ± sample std over seeds; the {curve} "
+               f"models' curve)")
     for name, s in sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"]):
         final_std = None if s["accuracy_std"] is None else s["accuracy_std"][-1]
         click.echo(f"{name:<18} {format_mean_std(s['aubc_mean'], s['aubc_std']):>15}  "

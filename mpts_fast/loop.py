@@ -21,8 +21,8 @@ from mpts_fast.distributed.training import sync_trained
 from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
-from mpts_fast.strategies.registry import model_dropout
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
+from mpts_fast.training.diagnostics import labeled_fit, mmd_gap
 from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
                                        check_cycle_settings)
 
@@ -57,6 +57,10 @@ class RunConfig:
     mmd_weight: λ (MPTS only). cycle_steps, cycle_max_factor, cycle_min_factor: MPTS's cyclic phase (optimiser steps per
     cycle; its LR range as multiples of lr), see training/schedule.py. ddp: under torchrun, train with
     DistributedDataParallel, batch_size being the global batch (distributed/ddp.py); refused without a launcher.
+    evaluate: which model scores the learning curve. "task": every strategy's task model, trained with the plain recipe
+    (CE, final weights); a strategy whose selection needs other training (MPTS, BALD, ensemble_variance) gets a
+    selection model of its own besides. "selection": only the strategy's own model is trained, and it scores the curve
+    (an ablation; how results were made before the split). docs/mpts.md, "Which model selects and which is evaluated".
     """
 
     dataset: str = "digits"
@@ -77,6 +81,7 @@ class RunConfig:
     cycle_min_factor: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
     ddp: bool = False
+    evaluate: str = "task"
 
     def resolved(self, data: Dataset, needs: "Needs | None" = None) -> "RunConfig":
         """Defaults filled in from the data set; with the strategy's `needs`, settings it does not use (mmd_weight,
@@ -104,6 +109,7 @@ class RunConfig:
 
 
 CYCLE_FIELDS = ("cycle_steps", "cycle_max_factor", "cycle_min_factor")
+EVALUATE_CHOICES = ("task", "selection")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -127,6 +133,8 @@ def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
             raise ConfigError(name, f"expected a positive integer, got {getattr(cfg, name)}")
     if cfg.budget < 1 and cfg.rounds > 1:
         raise ConfigError("budget", f"expected a positive integer, got {cfg.budget}")
+    if cfg.evaluate not in EVALUATE_CHOICES:
+        raise ConfigError("evaluate", f"expected one of {', '.join(EVALUATE_CHOICES)}, got {cfg.evaluate!r}")
     if strategy.needs.snapshots and cfg.snapshots is not None and cfg.snapshots < 1:
         raise ConfigError("snapshots", f"strategy {strategy.name!r} averages trajectory snapshots, so it needs at least "
                                        f"1, got {cfg.snapshots}")
@@ -177,11 +185,17 @@ def _check_model(name: str) -> None:
 
 
 def train_config(cfg: RunConfig, strategy: Strategy) -> TrainConfig:
+    """How the strategy's selection model trains (its `needs`: MMD term, snapshots, ensemble members)."""
     needs = strategy.needs
     return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                        mmd_weight=cfg.mmd_weight if needs.mmd else 0.0,
                        snapshots=cfg.snapshots if needs.snapshots else 0, ensemble_size=needs.ensemble_size,
                        **({k: getattr(cfg, k) for k in CYCLE_FIELDS} if needs.snapshots else {}))
+
+
+def task_train_config(cfg: RunConfig) -> TrainConfig:
+    """The plain recipe every strategy's task model trains with: CE, the run's optimiser settings, final weights."""
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
 
 
 def evaluate(trained: TrainedModel, data: Dataset) -> dict[str, float]:
@@ -234,6 +248,8 @@ class ActiveLearningRun:
         saved, mine = dict(results.get("config", {})), self.cfg.to_json()
         needs = self.strategy.needs  # files written before unused settings were recorded as None hold values there
         saved.setdefault("ddp", False)  # written before --ddp existed: replicated training
+        # written before the task / selection split: the strategy's own model scored the curve
+        saved.setdefault("evaluate", "selection")
         saved.update(mmd_weight=saved.get("mmd_weight") if needs.mmd else None,
                      snapshots=saved.get("snapshots") if needs.snapshots else None)
         saved_repeats = max(int(saved.pop("repeats", 1)), len(results.get("runs", [])))
@@ -304,24 +320,12 @@ class ActiveLearningRun:
         labeled = list(run["initial"])
         for rd in run["rounds"]:
             labeled.extend(rd["selected"])
-        dropout = model_dropout(cfg.strategy)  # 0 (as the reference code) except where MC dropout needs it
-        factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes,  # noqa: E731
-                                      dropout=dropout)
-        trainer = Trainer(factory, train_config(cfg, self.strategy), self.device, progress=self.progress,
-                          ddp=cfg.ddp)
+        trainer, own_trainer = self._trainers()
         bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
                    disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         for r in bar:
             lab = torch.tensor(labeled, dtype=torch.int64)
-            trained = trainer.fit(x_pool, lab, self.data.y_train[lab], seed=derive_seed(run["seed"], r, "train"))
-            # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them agree
-            # exactly (with --ddp on the CPU they are equal already: a no-op copy)
-            sync_trained(trained)
-            record = {"round": r, "n_labeled": len(labeled), **evaluate(trained, self.data),
-                      "train_seconds": trained.train_seconds,
-                      "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
-            if trained.trajectory is not None and trained.snapshots:
-                record["trajectory"] = trained.trajectory.record()  # "short": fewer snapshots than asked, said so
+            record, trained = self._train_round(trainer, own_trainer, x_pool, lab, run["seed"], r)
             selected: list[int] = []
             t0 = time.perf_counter()
             mask = torch.ones(n_pool, dtype=torch.bool)
@@ -352,6 +356,63 @@ class ActiveLearningRun:
             labeled.extend(selected)
             if self.on_round and distributed.is_primary():
                 self.on_round(run["seed"], record)
+
+    def _trainers(self) -> tuple[Trainer, Trainer | None]:
+        """(the trainer of the model that scores the curve, the trainer of a separate selection model or None).
+
+        evaluate="task": the plain recipe for every strategy, plus the strategy's own recipe where it differs (MMD term,
+        snapshots, dropout, ensemble members); evaluate="selection": the strategy's own recipe alone."""
+        cfg = self.cfg
+
+        def trainer(config: TrainConfig, dropout: float) -> Trainer:
+            factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes,  # noqa: E731
+                                          dropout=dropout)
+            return Trainer(factory, config, self.device, progress=self.progress, ddp=cfg.ddp)
+
+        own = (train_config(cfg, self.strategy), self.strategy.needs.dropout)
+        plain = (task_train_config(cfg), 0.0)
+        if cfg.evaluate == "selection" or own == plain:
+            return trainer(*own), None  # one model scores the curve and selects
+        return trainer(*plain), trainer(*own)
+
+    def _train_round(self, trainer: Trainer, own_trainer: Trainer | None, x_pool: torch.Tensor, lab: torch.Tensor,
+                     seed: int, r: int) -> tuple[dict, TrainedModel]:
+        """Trains the round's model(s) on the labeled pool indices `lab`: (the round's record so far, the model that
+        selects). The curve's model trains on the run's "train" seed stream, a separate selection model on its own
+        "selection" stream, so that every strategy's task model on the same labels is the same model."""
+        y_lab = self.data.y_train[lab]
+        trained = trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, r, "train"))
+        # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them agree
+        # exactly (with --ddp on the CPU they are equal already: a no-op copy)
+        sync_trained(trained)
+        record = {"round": r, "n_labeled": lab.numel(), **evaluate(trained, self.data),
+                  **labeled_fit(trained, x_pool, lab, y_lab), "scored_by": self.cfg.evaluate,
+                  "selection_model": "same" if own_trainer is None else "separate",
+                  "train_seconds": trained.train_seconds,
+                  "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
+        selector = trained
+        if own_trainer is not None:
+            selector = own_trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, r, "selection"))
+            sync_trained(selector)
+            record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
+                           if k.endswith("accuracy")})
+            record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
+            record.update(selection_train_seconds=selector.train_seconds,
+                          selection_epoch_seconds_mean=float(np.mean(selector.epoch_seconds)))
+        if selector.trajectory is not None and selector.snapshots:
+            record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so
+        if self.strategy.needs.mmd:
+            record["mmd"] = self._mmd_record(selector, x_pool, lab, seed, r)
+        return record, selector
+
+    def _mmd_record(self, selector: TrainedModel, x_pool: torch.Tensor, lab: torch.Tensor, seed: int, r: int) -> dict:
+        """λ measured (training/diagnostics.py): the gradient ratio and cosine sampled in training, and the labeled
+        set's MMD² to the pool at the end of it next to a pool-vs-pool null."""
+        mask = torch.ones(x_pool.shape[0], dtype=torch.bool)
+        mask[lab] = False
+        gap = mmd_gap(selector, x_pool, lab, mask.nonzero().squeeze(1),
+                      torch.Generator().manual_seed(derive_seed(seed, r, "mmd-gap")))
+        return {"weight": self.cfg.mmd_weight, **(selector.gradient_probe or {}), **(gap or {})}
 
     def _check_picks(self, picks: torch.Tensor, unlabeled_mask: torch.Tensor) -> None:
         """A strategy bug must not silently corrupt an experiment."""

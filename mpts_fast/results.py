@@ -234,14 +234,27 @@ def sample_std(values: np.ndarray, axis: int = 0) -> np.ndarray | None:
     return values.std(axis=axis, ddof=1)
 
 
-def summarize_runs(results: dict) -> dict:
+CURVES = ("task", "selection")
+
+
+def curve_accuracy(record: dict, curve: str = "task") -> float:
+    """A round's test accuracy on one curve. "task": the model that scored the run's curve (`test_accuracy`);
+    "selection": the model that selected, its own (`selection_test_accuracy`) where the strategy trained a separate
+    one, else the same model."""
+    if curve not in CURVES:
+        raise ValueError(f"curve: expected one of {', '.join(CURVES)}, got {curve!r}")
+    return record.get("selection_test_accuracy", record["test_accuracy"]) if curve == "selection" \
+        else record["test_accuracy"]
+
+
+def summarize_runs(results: dict, curve: str = "task") -> dict:
     """Mean ± sample std over complete runs of one strategy: per-round accuracy and AUBC, and each seed's AUBC (the
-    `compare` summary entry). accuracy_std / aubc_std are None with a single run."""
+    `compare` summary entry), on `curve` (curve_accuracy). accuracy_std / aubc_std are None with a single run."""
     runs = [r for r in results["runs"] if r.get("complete")]
     if not runs:
         raise ValueError(f"results for {results.get('strategy')!r} hold no complete run")
     rounds = min(len(r["rounds"]) for r in runs)
-    acc = np.array([[rd["test_accuracy"] for rd in r["rounds"][:rounds]] for r in runs])
+    acc = np.array([[curve_accuracy(rd, curve) for rd in r["rounds"][:rounds]] for r in runs])
     n_labeled = [rd["n_labeled"] for rd in runs[0]["rounds"][:rounds]]
     areas = np.array([aubc(n_labeled, a) for a in acc])
     aubc_std, acc_std = sample_std(areas), sample_std(acc)
@@ -249,7 +262,7 @@ def summarize_runs(results: dict) -> dict:
         "aubc_mean": float(areas.mean()), "aubc_std": None if aubc_std is None else float(aubc_std),
         "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": None if acc_std is None else acc_std.tolist(),
         "n_labeled": n_labeled, "repeats": len(runs),
-        "seeds": [r["seed"] for r in runs], "aubc_per_seed": areas.tolist(),
+        "seeds": [r["seed"] for r in runs], "aubc_per_seed": areas.tolist(), "curve": curve,
     }
 
 

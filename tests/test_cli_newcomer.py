@@ -200,7 +200,7 @@ def test_run_output_settings_seed_summary_and_no_nan_column(tmp_path):
     assert "snap acc" not in res.output and "nan" not in res.output
     assert "mean over 2 seeds" in res.output and "±" in res.output
     res = cli("run", *[a for a in FAST if a != "--quiet"], "--out", tmp_path / "b")
-    assert "snap acc" in res.output  # mpts has snapshots
+    assert "sel acc" in res.output and "train acc" in res.output  # mpts selects with a model of its own
 
 
 def test_provenance_and_export(tmp_path):

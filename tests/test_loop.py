@@ -30,8 +30,9 @@ def test_results_schema_and_round_bookkeeping(tmp_path):
         picked = run["initial"] + sum((r["selected"] for r in rounds), [])
         assert len(set(picked)) == len(picked)
         for r in rounds:
-            assert {"test_accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "snapshot_accuracy",
-                    "train_seconds", "select_seconds"} <= set(r)
+            assert {"test_accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "train_accuracy",
+                    "train_loss", "selection_test_accuracy", "selection_snapshot_accuracy", "train_seconds",
+                    "selection_train_seconds", "select_seconds"} <= set(r)
             assert 0 <= r["test_accuracy"] <= 1
 
 
@@ -46,7 +47,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("strategy", ["mpts", "random"])
+@pytest.mark.parametrize("strategy", ["mpts", "random", "bald"])  # mpts, bald: a task and a selection model per round
 def test_resume_after_a_kill_gives_the_uninterrupted_results(tmp_path, strategy):
     full = _run(tmp_path, strategy, name="full", repeats=2).run()
 

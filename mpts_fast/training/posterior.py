@@ -22,7 +22,9 @@ class TrainedModel:
     """model: the final weights (eval mode); snapshots: trajectory state dicts on CPU (the last is the final weights);
     members: ensemble (members[0] is model). eval_batch_size: rows per forward pass. swa_model: the snapshots' weight
     average (torch.optim.swa_utils.AveragedModel, BatchNorm recomputed on the labeled set), None without snapshots.
-    trajectory: the schedule model 0 was trained on; lr_trace: the LR of each of its optimiser steps."""
+    trajectory: the schedule model 0 was trained on; lr_trace: the LR of each of its optimiser steps. gradient_probe:
+    model 0's λ·‖∇MMD²‖/‖∇CE‖ and gradient cosine over the second half (training/diagnostics.py), None without the
+    MMD term."""
 
     model: nn.Module
     snapshots: list[dict[str, torch.Tensor]]
@@ -33,6 +35,7 @@ class TrainedModel:
     swa_model: nn.Module | None = None
     trajectory: TrajectoryPlan | None = None
     lr_trace: list[float] = field(default_factory=list)
+    gradient_probe: dict | None = None
 
     @property
     def device(self) -> torch.device:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from mpts_fast.distributed import ddp as _ddp
 from mpts_fast.distributed.group import rank as _rank, world_size as _world_size
 from mpts_fast.training.config import TrainConfig
+from mpts_fast.training.diagnostics import GradientProbe
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
 from mpts_fast.training.schedule import TrajectoryScheduler, plan_trajectory
@@ -66,7 +67,8 @@ class Trainer:
             first = first or run
         return TrainedModel(members[0], first["snapshots"], members, self.config.eval_batch_size,
                             train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds,
-                            swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"])
+                            swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"],
+                            gradient_probe=first["probe"])
 
     def _fit_one(self, x_pool, labeled, y_labeled, seed) -> dict:
         cfg = self.config
@@ -87,6 +89,11 @@ class Trainer:
         plan = plan_trajectory(cfg, steps)
         schedule = TrajectoryScheduler(opt, plan)
         keep = set(plan.snapshot_steps)
+        # λ measured on the second half (one process: under DDP .grad holds the ranks' average, the probe's own
+        # backward pass one rank's)
+        probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps) if cfg.mmd_weight > 0 and world == 1 \
+            else None
+        trainable = [p for p in model.parameters() if p.requires_grad]
         snapshots, epoch_seconds, lr_trace, swa = [], [], [], None
         model.train()
         # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
@@ -107,11 +114,17 @@ class Trainer:
                     draw = torch.randint(n_pool, (part.numel(),), generator=gen).to(x_pool.device)
                     # one forward pass over both batches: half the launches of two passes (BatchNorm sees the joint batch)
                     logits, z_l, z_all = net(torch.cat([xb, x_pool[draw].to(self.device)]), part.numel())
-                    loss = F.cross_entropy(logits, yb) + cfg.mmd_weight * mmd_penalty(z_l, z_all)
+                    weighted_mmd = cfg.mmd_weight * mmd_penalty(z_l, z_all)
+                    loss = F.cross_entropy(logits, yb) + weighted_mmd
                 else:
                     loss = F.cross_entropy(net(xb), yb)
                 opt.zero_grad(set_to_none=True)
+                probed = probe is not None and probe.wants(step)
+                if probed:
+                    probe.before_backward(trainable, weighted_mmd)
                 loss.backward()
+                if probed:
+                    probe.after_backward()
                 opt.step()
                 lr_trace.append(float(opt.param_groups[0]["lr"]))
                 schedule.after(step)
@@ -142,4 +155,4 @@ class Trainer:
                        for p in torch.arange(n_l).tensor_split(steps)], swa)
             swa.eval()
         return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa, "plan": plan,
-                "lr_trace": lr_trace}
+                "lr_trace": lr_trace, "probe": None if probe is None else probe.record()}
