@@ -45,7 +45,8 @@ def baal():
 @pytest.mark.parametrize("kind", ["probs", "logits", "probs64"])
 def test_baal_heuristics_equal_baal(baal, rng, name, kind):
     theirs_mod, ours_mod = baal
-    x = (rng.normal(size=(300, 6, 9)) * 3).astype(np.float64 if kind == "probs64" else np.float32)
+    # N = 2,000: float32 near-ties occur (docs/integrations.md gives the measured counts)
+    x = (rng.normal(size=(2000, 6, 9)) * 3).astype(np.float64 if kind == "probs64" else np.float32)
     if kind != "logits":
         x = _softmax(x).astype(x.dtype)
     if name == "Variance" and kind == "logits":
@@ -57,7 +58,12 @@ def test_baal_heuristics_equal_baal(baal, rng, name, kind):
     ranks_o, scores_o = ours.get_ranks(x)
     tol = 1e-12 if kind == "probs64" else 2e-6
     np.testing.assert_allclose(scores_o, scores_t, atol=tol, rtol=tol * 10)
-    assert ranks_o.tolist() == ranks_t.tolist()
+    if kind == "probs64":
+        assert ranks_o.tolist() == ranks_t.tolist()
+    else:  # float32: only items whose scores tie within rounding change places, and the same items lead
+        moved = np.flatnonzero(ranks_o != ranks_t)
+        assert np.abs(scores_t[ranks_o[moved]] - scores_t[ranks_t[moved]]).max(initial=0) <= tol
+        assert set(ranks_o[:100].tolist()) == set(ranks_t[:100].tolist())
     assert ours.reversed == theirs.reversed  # margin: lowest first, like baal's
     torch_in = ours.get_uncertainties(torch.from_numpy(x))  # baal converts tensors; so do we
     np.testing.assert_allclose(torch_in, scores_o)
