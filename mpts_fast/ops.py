@@ -253,11 +253,6 @@ def _scores_all_finite(scores: torch.Tensor) -> torch.Tensor:
     return scores.sum().isfinite()
 
 
-def _raise_if_nonfinite_scores(scores: torch.Tensor, name: str) -> None:
-    if scores.numel() and not bool(_scores_all_finite(scores)):
-        raise _nonfinite_logits_error(name)
-
-
 def _nonfinite_logits_error(name: str) -> ValueError:
     return ValueError(
         f"{name} contains NaN or infinite values (NaN, +inf, or an item whose logits are all -inf; "
@@ -290,7 +285,7 @@ def _warn_probabilities(name: str) -> None:
     )
 
 
-def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
+def snapshot_uncertainty(logits: torch.Tensor, *, check_finite: bool = False) -> SnapshotScores:
     """Uncertainty scores of the mean softmax of S snapshots, in one pass over the logits.
 
     logits: (S, N, C) from S snapshots (or MC-dropout passes, or ensemble members). With
@@ -302,8 +297,10 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     which is lower: rank with scores.most_uncertain(k, field) or scores.uncertainty(field).
 
     -inf logits mask classes: the scores equal those of the logits without them. NaN, +inf or an
-    item with every logit at -inf raises ValueError. Probabilities passed as logits (a sample of
-    rows all in [0, 1], summing to 1) give a warning: softmax is applied here.
+    item with every logit at -inf makes that item's scores NaN or inf, on the device: by default
+    nothing is read to the host, so a GPU scoring loop never waits on a check. check_finite=True
+    reads one flag pair to the host and raises ValueError on such logits, and warns when the logits
+    look like probabilities (a sample of rows all in [0, 1], summing to 1: softmax is applied here).
     """
     _validate_logits(logits, "logits", 3)
     if logits.shape[0] < 1:
@@ -311,20 +308,26 @@ def snapshot_uncertainty(logits: torch.Tensor) -> SnapshotScores:
     if logits.shape[1] == 0:
         empty = logits.new_zeros((0,), dtype=_compute_dtype(logits.dtype, logits.device))
         return SnapshotScores(*(empty.clone() for _ in range(5)))
-    looks_like_probs = _looks_like_probabilities(logits[0])
     if not _native_for("snapshot_uncertainty", logits.device, logits.dtype):
         out = reference.snapshot_uncertainty(logits.to(_compute_dtype(logits.dtype, logits.device)))
-        finite, probs = torch.stack([_scores_all_finite(torch.stack(out)), looks_like_probs]).tolist()  # one read
+        scores = None
     else:
         native_logits = logits.to(_compute_dtype(logits.dtype, logits.device)) if logits.device.type == "cpu" else logits
         scores = torch.ops.mpts_fast.snapshot_scores(native_logits)
-        finite, probs = torch.stack([_scores_all_finite(scores), looks_like_probs]).tolist()  # one read
         out = SnapshotScores.from_stacked(scores)
-    if probs:
-        _warn_probabilities("logits")
-    if not finite:
-        raise _nonfinite_logits_error("logits")
+    if check_finite:
+        _check_scores(torch.stack(out) if scores is None else scores, _looks_like_probabilities(logits[0]), "logits")
     return out
+
+
+def _check_scores(scores: torch.Tensor, looks_like_probs: torch.Tensor, name: str) -> None:
+    """The check_finite of the snapshot scores: one host read of both device-side flags; warns
+    when `name` looked like probabilities, raises ValueError when a score is not finite."""
+    finite, probs = torch.stack([_scores_all_finite(scores), looks_like_probs]).tolist()  # the one read
+    if probs:
+        _warn_probabilities(name)
+    if not finite:
+        raise _nonfinite_logits_error(name)
 
 
 def _accumulate_logits_dtype(logits_dtype: torch.dtype, state_dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -345,8 +348,9 @@ class SnapshotAccumulator:
 
     The state (Welford mean and M2 per class, summed snapshot entropy) is float32, or float64
     with dtype=torch.float64. Logits as in snapshot_uncertainty (-inf masks a class; margin is
-    the one score where lower = more uncertain). The first update reads one flag to the host
-    (whether the logits look like probabilities); later native updates read nothing.
+    the one score where lower = more uncertain). Native updates and scores() read nothing to the
+    host; scores(check_finite=True) reads one flag pair (non-finite scores raise ValueError, first
+    logits that looked like probabilities warn).
     """
 
     def __init__(self, n: int, num_classes: int, device=None, dtype: torch.dtype = torch.float32) -> None:
@@ -373,8 +377,8 @@ class SnapshotAccumulator:
             raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
         st = self._state
         native = self.n and _native_for("SnapshotAccumulator", self.device, st.mean.dtype)
-        if self.n and self.count == 0 and bool(_looks_like_probabilities(logits_s)):  # one read
-            _warn_probabilities("logits_s")
+        if self.n and self.count == 0:  # on the device; read by scores(check_finite=True) only
+            self._looks_like_probs = _looks_like_probabilities(logits_s)
         if native:
             logits_s = logits_s.to(_accumulate_logits_dtype(logits_s.dtype, st.mean.dtype, self.device))
             torch.ops.mpts_fast.snapshot_accumulate(st.mean, st.m2, st.ent_sum, logits_s, self.count)
@@ -383,8 +387,10 @@ class SnapshotAccumulator:
         self.count += 1
         return self
 
-    def scores(self) -> SnapshotScores:
-        """Scores of the snapshots folded in so far (at least one)."""
+    def scores(self, *, check_finite: bool = False) -> SnapshotScores:
+        """Scores of the snapshots folded in so far (at least one). Non-finite logits give NaN or inf
+        scores for their items, on the device; check_finite=True raises ValueError instead (one host
+        read), and warns when the first logits looked like probabilities."""
         if self.count == 0:
             raise ValueError("SnapshotAccumulator.scores() needs at least one update()")
         st = self._state
@@ -392,10 +398,12 @@ class SnapshotAccumulator:
             return SnapshotScores(*(st.ent_sum.clone() for _ in range(5)))
         if _native_for("SnapshotAccumulator", self.device, st.mean.dtype):
             scores = torch.ops.mpts_fast.snapshot_finalize(st.mean, st.m2, st.ent_sum, self.count)
-            _raise_if_nonfinite_scores(scores, "logits_s")
-            return SnapshotScores.from_stacked(scores)
-        out = st.scores(self.count)
-        _raise_if_nonfinite_scores(torch.stack(out), "logits_s")
+            out = SnapshotScores.from_stacked(scores)
+        else:
+            out = st.scores(self.count)
+            scores = torch.stack(out) if check_finite else None
+        if check_finite:
+            _check_scores(scores, self._looks_like_probs, "logits_s")
         return out
 
 

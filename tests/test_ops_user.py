@@ -449,9 +449,13 @@ def test_nan_plus_inf_and_all_masked_items_still_raise(backend, bad, gen):
     else:
         logits[1, 4, 2] = float(bad.replace("+", ""))
     with pytest.raises(ValueError, match=r"logits contains NaN or infinite values"):
-        ops.snapshot_uncertainty(logits)
+        ops.snapshot_uncertainty(logits, check_finite=True)
     with pytest.raises(ValueError, match=r"logits_s contains NaN or infinite values"):
-        ops.SnapshotAccumulator(10, 4).update(logits).scores()
+        ops.SnapshotAccumulator(10, 4).update(logits).scores(check_finite=True)
+    # unchecked (no host read): the item's entropy is poisoned, the others' scores are untouched
+    for scores in (ops.snapshot_uncertainty(logits), ops.SnapshotAccumulator(10, 4).update(logits).scores()):
+        assert not torch.isfinite(scores.entropy[4])
+        assert torch.isfinite(torch.stack(tuple(scores))[:, torch.arange(10) != 4]).all()
 
 
 def test_native_snapshot_kernels_take_neg_inf_logits(gen):
@@ -470,11 +474,13 @@ def test_probabilities_passed_as_logits_warn(backend, source, gen, recwarn):
     if source == "one-hot":
         probs = torch.nn.functional.one_hot(logits.argmax(-1), 5).float()
     with pytest.warns(UserWarning, match=r"logits looks like probabilities.*before softmax"):
-        ops.snapshot_uncertainty(probs)
+        ops.snapshot_uncertainty(probs, check_finite=True)
+    acc = ops.SnapshotAccumulator(100, 5, dtype=probs.dtype).update(probs[0]).update(probs[1])
     with pytest.warns(UserWarning, match=r"logits_s looks like probabilities"):
-        acc = ops.SnapshotAccumulator(100, 5, dtype=probs.dtype).update(probs[0])
+        acc.update(probs[2]).scores(check_finite=True)  # the first snapshot's flag, read here
     recwarn.clear()
-    acc.update(probs[1]).update(probs[2]).scores()  # warned once, at the first snapshot
+    ops.snapshot_uncertainty(probs)  # unchecked: no host read, no warning
+    acc.scores()
     assert not [w for w in recwarn if "probabilities" in str(w.message)]
 
 

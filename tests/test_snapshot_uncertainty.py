@@ -432,7 +432,7 @@ def test_accumulator_nonfinite_logits(dtype, value, gen):
         l[1, 66, 2] = value
     acc = SnapshotAccumulator(70, 4, dtype=dtype).update(l[0]).update(l[1])
     with pytest.raises(ValueError, match=r"logits_s.*NaN or infinite"):
-        acc.scores()
+        acc.scores(check_finite=True)
 
 
 @requires_cuda
@@ -529,7 +529,7 @@ def test_nonfinite_logits_raise(device, dtype, value, gen):
     else:
         l[1, 66, 2] = value
     with pytest.raises(ValueError, match=r"logits.*NaN or infinite"):
-        ops.snapshot_uncertainty(l)
+        ops.snapshot_uncertainty(l, check_finite=True)
 
 
 def test_nonfinite_logits_raise_reference_backend(device, set_backend, gen):
@@ -537,7 +537,7 @@ def test_nonfinite_logits_raise_reference_backend(device, set_backend, gen):
     l = randn(gen, 3, 70, 4, device=device)
     l[0, 3, 1] = NAN
     with pytest.raises(ValueError, match=r"logits.*NaN or infinite"):
-        ops.snapshot_uncertainty(l)
+        ops.snapshot_uncertainty(l, check_finite=True)
 
 
 # --------------------------------------------------------------------------- CUDA specifics

@@ -94,7 +94,8 @@ def top_k(scores: torch.Tensor, k: int, *, largest: bool = True) -> torch.Tensor
 
 def single_model_scores(ctx: SelectionContext) -> SnapshotScores:
     """Uncertainty scores of the final model alone (S = 1) on the unlabeled items."""
-    return ops.snapshot_uncertainty(ctx.trained.logits(ctx.x_unlabeled).float().unsqueeze(0))
+    # checked (one host read a round): picks ranked by NaN scores would be silently arbitrary
+    return ops.snapshot_uncertainty(ctx.trained.logits(ctx.x_unlabeled).float().unsqueeze(0), check_finite=True)
 
 
 class ScoreStrategy(Strategy):

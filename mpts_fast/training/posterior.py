@@ -103,7 +103,7 @@ class TrainedModel:
             if acc is None:
                 acc = ops.SnapshotAccumulator(logits.shape[0], logits.shape[1], device=logits.device)
             acc.update(logits.float())
-        return acc.scores()
+        return acc.scores(check_finite=True)  # one host read a round: NaN scores would rank arbitrarily
 
     def posterior_summary(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10,
                           seed: int = 0) -> tuple[SnapshotScores, PosteriorDiversity]:
