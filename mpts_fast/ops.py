@@ -297,8 +297,9 @@ def snapshot_uncertainty(logits: torch.Tensor, *, check_finite: bool = False) ->
     which is lower: rank with scores.most_uncertain(k, field) or scores.uncertainty(field).
 
     -inf logits mask classes: the scores equal those of the logits without them. NaN, +inf or an
-    item with every logit at -inf makes that item's scores NaN or inf, on the device: by default
-    nothing is read to the host, so a GPU scoring loop never waits on a check. check_finite=True
+    item with every logit at -inf makes that item's entropy, bald and variance NaN or inf (margin
+    and least confidence may stay finite), on the device: by default nothing is read to the host,
+    so a GPU scoring loop never waits on a check. check_finite=True
     reads one flag pair to the host and raises ValueError on such logits, and warns when the logits
     look like probabilities (a sample of rows all in [0, 1], summing to 1: softmax is applied here).
     """
@@ -388,9 +389,10 @@ class SnapshotAccumulator:
         return self
 
     def scores(self, *, check_finite: bool = False) -> SnapshotScores:
-        """Scores of the snapshots folded in so far (at least one). Non-finite logits give NaN or inf
-        scores for their items, on the device; check_finite=True raises ValueError instead (one host
-        read), and warns when the first logits looked like probabilities."""
+        """Scores of the snapshots folded in so far (at least one). Non-finite logits make their
+        items' entropy, bald and variance NaN or inf, on the device (as in snapshot_uncertainty);
+        check_finite=True raises ValueError instead (one host read), and warns when the first
+        logits looked like probabilities."""
         if self.count == 0:
             raise ValueError("SnapshotAccumulator.scores() needs at least one update()")
         st = self._state
