@@ -110,7 +110,11 @@ SANITIZER_LOG = """\
 =========     at mpts::cuda::(anonymous namespace)::tile_kernel+0x1a0
 =========     by thread (3,0,0) in block (0,0,0)
 =========
-========= ERROR SUMMARY: 3 errors
+========= Invalid __global__ write of size 4 bytes
+=========     at void at::native::vectorized_elementwise_kernel<4>+0x90
+=========     by thread (0,0,0) in block (7,0,0)
+=========
+========= ERROR SUMMARY: 4 errors
 """
 
 
@@ -118,10 +122,11 @@ def test_sanitizer_errors_are_split_into_ours_and_torchs(tmp_path):
     log = tmp_path / "memcheck.txt"
     log.write_text(SANITIZER_LOG)
     rep = gpu_check.sanitizer_report(str(log))
-    assert rep["error_summary"] == 3
+    assert rep["error_summary"] == 4
     assert rep["torch_api"] == 1
     assert rep["ours_api"] == 1
     assert rep["ours_kernel"] == 1
+    assert rep["torch_kernel"] == 1
 
 
 def test_sanitizer_stage_passes_with_only_torchs_api_errors(tmp_path):
