@@ -50,9 +50,9 @@ GENERATOR_ARGS = {
 # Our active-learning defaults (no MPTS Table 1 row exists for MNIST-1D); docs/datasets.md gives the reasons:
 # - cnn1d, Adam lr 1e-2, batch 100: the MNIST-1D paper's CNN and its training setup (its CNN reaches ~94% test accuracy
 #   with all 4,000 labels);
-# - 100 initial + 100 per round × 10 rounds (1,100 labels at the end), the paper's image protocol: MNIST-1D is
-#   hard enough that accuracy still climbs steeply there, where strategies can differ;
-# - 100 epochs (from scratch each round): the CNN fits even the smallest labeled set (training accuracy 1.0).
+# - 100 initial + 100 per round, 10 evaluated rounds (100 → 1,000 labels), MPTS Table 1's protocol for its image
+#   sets: MNIST-1D is hard enough that accuracy still climbs steeply there, where strategies can differ;
+# - 100 epochs (from scratch each round): the CNN fits every labeled set of the run (training accuracy 1.0).
 DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-2, batch_size=100, model="cnn1d")
 
 
