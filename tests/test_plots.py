@@ -46,7 +46,7 @@ def _results(dataset: str, n_labeled: list[int]) -> dict:
 
 
 def test_learning_curve_names_own_data_by_stem_with_integer_ticks(tmp_path, figures):
-    png = plots.plot_learning_curve(_results(OWN, [10, 12, 14, 16, 18, 20]), tmp_path / "lc.png")
+    png = plots.plot_learning_curve(_results(OWN, [10, 15, 20, 25, 30]), tmp_path / "lc.png")  # auto: 12.5
     assert _title(png) == "my_set: entropy"
     ax = figures[-1].axes[0]
     assert ax.get_title() == "my_set: entropy" and _integer(ax.get_xticks())
@@ -57,9 +57,9 @@ def test_learning_curve_names_own_data_by_stem_with_integer_ticks(tmp_path, figu
 def test_comparison_counts_seeds_in_singular_and_plural(tmp_path, figures):
     assert plots.counted([1], "seed") == "1 seed" and plots.counted(3, "seed") == "3 seeds"
     assert plots.counted([3, 1], "trial") == "1 or 3 trials"
-    n = [10, 12, 14, 16, 18, 20]
-    summary = {"strategies": {name: {"n_labeled": n, "accuracy_mean": np.linspace(0.4, 0.8, 6) + d,
-                                     "accuracy_std": np.full(6, 0.02), "aubc_mean": 0.6 + d, "repeats": 3}
+    n = [10, 15, 20, 25, 30]
+    summary = {"strategies": {name: {"n_labeled": n, "accuracy_mean": np.linspace(0.4, 0.8, 5) + d,
+                                     "accuracy_std": np.full(5, 0.02), "aubc_mean": 0.6 + d, "repeats": 3}
                               for name, d in (("random", 0.0), ("coreset", 0.05))}}
     plots.plot_comparison(summary, tmp_path / "cmp.png", title="digits, 3 seeds")
     ax = figures[-1].axes[0]
@@ -114,9 +114,10 @@ def test_cd_diagram_groups_methods_closer_than_cd():
 
 def test_study_figures_have_integer_count_ticks_and_plural_trials(tmp_path, figures):
     names = ["passive", "entropy"]
-    curves = {m: {"train_size": list(np.linspace(10, 20, 7)), "labeled": [10, 12, 14, 16, 18, 20],
-                  "score": list(np.linspace(0.4, 0.9, 6))} for m in names}
-    curves["passive"].update(labeled=[20], score=[0.9])
+    # 20 epochs, sizes and labels 10..30: matplotlib's automatic ticks fall at 2.5, 12.5, ...
+    curves = {m: {"train_size": list(np.linspace(10, 30, 20)), "labeled": [10, 15, 20, 25, 30],
+                  "score": list(np.linspace(0.4, 0.9, 5))} for m in names}
+    curves["passive"].update(labeled=[30], score=[0.9])
     study_plots.train_size(tmp_path / "ts.png", curves, OWN)
     ax = figures[-1].axes[0]
     assert _integer(ax.get_xticks()) and _integer(ax.get_yticks())
