@@ -36,7 +36,7 @@ def integer_ticks(axis) -> None:
     """Ticks at whole numbers only, for counts (labels, epochs, training-set sizes): never 12.5 labels."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # 10, 15, 20 rather than 9, 12, 15
 
 
 def _style(i: int, plt) -> dict:
