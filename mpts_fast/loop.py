@@ -402,17 +402,24 @@ class ActiveLearningRun:
         if selector.trajectory is not None and selector.snapshots:
             record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so
         if self.strategy.needs.mmd:
-            record["mmd"] = self._mmd_record(selector, x_pool, lab, seed, r)
+            record["mmd"] = self._mmd_record(selector, None if own_trainer is None else trained, x_pool, lab, seed, r)
         return record, selector
 
-    def _mmd_record(self, selector: TrainedModel, x_pool: torch.Tensor, lab: torch.Tensor, seed: int, r: int) -> dict:
+    def _mmd_record(self, selector: TrainedModel, task: TrainedModel | None, x_pool: torch.Tensor, lab: torch.Tensor,
+                    seed: int, r: int) -> dict:
         """λ measured (training/diagnostics.py): the gradient ratio and cosine sampled in training, and the labeled
-        set's MMD² to the pool at the end of it next to a pool-vs-pool null."""
+        set's MMD² to the pool at the end of it next to a pool-vs-pool null; with a separate task model, the same in
+        its features (task_*), on the same items: what the MMD term changed."""
         mask = torch.ones(x_pool.shape[0], dtype=torch.bool)
         mask[lab] = False
-        gap = mmd_gap(selector, x_pool, lab, mask.nonzero().squeeze(1),
-                      torch.Generator().manual_seed(derive_seed(seed, r, "mmd-gap")))
-        return {"weight": self.cfg.mmd_weight, **(selector.gradient_probe or {}), **(gap or {})}
+        unlabeled = mask.nonzero().squeeze(1)
+        gen_seed = derive_seed(seed, r, "mmd-gap")
+        gap = mmd_gap(selector, x_pool, lab, unlabeled, torch.Generator().manual_seed(gen_seed)) or {}
+        out = {"weight": self.cfg.mmd_weight, **(selector.gradient_probe or {}), **gap}
+        if task is not None and gap:
+            plain = mmd_gap(task, x_pool, lab, unlabeled, torch.Generator().manual_seed(gen_seed))
+            out.update({f"task_{k}": plain[k] for k in ("mmd2_labeled_pool", "mmd2_pool_null", "mmd2_pool_null_std")})
+        return out
 
     def _check_picks(self, picks: torch.Tensor, unlabeled_mask: torch.Tensor) -> None:
         """A strategy bug must not silently corrupt an experiment."""

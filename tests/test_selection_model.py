@@ -116,6 +116,8 @@ def test_mpts_trains_a_task_and_a_selection_model_on_independent_seeds(tmp_path,
                 "selection_train_accuracy", "selection_train_loss", "selection_train_seconds", "trajectory",
                 "mmd"} <= set(rd)
         assert "snapshot_accuracy" not in rd  # the task model has no snapshots
+        assert {"grad_ratio", "grad_cosine", "mmd2_labeled_pool", "mmd2_pool_null", "task_mmd2_labeled_pool",
+                "task_mmd2_pool_null"} <= set(rd["mmd"]) and rd["mmd"]["weight"] == 1.0
     # the task model is the one every strategy trains on these labels: entropy's first round, figure for figure
     entropy = _run(tmp_path, "entropy", name="entropy").run()["runs"][0]["rounds"][0]
     same = ("test_accuracy", "f1_macro", "mcc", "train_accuracy", "train_loss")

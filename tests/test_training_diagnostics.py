@@ -106,8 +106,11 @@ def test_mmd_gap_sets_the_labeled_sets_distance_beside_a_pool_null():
     pool[:40] += 3.0  # the labeled items sit apart from the pool
     labeled, unlabeled = torch.arange(40), torch.arange(40, 600)
     gap = mmd_gap(_Identity(), pool, labeled, unlabeled, torch.Generator().manual_seed(1), rows=200)
-    assert gap["mmd2_rows_labeled"] == 40 and gap["mmd2_rows_pool"] == 200
+    assert gap["mmd2_rows_labeled"] == 40 and gap["mmd2_rows_pool"] == 200 and gap["mmd2_null_draws"] == 5
     assert gap["mmd2_labeled_pool"] > 0.3 and abs(gap["mmd2_pool_null"]) < 0.05
+    assert 0 < gap["mmd2_pool_null_std"] < 0.05  # the null's draws differ
+    small = mmd_gap(_Identity(), pool, labeled, torch.arange(40, 140), torch.Generator().manual_seed(1))
+    assert small["mmd2_rows_pool"] == 50 and small["mmd2_rows_labeled"] == 40 and small["mmd2_pool_null_std"] > 0
     same = mmd_gap(_Identity(), pool, torch.arange(40, 80), torch.arange(80, 600), torch.Generator().manual_seed(1))
     assert abs(same["mmd2_labeled_pool"]) < 0.05  # labeled like the pool: as small as the null
     assert mmd_gap(_Identity(), pool, torch.arange(1), unlabeled, torch.Generator()) is None
