@@ -3,15 +3,37 @@
 MPTS_FAST_CUDA=auto|0|1 (default auto: on when torch.version.cuda and CUDA_HOME are set;
 never decided by torch.cuda.is_available(), build machines often have no GPU).
 MPTS_FAST_NATIVE_ARCH=1|0 (default 1): -march=native for the CPU kernels.
-Install with `pip install -e . --no-build-isolation` after torch, so pip never resolves torch
-again (an isolated build can pull a multi-GB CUDA torch onto a CPU machine).
+Install after torch with `pip install --no-build-isolation .` (or `-e .`): the extension is compiled
+against the environment's torch, the one it will run with. pyproject.toml says why torch is not a
+build requirement; docs/install.md lists every way to install.
 """
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+NO_TORCH_MESSAGE = """\
+mpts-fast: building the C++ extension needs the torch you will run it with, and this build
+environment cannot import torch ({error}).
+Install torch first, then build against it, without pip's build isolation:
+    pip install --no-build-isolation .          (or: pip install --no-build-isolation -e .)
+    pip wheel --no-build-isolation --no-deps .  (a wheel for this torch)
+An isolated build (pip's default) runs in a fresh environment without your torch; see docs/install.md."""
+
+
+def _require_torch() -> None:
+    """Stops the build with advice when torch is missing (an isolated build), before setup() runs."""
+    try:
+        import torch  # noqa: F401
+        from torch.utils import cpp_extension  # noqa: F401
+    except ImportError as error:
+        sys.exit(NO_TORCH_MESSAGE.format(error=error))
+
+
+_require_torch()
 
 
 def _want_cuda() -> bool:
