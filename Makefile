@@ -5,11 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-DEPS := setuptools wheel numpy pybind11 ninja click tqdm scikit-learn scipy matplotlib \
+DEPS := "setuptools>=64" wheel numpy pybind11 ninja click tqdm scikit-learn scipy matplotlib \
         pytest pytest-benchmark expecttest scikit-posthocs
 CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
-SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
+SOURCES := setup.py pyproject.toml $(wildcard csrc/kernels/* csrc/torch/*)
 
 .PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu gpu-check clean
 
@@ -18,15 +18,17 @@ all: build
 # The importable torch is the one $(PYTHON) imports: an activated virtualenv's or conda environment's, or the
 # system's. `venv --system-site-packages` alone sees only the base interpreter's packages, not an activated
 # virtualenv's, so a .pth file in $(VENV) also lists the site-packages of the interpreter that found torch.
+# pip is upgraded in both branches: an old pip (a venv's bundled one) handles editable installs worse.
 $(VENV)/.bootstrapped:
 	@if [ "$(origin TORCH_SPEC)" = "file" ] && $(PYTHON) -c "import torch" 2>/dev/null; then \
 	  echo "using the importable torch: $$($(PYTHON) -c 'import torch, sys; print(torch.__version__, "from", sys.prefix)')"; \
 	  $(PYTHON) -m venv --system-site-packages $(VENV) && \
+	  $(VENV)/bin/python -m pip install -q --upgrade pip && \
 	  $(PYTHON) -c 'import site, sysconfig; p = sysconfig.get_paths(); print("\n".join(dict.fromkeys([p["purelib"], p["platlib"], *site.getsitepackages(), site.getusersitepackages()])))' \
 	    > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mpts_outer_env.pth" && \
 	  $(VENV)/bin/python -c "import torch" || { echo "bootstrap: $(VENV) cannot import the torch $(PYTHON) imports"; exit 1; }; \
 	else \
-	  $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && \
+	  $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install -q --upgrade pip && \
 	  $(VENV)/bin/pip install -q "$(TORCH_SPEC)"; \
 	fi
 	$(VENV)/bin/pip install -q $(DEPS)
@@ -45,12 +47,25 @@ run: build
 	$(VENV)/bin/mpts-fast info
 	$(VENV)/bin/mpts-fast run --overwrite
 
+# Ends with a summary; a loud block when the emulated CUDA suite did not run (the CUDA kernels were
+# then not checked at all on a machine without a GPU).
 test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
 	else echo "cuda-check: no nvcc on PATH, skipped"; fi
 	@$(MAKE) --no-print-directory cuda-emu
 	$(PY) scripts/gpu_check.py --rehearse
-	$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q tests; rc=$$?; \
+	echo "== make test summary =="; \
+	echo "pytest: $$([ $$rc -eq 0 ] && echo passed || echo "FAILED (exit $$rc)")"; \
+	echo "cuda-check (nvcc): $$(command -v nvcc >/dev/null 2>&1 && echo ran || echo 'skipped, no nvcc on PATH')"; \
+	emu=$$(cat $(CUDA_EMU_OUT)/status 2>/dev/null || echo "NOT RUN: no result in $(CUDA_EMU_OUT)/status"); \
+	echo "cuda-emu (CUDA kernels on the CPU): $$emu"; \
+	case "$$emu" in ran:*) ;; *) \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	  echo "!!! THE EMULATED CUDA SUITE DID NOT RUN: the CUDA kernels were not checked (docs/cuda.md)"; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";; \
+	esac; \
+	exit $$rc
 
 # Benchmarks (bench/README.md): the pytest-benchmark suite over bench/cases.py, saved with
 # pytest-benchmark's own storage in $(BENCH_STORAGE); MPTS_BENCH_QUICK=1 for the quick tier (< 2 min
@@ -77,9 +92,12 @@ cuda-check: $(VENV)/.bootstrapped
 
 # The four framework-free CUDA kernel files run on the CPU under HIP-CPU (HIP_CPU_DIR, default
 # ../shared/third_party/HIP-CPU) against their CPU twins and float64 references; objects cached in
-# build/cuda-emu. Skips with a note when HIP-CPU or libtbb is missing.
+# $(CUDA_EMU_OUT). libtbb, when missing, is installed: PyPI's tbb-devel into $(VENV) (no root), else
+# apt-get install libtbb-dev as root. Skips with a note when HIP-CPU or libtbb is still missing.
+CUDA_EMU_OUT ?= build/cuda-emu
 cuda-emu:
-	scripts/cuda_emu.sh
+	CUDA_EMU_INSTALL=1 CUDA_EMU_OUT=$(CUDA_EMU_OUT) \
+	  CUDA_EMU_PIP=$(if $(wildcard $(VENV)/bin/pip),$(VENV)/bin/pip) scripts/cuda_emu.sh
 
 # On a GPU machine, with its own python3 and torch, installing nothing (scripts/gpu_check.py, docs/cuda.md):
 # in-place CUDA build, the CUDA tests, `mpts-fast run` on CUDA against the CPU, judged benchmarks, then
