@@ -24,6 +24,10 @@ def _needs(needs) -> str:
         parts.append("trajectory snapshots")
     if needs.ensemble_size > 1:
         parts.append(f"{needs.ensemble_size} ensemble members")
+    if needs.dropout > 0:
+        parts.append(f"dropout {needs.dropout:g} before the head")
+    if needs.own_model:
+        parts.append("a selection model of its own besides the task model")
     if needs.every_class:
         parts.append("every class in the initial set")
     return ", ".join(parts)
