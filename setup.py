@@ -10,6 +10,7 @@ build requirement; docs/install.md lists every way to install.
 import glob
 import os
 import sys
+import sysconfig
 
 from setuptools import find_packages, setup
 
@@ -93,7 +94,21 @@ def _extensions():
 def _cmdclass():
     from torch.utils import cpp_extension
 
-    return {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
+    base = cpp_extension.BuildExtension.with_options(use_ninja=True)
+
+    class BuildExt(base):
+        """An editable install (`pip install -e`) builds in a new temporary directory each time, so each
+        rebuild compiled every file again. build/ext-<platform>-<python> keeps ninja's objects and log
+        instead: ninja recompiles what changed (a source, a header it included, or the compile command,
+        as with another torch or other flags), nothing else."""
+
+        def finalize_options(self) -> None:
+            super().finalize_options()
+            if getattr(self, "editable_mode", False):
+                tag = f"{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+                self.build_temp = os.path.join(ROOT, "build", f"ext-{tag}")
+
+    return {"build_ext": BuildExt}
 
 
 setup(

@@ -73,3 +73,27 @@ def test_cuda_emu_without_libtbb_skips_with_the_install_hint(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert status.startswith("NOT RUN: libtbb not found")
     assert "tbb-devel" in status
+
+
+def test_editable_builds_keep_their_objects_under_build(monkeypatch):
+    # pip install -e builds in a new temporary directory each time; without a fixed build_temp every
+    # `make build` after an edit recompiled all of the kernels
+    import runpy
+
+    import setuptools
+
+    captured = {}
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: captured.update(kw))
+    runpy.run_path("setup.py")
+    build_ext = captured["cmdclass"]["build_ext"]
+
+    def finalized(editable):
+        cmd = build_ext(setuptools.Distribution({"name": "mpts-fast", "ext_modules": captured["ext_modules"]}))
+        cmd.editable_mode = editable
+        cmd.ensure_finalized()
+        return Path(cmd.build_temp)
+
+    editable = finalized(True)
+    assert editable.parent == ROOT / "build" and editable.name.startswith("ext-")
+    assert not finalized(False).name.startswith("ext-")  # a regular build keeps setuptools' build/temp.*
