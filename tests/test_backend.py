@@ -33,7 +33,7 @@ def _spy(monkeypatch, obj, name):
 @pytest.fixture
 def spies(monkeypatch):
     """Call counters on every native op (torch.ops.mpts_fast.*) and every reference entry point
-    ops.py falls back to."""
+    mpts_fast.ops falls back to."""
     native = {name: _spy(monkeypatch, torch.ops.mpts_fast, name) for name in NATIVE_OPS}
     ref = {name: _spy(monkeypatch, reference, name) for name in ("rbf_mmd2", "snapshot_uncertainty", "sensitivity")}
     ref["accumulate"] = _spy(monkeypatch, reference.SnapshotMoments, "update")
@@ -256,7 +256,7 @@ def _mmd_args(gen, device, dtype, n, m, unbiased, with_grad, requires_grad):
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_opcheck_rbf_mmd2(device, dtype, with_grad, requires_grad, unbiased, n, m, gen):
     if device == "cuda" and dtype == F64:
-        pytest.skip("float64 on CUDA never reaches the native op (ops.py runs the reference)")
+        pytest.skip("float64 on CUDA never reaches the native op (mpts_fast.ops runs the reference)")
     args = _mmd_args(gen, device, dtype, n, m, unbiased, with_grad, requires_grad)
     opcheck(torch.ops.mpts_fast.rbf_mmd2.default, args, test_utils=ALL_OPCHECK)
 
@@ -360,6 +360,30 @@ def test_direct_op_argument_checks(gen):
         torch.ops.mpts_fast.sensitivity(*net, 3, True)
     with pytest.raises(ValueError, match=r"shapes disagree"):
         torch.ops.mpts_fast.sensitivity(net[0], net[1], torch.zeros(3), *net[3:], 1, True)
+
+
+def _meta(*shape, dtype=torch.float32):
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+@pytest.mark.parametrize("op,args,message", [
+    ("rbf_mmd2", lambda: (_meta(5, 3), _meta(4, 2), [1.0], False, False), "same number of columns"),
+    ("rbf_mmd2", lambda: (_meta(1, 3), _meta(4, 3), [1.0], True, False), "enough rows in x"),
+    ("rbf_mmd2", lambda: (_meta(5, 3), _meta(4, 3), [1.0] * 17, False, False), "1 to 16 scales"),
+    ("snapshot_scores", lambda: (_meta(3, 4),), r"\(S, N, C\) logits"),
+    ("snapshot_accumulate", lambda: (_meta(4, 3), _meta(4, 3), _meta(4), _meta(4, 2), 0), "logits of shape"),
+    ("snapshot_finalize", lambda: (_meta(4, 3), _meta(4, 3), _meta(5), 1), r"\(N,\) ent_sum"),
+    ("sensitivity", lambda: (_meta(5, 3), _meta(2, 3), _meta(3), _meta(2, 2), _meta(2), 1, True), "b_v of 2"),
+    ("select_kcenter", lambda: (_meta(6, 2), _meta(5), -1, 2), r"\(6,\) mind"),
+    ("select_kmeanspp", lambda: (_meta(6, 2), _meta(6), -1, 3, _meta(2, dtype=F64)), "at least 3 uniforms"),
+])
+def test_fakes_check_what_the_kernels_check(op, args, message):
+    # The fakes (meta implementations beside each op in mpts_fast/ops/) refuse the shapes the C++
+    # registrations refuse, so meta tensors and torch.compile traces fail where a real call would.
+    if _native._C is None:
+        pytest.skip("no compiled kernels, so no fakes are registered")
+    with pytest.raises(RuntimeError, match=message):
+        getattr(torch.ops.mpts_fast, op)(*args())
 
 
 # --------------------------------------------------------------------------- CUDA

@@ -456,7 +456,7 @@ def test_every_output_written(device, dtype, N, C, gen):
     a fresh/zeroed allocation an unwritten element is 0 and is found only if 0 is not its value;
     the comparison of all 5 N outputs with the oracle below covers that case."""
     if device == "cuda" and dtype == F64:
-        pytest.skip("float64 on CUDA never reaches the native ops (ops.py runs the reference)")
+        pytest.skip("float64 on CUDA never reaches the native ops (mpts_fast.ops runs the reference)")
     S = 3
     l = randn(gen, S, N, C, scale=2.0, dtype=dtype, device=device)
     oracle = oracle_snapshot(l)
