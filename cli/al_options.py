@@ -10,9 +10,32 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from mpts_fast.loop import CYCLE_FIELDS, EVALUATE_CHOICES, RunConfig
+from mpts_fast.loop import EVALUATE_CHOICES, RunConfig
 
 _DEFAULT = "default: the data set's (see `mpts-fast datasets`)"
+
+
+def declared_options() -> list:
+    """The options strategies declare (strategies/options.py): each once, its help naming the strategies using it."""
+    from mpts_fast.strategies import cli_options
+
+    return [click.option(opt.flag, opt.param, type=opt.type, default=opt.default,
+                         show_default=opt.default is not None, help=f"{opt.help} Used by {', '.join(users)}.")
+            for opt, users in cli_options().values()]
+
+
+def constructor_flags() -> list[str]:
+    """The declared options that set a strategy's constructor keyword (as --option does), e.g. --mc-passes."""
+    from mpts_fast.strategies import cli_options
+
+    return [flag for flag, (opt, _) in cli_options().items() if opt.to == "strategy"]
+
+
+def run_setting_fields() -> list[str]:
+    """The RunConfig fields that declared options set (mmd_weight, snapshots, the cyclic-LR settings), in order."""
+    from mpts_fast.strategies import cli_options
+
+    return [opt.key for opt, _ in cli_options().values() if opt.to == "run"]
 
 
 def experiment_options(fn):
@@ -30,17 +53,7 @@ def experiment_options(fn):
         click.option("--batch-size", type=int,
                      help="Training batch size; default: the data set's (64; 100 for the MNIST-1D sets)."),
         click.option("--model", help="Backbone: mlp, resnet18, vit_small, cnn1d; default: the data set's."),
-        click.option("--mmd-weight", type=float, default=1.0, show_default=True,
-                     help="λ of the MMD² regulariser (mpts only; our default, the paper leaves it open)."),
-        click.option("--snapshots", type=int, help="Trajectory snapshots kept (mpts); default one per cycle, at most "
-                                                   "epochs // 2 (fewer when fewer cycles fit: recorded per round)."),
-        click.option("--cycle-steps", type=int, help="Optimiser steps per cyclic-LR cycle in the second half of "
-                                                     "training (mpts); our default 4 (docs/mpts.md)."),
-        click.option("--cycle-max-factor", type=float, help="LR at a cycle's start, as a multiple of --lr (mpts); "
-                                                            "our default 10."),
-        click.option("--cycle-min-factor", type=float, help="LR at a cycle's end, where the snapshot is taken, as a "
-                                                            "multiple of --lr (mpts); our default 0.1."),
-        click.option("--mc-passes", type=int, default=10, show_default=True, help="MC-dropout passes (bald)."),
+        *declared_options(),
         click.option("--evaluate", type=click.Choice(EVALUATE_CHOICES), default="task", show_default=True,
                      help="Which model scores the learning curve: 'task', every strategy's model trained with the plain "
                           "recipe (strategies that select with another training, such as mpts and bald, also train a "
@@ -123,34 +136,33 @@ def strategy_options(strategy: str, raw: tuple[str, ...], *, prefix_required: bo
 
 
 def check_applicable(ctx: click.Context, strategies: list[str]) -> None:
-    """Options that only some strategies use are refused when no strategy of this run uses them (they would be ignored
-    silently otherwise); results.json records them only for the strategies that use them."""
-    from mpts_fast.strategies import get_strategy
+    """Options that only some strategies use (those they declare) are refused when no strategy of this run uses them
+    (they would be ignored silently otherwise); results.json records them only for the strategies that use them."""
+    from mpts_fast.strategies import cli_options
 
-    needs = {name: get_strategy(name).needs for name in strategies}
-    users = {"mmd_weight": [n for n, nd in needs.items() if nd.mmd],
-             "snapshots": [n for n, nd in needs.items() if nd.snapshots],
-             **{f: [n for n, nd in needs.items() if nd.snapshots] for f in CYCLE_FIELDS},
-             "mc_passes": [n for n in strategies if n == "bald"]}
-    which = {"mmd_weight": "strategies trained with the MMD term (mpts)",
-             "snapshots": "strategies that score with trajectory snapshots (mpts)",
-             **{f: "strategies that score with trajectory snapshots (mpts)" for f in CYCLE_FIELDS},
-             "mc_passes": "bald"}
-    for field, used_by in users.items():
-        if given(ctx, field) and not used_by:
-            raise click.BadParameter(f"applies only to {which[field]}; {', '.join(strategies)} does not use it",
-                                     param_hint=f"'{_option_name(field)}'")
+    for flag, (opt, users) in cli_options().items():
+        if given(ctx, opt.param) and not set(users) & set(strategies):
+            which = f"{opt.audience} ({', '.join(users)})" if opt.audience else ", ".join(users)
+            raise click.BadParameter(f"applies only to {which}; {', '.join(strategies)} does not use it",
+                                     param_hint=f"'{flag}'")
 
 
 def build_options(strategy: str, kw: dict, *, prefix_required: bool = False,
                   in_run: list[str] | None = None) -> dict:
-    """The strategy's constructor options from --option and --mc-passes, checked by building the strategy once."""
-    from mpts_fast.strategies import build_strategy
+    """The strategy's constructor options from the options it declares (--mc-passes) and --option (which wins), checked
+    by building the strategy once."""
+    from mpts_fast.strategies import build_strategy, get_strategy
 
     saved = kw.get("saved_strategy_options", {}).get(strategy)
-    if saved is not None:  # resuming without --option / --mc-passes: the saved options
+    if saved is not None:  # resuming without --option or a declared constructor option: the saved options
         return dict(saved)
-    options = {"passes": kw["mc_passes"]} if strategy == "bald" else {}
+    options = {}
+    for opt in get_strategy(strategy).declared_options():
+        if opt.to == "strategy":
+            try:
+                options[opt.key] = opt.validate(kw.get(opt.param, opt.default))
+            except ValueError as e:
+                raise click.BadParameter(str(e).partition(": ")[2], param_hint=f"'{opt.flag}'") from None
     options.update(strategy_options(strategy, kw["options"], prefix_required=prefix_required, in_run=in_run))
     try:
         build_strategy(strategy, **options)
@@ -176,7 +188,8 @@ def merge_saved(ctx: click.Context, kw: dict, saved: dict, source: Path) -> dict
     if conflicts:
         raise click.UsageError(f"cannot resume {source}: it was written with other settings: {'; '.join(conflicts)}. "
                                f"Leave these options out to resume with the saved settings, or use another --out.")
-    if not (given(ctx, "options") or given(ctx, "mc_passes")) and "strategy" in saved:
+    typed = given(ctx, "options") or any(given(ctx, flag[2:].replace("-", "_")) for flag in constructor_flags())
+    if not typed and "strategy" in saved:
         kw.setdefault("saved_strategy_options", {})[saved["strategy"]] = saved.get("strategy_options", {})
     return kw
 
@@ -185,9 +198,8 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run
     options = build_options(strategy, kw, prefix_required=prefix_required, in_run=in_run)
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
-                     batch_size=kw["batch_size"], model=kw["model"], mmd_weight=kw["mmd_weight"],
-                     snapshots=kw["snapshots"], strategy_options=options, ddp=kw["ddp"], evaluate=kw["evaluate"],
-                     **{f: kw[f] for f in CYCLE_FIELDS})
+                     batch_size=kw["batch_size"], model=kw["model"], strategy_options=options, ddp=kw["ddp"],
+                     evaluate=kw["evaluate"], **{f: kw[f] for f in run_setting_fields()})
 
 
 def round_printer(quiet: bool):

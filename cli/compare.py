@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from mpts_fast.cli.al_options import check_applicable, experiment_options, given, merge_saved, run_config
+from mpts_fast.cli.al_options import (check_applicable, experiment_options, given, merge_saved, run_config,
+                                      run_setting_fields)
 from mpts_fast.cli.run import damaged_message, execute
-from mpts_fast.loop import CYCLE_FIELDS
 
 SUMMARY_FILE = "summary.json"
 # settings recorded per strategy (None where the strategy does not use them), not in the shared config
-_PER_STRATEGY = ("strategy", "strategy_options", "mmd_weight", "snapshots", *CYCLE_FIELDS)
+_PER_STRATEGY = ("strategy", "strategy_options", *run_setting_fields())
 
 
 def _strategy_list(text: str) -> list[str]:
@@ -87,8 +87,7 @@ def _invocation_config(configs: dict, names: list[str]) -> dict:
     from mpts_fast.strategies import get_strategy
 
     def users(field: str) -> list[str]:
-        needs = {n: get_strategy(n).needs for n in names}
-        return [n for n in names if (needs[n].mmd if field == "mmd_weight" else needs[n].snapshots)]
+        return [n for n in names if any(o.key == field for o in get_strategy(n).declared_options() if o.to == "run")]
 
     config = {k: v for k, v in configs[names[0]].to_json().items() if k not in _PER_STRATEGY}
     for field in _PER_STRATEGY[2:]:

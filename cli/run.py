@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from mpts_fast.cli.al_options import (check_applicable, describe, experiment_options, given, merge_saved, round_printer,
-                                      run_config)
+from mpts_fast.cli.al_options import (check_applicable, constructor_flags, describe, experiment_options, given,
+                                      merge_saved, round_printer, run_config)
 from mpts_fast.strategies import strategy_names
 
-_OPTION_OF_FIELD = {"strategy_options": "--option / --mc-passes"}
+_OPTION_OF_FIELD = {"strategy_options": " / ".join(["--option", *constructor_flags()])}
 
 
 def _option(field: str) -> str:

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import click
 
-# options of `run` / `compare` that reach a strategy or its training directly (not through --option)
-_CLI_OPTIONS = {"bald": "--mc-passes (default 10) sets passes",
-                "mpts": "--mmd-weight (default 1.0), --snapshots (default one per cycle, at most epochs // 2), "
-                        "--cycle-steps (default 4), --cycle-max-factor (default 10), --cycle-min-factor (default 0.1)"}
+
+def _declared(cls) -> str:
+    """The options of `run` / `compare` that reach a strategy or its training directly (not through --option), as
+    the strategy declares them: '--mc-passes (default 10) sets passes'."""
+    def default(opt) -> str:
+        return opt.shown_default if opt.default is None and opt.shown_default else repr(opt.default)
+
+    return ", ".join(f"{opt.flag} (default {default(opt)})" + (f" sets {opt.key}" if opt.to == "strategy" else "")
+                     for opt in cls.declared_options())
 
 
 def _value(v) -> str:
@@ -46,7 +51,7 @@ def strategies() -> None:
         options = strategy_option_defaults(name)
         if options:
             click.echo("    options: " + ", ".join(f"{k}={_value(v)}" for k, v in options.items()))
-        if name in _CLI_OPTIONS:
-            click.echo(f"    run/compare: {_CLI_OPTIONS[name]}")
+        if cls.declared_options():
+            click.echo(f"    run/compare: {_declared(cls)}")
     click.echo("\nExample: mpts-fast run -s gcnal --option variant=uncertaingcn; in compare name the strategy: "
                "--option gcnal.variant=uncertaingcn. Fractions such as 1/32 are accepted as numbers.")

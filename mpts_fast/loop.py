@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from mpts_fast import distributed
 from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.distributed.comm import broadcast_object
-from mpts_fast.distributed.scoring import sharded_diversity
 from mpts_fast.distributed.training import sync_trained
 from mpts_fast.models import build_model
 from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
@@ -336,14 +335,11 @@ class ActiveLearningRun:
                                    num_classes=self.data.num_classes,
                                    generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
             if r < cfg.rounds - 1:
-                picks = self.strategy.select(ctx, cfg.budget).cpu()
+                picks = self.strategy.query(ctx, cfg.budget).cpu()  # torchrun: the strategy's sharded selection
                 self._check_picks(picks, mask)
                 selected = picks.tolist()
-            elif getattr(self.strategy, "measures_diversity", False) and ctx.unlabeled.numel():
-                if distributed.is_distributed():  # torchrun: each rank scores its block, the records are merged
-                    sharded_diversity(self.strategy, ctx)
-                else:  # no selection in the last round; its diversity figures are still recorded
-                    self.strategy.scores(ctx)
+            elif self.strategy.measures_diversity and ctx.unlabeled.numel():
+                self.strategy.measure_diversity(ctx)  # no selection in the last round; its diversity is still recorded
             if "diversity" in ctx.extras:
                 record["diversity"] = ctx.extras["diversity"]
             if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)

@@ -72,9 +72,9 @@ def _record_diversity(shard_ctx: "SelectionContext", ctx: "SelectionContext") ->
 def sharded_score_select(strategy: "ScoreStrategy", ctx: "SelectionContext", budget: int) -> torch.Tensor:
     """ScoreStrategy.select with the scoring sharded over the ranks: (budget,) pool indices, the same on every rank."""
     shard_ctx, offset = shard_context(ctx, ctx.trained.eval_batch_size)
-    values = getattr(strategy.scores(shard_ctx), strategy.score_field)
+    values = strategy.item_scores(shard_ctx)
     positions = merged_top_k(values, budget, offset, largest=strategy.largest)
-    if getattr(type(strategy), "measures_diversity", False):  # a class attribute: every rank takes this branch
+    if strategy.measures_diversity:  # a class attribute: every rank takes this branch
         _record_diversity(shard_ctx, ctx)
     return ctx.unlabeled[positions.to(ctx.unlabeled.device)]
 

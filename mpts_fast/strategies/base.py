@@ -1,4 +1,6 @@
-"""The one strategy interface: what a strategy needs from training, and `select(context, budget) -> pool indices`."""
+"""The one strategy interface. A strategy declares everything about itself on its class: what its training needs
+(`needs`), its command-line options (`cli_options`), whether it records posterior diversity (`measures_diversity`), and
+how it selects in one process (`select`) and under torchrun (`select_sharded`). docs/baselines.md, "Adding a strategy"."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +10,9 @@ import torch
 
 from mpts_fast import ops
 from mpts_fast._types import SnapshotScores
+from mpts_fast.distributed.group import is_distributed
+from mpts_fast.distributed.scoring import sharded_diversity, sharded_score_select
+from mpts_fast.strategies.options import RECIPE_OPTIONS, StrategyOption
 from mpts_fast.training.posterior import TrainedModel
 
 
@@ -40,6 +45,11 @@ class Needs:
         dropout, one member)."""
         return self.mmd or self.snapshots or self.dropout > 0 or self.ensemble_size > 1
 
+    def run_options(self) -> tuple[StrategyOption, ...]:
+        """The run settings this training reads, as command-line options (--mmd-weight with `mmd`, --snapshots and
+        the cyclic-LR settings with `snapshots`)."""
+        return tuple(opt for feature, options in RECIPE_OPTIONS.items() if getattr(self, feature) for opt in options)
+
 
 @dataclass
 class SelectionContext:
@@ -71,19 +81,46 @@ class SelectionContext:
 
 
 class Strategy:
-    """Subclasses set `name`, `needs`, and implement `select`. Options come in as keyword arguments."""
+    """Subclasses set `name`, `description`, `needs`, and implement `select`; options come in as constructor keyword
+    arguments. Everything else about a strategy is declared here too:
+
+    cli_options: command-line options of `mpts-fast run` / `compare` (an option's value goes to a constructor keyword,
+    or to a run setting training reads); those its `needs` bring are added (`declared_options`). measures_diversity:
+    selection records `ctx.extras["diversity"]`, so the last round, which selects nothing, calls `measure_diversity`.
+    select_sharded: selection under torchrun; the default runs `select` on every rank (the same picks, no speed-up).
+    Callers that may run under torchrun call `query`, which picks the right one."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()
+    cli_options: ClassVar[tuple[StrategyOption, ...]] = ()
+    measures_diversity: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         if options:
             raise ValueError(f"strategy {self.name!r} takes no options, got {sorted(options)}")
 
+    @classmethod
+    def declared_options(cls) -> tuple[StrategyOption, ...]:
+        """Every command-line option this strategy uses: its training's run settings, then its own."""
+        return cls.needs.run_options() + tuple(cls.cli_options)
+
     def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
         """Returns (budget,) int64 pool indices, all from ctx.unlabeled, no duplicates, in pick order."""
         raise NotImplementedError
+
+    def select_sharded(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        """`select` under torchrun: every rank is called with the same ctx (replicated model, same generator state)
+        and must return the same picks, equal to `select`'s in one process. Override to split the work by rank
+        (distributed.shard_bounds); this default does all of it on every rank."""
+        return self.select(ctx, budget)
+
+    def query(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        """The round's picks: `select_sharded` under torchrun, `select` otherwise."""
+        return self.select_sharded(ctx, budget) if is_distributed() else self.select(ctx, budget)
+
+    def measure_diversity(self, ctx: SelectionContext) -> None:
+        """Record ctx.extras["diversity"] without selecting (the last round), where `measures_diversity`."""
 
 
 def top_k(scores: torch.Tensor, k: int, *, largest: bool = True) -> torch.Tensor:
@@ -99,7 +136,9 @@ def single_model_scores(ctx: SelectionContext) -> SnapshotScores:
 
 
 class ScoreStrategy(Strategy):
-    """Score → rank: the top `budget` unlabeled items by one field of the posterior summary."""
+    """Score → rank: the top `budget` unlabeled items by one score per item. Subclasses set `score_field` (a field of
+    the posterior summary `scores(ctx)` returns) or override `item_scores`. Under torchrun each rank scores its block
+    of the unlabeled items and the top-b are merged exactly (distributed/scoring.py): no subclass code needed."""
 
     score_field: ClassVar[str] = "entropy"
     largest: ClassVar[bool] = True
@@ -107,6 +146,19 @@ class ScoreStrategy(Strategy):
     def scores(self, ctx: SelectionContext) -> SnapshotScores:
         return single_model_scores(ctx)
 
+    def item_scores(self, ctx: SelectionContext) -> torch.Tensor:
+        """(n_U,) one score per item of ctx.unlabeled, in its order; the top `budget` are picked (`largest`)."""
+        return getattr(self.scores(ctx), self.score_field)
+
     def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
-        values = getattr(self.scores(ctx), self.score_field)
+        values = self.item_scores(ctx)
         return ctx.unlabeled[top_k(values, budget, largest=self.largest).to(ctx.unlabeled.device)]
+
+    def select_sharded(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        return sharded_score_select(self, ctx, budget)
+
+    def measure_diversity(self, ctx: SelectionContext) -> None:
+        if is_distributed():  # each rank streams its block of the pool through the posterior, the records merged
+            sharded_diversity(self, ctx)
+        else:
+            self.scores(ctx)

@@ -12,11 +12,13 @@ class CoresetStrategy(Strategy):
     description = "greedy k-center on embeddings, labeled items as centres"
 
     def select(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
-        if distributed.is_distributed():  # torchrun: each rank embeds its block of the pool, k-center over all
-            lo, hi = distributed.shard_bounds(ctx.x_pool.shape[0], align=ctx.trained.eval_batch_size)
-            features = ctx.trained.embeddings(ctx.x_pool[lo:hi]).float()
-            mask = ctx.labeled_mask()[lo:hi].to(features.device)
-            return distributed.kcenter_greedy(features, budget, labeled=mask).to(ctx.unlabeled.device)
         features = ctx.trained.embeddings(ctx.x_pool).float()
         mask = ctx.labeled_mask().to(features.device)
         return ops.kcenter_greedy(features, budget, labeled=mask).to(ctx.unlabeled.device)
+
+    def select_sharded(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
+        # each rank embeds its block of the pool; the greedy k-center runs over all blocks (distributed/select.py)
+        lo, hi = distributed.shard_bounds(ctx.x_pool.shape[0], align=ctx.trained.eval_batch_size)
+        features = ctx.trained.embeddings(ctx.x_pool[lo:hi]).float()
+        mask = ctx.labeled_mask()[lo:hi].to(features.device)
+        return distributed.kcenter_greedy(features, budget, labeled=mask).to(ctx.unlabeled.device)

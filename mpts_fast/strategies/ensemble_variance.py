@@ -11,7 +11,7 @@ from mpts_fast.training.diversity import scores_with_diversity
 class EnsembleVarianceStrategy(ScoreStrategy):
     name = "ensemble_variance"
     description = "summed class-probability variance across 5 ensemble members"
-    measures_diversity: ClassVar[bool] = True  # the loop records ctx.extras["diversity"] every round
+    measures_diversity = True  # scores_with_diversity records ctx.extras["diversity"]
     score_field = "variance"
     needs: ClassVar[Needs] = Needs(ensemble_size=5)
 
