@@ -42,9 +42,11 @@ def merged_top_k(local_scores: torch.Tensor, k: int, offset: int, *, largest: bo
 
 def shard_context(ctx: "SelectionContext", align: int) -> tuple["SelectionContext", int]:
     """(ctx restricted to this rank's block of ctx.unlabeled, the block's first position). The block's extras are
-    its own dict, so per-shard figures do not leak into the round's record."""
-    lo, hi = shard_bounds(ctx.unlabeled.numel(), align=align)
-    return dataclasses.replace(ctx, unlabeled=ctx.unlabeled[lo:hi], extras={}), lo
+    its own dict, so per-shard figures do not leak into the round's record; its block_of says where the block lies
+    (MC dropout draws the masks one process would draw for it)."""
+    n = ctx.unlabeled.numel()
+    lo, hi = shard_bounds(n, align=align)
+    return dataclasses.replace(ctx, unlabeled=ctx.unlabeled[lo:hi], extras={}, block_of=(lo, n)), lo
 
 
 def _merge_diversity(records: list[dict | None]) -> dict | None:

@@ -57,7 +57,9 @@ class SelectionContext:
 
     x_pool: (N, *shape) the whole training pool (features only); labeled: (n_L,) int64 pool indices with labels
     y_labeled: (n_L,); unlabeled: (n_U,) int64 pool indices (ascending); trained: the round's trained model(s);
-    generator: CPU generator seeded per round; seed: the round's selection seed (MC-dropout masks etc.).
+    generator: CPU generator seeded per round; seed: the round's selection seed (MC-dropout masks etc.). block_of:
+    (offset, total) when `unlabeled` is one torchrun rank's block, starting at position `offset` of the round's `total`
+    unlabeled items (distributed/scoring.py), else None.
     """
 
     x_pool: torch.Tensor
@@ -69,6 +71,7 @@ class SelectionContext:
     generator: torch.Generator
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    block_of: tuple[int, int] | None = None
 
     @property
     def x_unlabeled(self) -> torch.Tensor:

@@ -82,6 +82,7 @@ def entropy_spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
 def scores_with_diversity(ctx, source: str, passes: int = 10) -> SnapshotScores:
     """A strategy's posterior scores over ctx's unlabeled items; the round's diversity figures go to
     ctx.extras["diversity"], which the loop writes into the round's record."""
-    scores, diversity = ctx.trained.posterior_summary(ctx.x_unlabeled, source, passes=passes, seed=ctx.seed)
+    scores, diversity = ctx.trained.posterior_summary(ctx.x_unlabeled, source, passes=passes, seed=ctx.seed,
+                                                      block_of=ctx.block_of)
     ctx.extras["diversity"] = {"source": source, **diversity.to_record()}
     return scores

@@ -65,9 +65,13 @@ class TrainedModel:
         """x: (n, *shape) → (n, D) penultimate features of the final model."""
         return self._batched(self.model, x, "embed")
 
-    def posterior_logits(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10,
-                         seed: int = 0) -> Iterator[torch.Tensor]:
-        """Yields one (n, C) logits tensor per posterior sample: each snapshot, each MC-dropout pass, or each member."""
+    def posterior_logits(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0,
+                         block_of: tuple[int, int] | None = None) -> Iterator[torch.Tensor]:
+        """Yields one (n, C) logits tensor per posterior sample: each snapshot, each MC-dropout pass, or each member.
+
+        block_of: (offset, total) when x is rows [offset, offset + n) of `total` rows scored together (a torchrun
+        rank's block, offset a multiple of eval_batch_size): MC dropout then draws, for these rows, the masks that the
+        passes over all `total` rows draw, so the block's scores equal one process's."""
         if source == "snapshots":
             if not self.snapshots:
                 raise ValueError("source: this model was trained without trajectory snapshots (snapshots=0)")
@@ -83,17 +87,52 @@ class TrainedModel:
             dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
             if not dropouts:
                 raise ValueError("source: MC dropout needs a backbone with dropout (p > 0) before the head")
+            before, after, calls = self._rows_around(x, block_of, dropouts)
             torch.manual_seed(seed)
             try:
                 for m in dropouts:  # dropout on, BatchNorm stays in eval mode
                     m.train()
                 for _ in range(passes):
+                    self._replay_dropout(calls, before)
                     yield self._batched(self.model, x, "logits")
+                    self._replay_dropout(calls, after)
             finally:
                 for m in dropouts:
                     m.eval()
         else:
             raise ValueError(f"source: expected 'snapshots', 'mc_dropout' or 'ensemble', got {source!r}")
+
+    def _rows_around(self, x: torch.Tensor, block_of: tuple[int, int] | None, dropouts: list[nn.Module]
+                     ) -> tuple[list[int], list[int], list[tuple[nn.Module, torch.Size, torch.dtype]]]:
+        """For MC dropout on a block: the batch sizes of the rows before and after x among `total`, and the dropout
+        calls one forward makes (module, input shape after the batch dimension, dtype), recorded on one row in eval
+        mode, which draws nothing."""
+        if block_of is None or x.shape[0] == 0:
+            return [], [], []
+        offset, total = block_of
+        step = self.eval_batch_size
+        end = offset + x.shape[0]
+        if offset % step or not 0 <= offset <= end <= total or (end < total and end % step):
+            raise ValueError(f"block_of: expected rows cut at multiples of the batch size {step} within {total} rows, "
+                             f"got rows [{offset}, {end})")
+        calls = []
+        hooks = [m.register_forward_hook(lambda m, args, out: calls.append((m, args[0].shape[1:], args[0].dtype)))
+                 for m in dropouts]
+        try:
+            with torch.no_grad():
+                self.model(x[:1].to(self.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        sizes = lambda n: [min(step, n - i) for i in range(0, n, step)]  # noqa: E731
+        return sizes(offset), sizes(total - end), calls
+
+    def _replay_dropout(self, calls: list[tuple[nn.Module, torch.Size, torch.dtype]], batches: list[int]) -> None:
+        """Draws the dropout masks of the forward batches of these sizes on empty inputs, without the model: the
+        random stream then stands where the passes over those rows would have left it."""
+        for rows in batches:
+            for module, shape, dtype in calls:
+                module(torch.zeros((rows, *shape), dtype=dtype, device=self.device))
 
     def posterior_scores(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0) -> SnapshotScores:
         """Entropy / BALD / variance / margin / least-confidence of the averaged posterior, (n,) each, streamed through
@@ -105,14 +144,14 @@ class TrainedModel:
             acc.update(logits.float())
         return acc.scores(check_finite=True)  # one host read a round: NaN scores would rank arbitrarily
 
-    def posterior_summary(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10,
-                          seed: int = 0) -> tuple[SnapshotScores, PosteriorDiversity]:
+    def posterior_summary(self, x: torch.Tensor, source: PosteriorSource, passes: int = 10, seed: int = 0,
+                          block_of: tuple[int, int] | None = None) -> tuple[SnapshotScores, PosteriorDiversity]:
         """posterior_scores plus how diverse the samples are on x, from the same stream of logits. The final model's
         logits (the entropy-ranking reference) are the last snapshot's (the final weights), the first member's, or one
-        extra deterministic pass (MC dropout)."""
+        extra deterministic pass (MC dropout). block_of: as posterior_logits."""
         final = self.logits(x) if source == "mc_dropout" else None
         acc = None
-        for i, logits in enumerate(self.posterior_logits(x, source, passes, seed)):
+        for i, logits in enumerate(self.posterior_logits(x, source, passes, seed, block_of)):
             if acc is None:
                 acc = DiversityAccumulator(logits.shape[0], logits.shape[1], device=logits.device)
             acc.update(logits)
