@@ -11,7 +11,7 @@ CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
 SOURCES := setup.py $(wildcard csrc/kernels/* csrc/torch/*)
 
-.PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu gpu-check clean
+.PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu simd-math-check gpu-check clean
 
 all: build
 
@@ -49,6 +49,7 @@ test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
 	else echo "cuda-check: no nvcc on PATH, skipped"; fi
 	@$(MAKE) --no-print-directory cuda-emu
+	@$(MAKE) --no-print-directory simd-math-check
 	$(PY) -m pytest -q tests
 
 # Benchmarks (bench/README.md): the pytest-benchmark suite over bench/cases.py, saved with
@@ -79,6 +80,16 @@ cuda-check: $(VENV)/.bootstrapped
 # build/cuda-emu. Skips with a note when HIP-CPU or libtbb is missing.
 cuda-emu:
 	scripts/cuda_emu.sh
+
+# The exp/log variants of csrc/kernels/simd_math.h against double-precision exp/log: the error
+# bounds their comments state, NaN/inf behaviour, vector twins bitwise their scalar versions. Built
+# with the extension's -O3 and -march=native (MPTS_FAST_NATIVE_ARCH=0: without); a few seconds.
+build/simd-math-check: csrc/kernels/simd_math_check.cc csrc/kernels/simd_math.h
+	@mkdir -p $(@D)
+	$(CXX) -std=c++20 -O3 $(if $(filter 0,$(MPTS_FAST_NATIVE_ARCH)),,-march=native) -Icsrc/kernels $< -o $@
+
+simd-math-check: build/simd-math-check
+	build/simd-math-check
 
 # On a GPU machine: its own python3 and torch (nothing can be installed there). Stages, each
 # recorded whatever the others do (scripts/gpu_check.py): in-place CUDA build, the CUDA tests,
