@@ -11,7 +11,7 @@ CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
 SOURCES := setup.py pyproject.toml $(wildcard csrc/kernels/* csrc/torch/*)
 
-.PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu gpu-check clean
+.PHONY: all build run test bench bench-compare bench-run cuda-check cuda-emu simd-math-check gpu-check clean
 
 all: build
 
@@ -53,6 +53,7 @@ test: build
 	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory cuda-check; \
 	else echo "cuda-check: no nvcc on PATH, skipped"; fi
 	@$(MAKE) --no-print-directory cuda-emu
+	@$(MAKE) --no-print-directory simd-math-check
 	$(PY) scripts/gpu_check.py --rehearse
 	@$(PY) -m pytest -q tests; rc=$$?; \
 	echo "== make test summary =="; \
@@ -98,6 +99,16 @@ CUDA_EMU_OUT ?= build/cuda-emu
 cuda-emu:
 	CUDA_EMU_INSTALL=1 CUDA_EMU_OUT=$(CUDA_EMU_OUT) \
 	  CUDA_EMU_PIP=$(if $(wildcard $(VENV)/bin/pip),$(VENV)/bin/pip) scripts/cuda_emu.sh
+
+# The exp/log variants of csrc/kernels/simd_math.h against double-precision exp/log: the error
+# bounds their comments state, NaN/inf behaviour, vector twins bitwise their scalar versions. Built
+# with the extension's -O3 and -march=native (MPTS_FAST_NATIVE_ARCH=0: without); a few seconds.
+build/simd-math-check: csrc/kernels/simd_math_check.cc csrc/kernels/simd_math.h
+	@mkdir -p $(@D)
+	$(CXX) -std=c++20 -O3 $(if $(filter 0,$(MPTS_FAST_NATIVE_ARCH)),,-march=native) -Icsrc/kernels $< -o $@
+
+simd-math-check: build/simd-math-check
+	build/simd-math-check
 
 # On a GPU machine, with its own python3 and torch, installing nothing (scripts/gpu_check.py, docs/cuda.md):
 # in-place CUDA build, the CUDA tests, `mpts-fast run` on CUDA against the CPU, judged benchmarks, then

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Mutation check of the emulated CUDA kernel suite (scripts/cuda_emu.sh): plants one bug at a time
-in a temporary copy of csrc/kernels/*_cuda.cu and expects the suite to fail.
+in a temporary copy of csrc/kernels/*_cuda.cu or the helpers they share (cuda_common.cuh) and
+expects the suite to fail.
 
 Each mutation replaces one exact piece of source (which must occur exactly once, so a kernel edit
 that moves it makes the script fail loudly instead of silently testing nothing). The copy keeps
-the build folder's objects, so only the mutated kernel file is recompiled. Rows marked
+the build folder's objects, so only the mutated kernel file (or, for a shared helper, the kernel
+files of the checks the mutation names) is recompiled. Rows marked
 expect="pass" are planted bugs the suite is known not to see (fences and most barriers are beyond
 emulation; two float32 accumulations change results by less than the float32 tolerances); they
 are listed to show the limits, not claimed. Not part of `make test` (about 10 minutes on 2 cores).
@@ -41,6 +43,10 @@ class Mutation:
     new: str
     expect: str = "fail"  # "pass": a bug the suite is known not to see, listed with `why`
     why: str = ""
+    checks: str = ""  # the checks to run; default: the one of `file` (required for cuda_common.cuh)
+
+    def check_names(self) -> str:
+        return self.checks or CHECK_OF[self.file]
 
 
 MUTATIONS = [
@@ -57,12 +63,12 @@ MUTATIONS = [
              "for (int64_t jj = threadIdx.x; jj < bj; jj += blockDim.x) {",
              "for (int64_t jj = threadIdx.x; jj <= bj; jj += blockDim.x) {"),
     # wrong shuffle width / range
-    Mutation("team sum shuffles over half a team", "wrong shuffle width", "snapshot_uncertainty_cuda.cu",
+    Mutation("team sum shuffles over half a team", "wrong shuffle width", "cuda_common.cuh",
              "for (int o = TEAM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, TEAM);",
-             "for (int o = TEAM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, TEAM / 2);"),
-    Mutation("warp sum starts at offset 8 (16 lanes)", "wrong shuffle width", "rbf_mmd_cuda.cu",
-             "for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);",
-             "for (int o = 8; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);"),
+             "for (int o = TEAM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, TEAM / 2);",
+             checks="snapshot"),
+    Mutation("warp sum over 16 lanes", "wrong shuffle width", "cuda_common.cuh",
+             "  return team_sum<32>(v);", "  return team_sum<16>(v);", checks="mmd"),
     Mutation("draw prefix sum in 16-lane segments", "wrong shuffle width", "select_cuda.cu",
              "const double up = __shfl_up_sync(0xffffffffu, w, o);",
              "const double up = __shfl_up_sync(0xffffffffu, w, o, 16);"),
@@ -102,10 +108,10 @@ MUTATIONS = [
     Mutation("no fence before taking the ticket", "memory fence", "select_cuda.cu",
              "    __threadfence();  // results visible to the block that takes the last ticket\n", "", expect="pass",
              why="beyond emulation: threads never run concurrently, x86 is strongly ordered"),
-    Mutation("no barrier after the warp partials of a block sum", "missing barrier", "rbf_mmd_cuda.cu",
+    Mutation("no barrier after the warp partials of a block sum", "missing barrier", "cuda_common.cuh",
              "  if (wid == 0) v = warp_sum(v);\n  __syncthreads();\n  return v;",
              "  if (wid == 0) v = warp_sum(v);\n  return v;", expect="pass",
-             why="beyond emulation: the race needs threads running concurrently"),
+             why="beyond emulation: the race needs threads running concurrently", checks="mmd"),
 ]
 
 
@@ -155,7 +161,7 @@ def main() -> int:
             if text.count(m.old) != 1:
                 print(f"mutation '{m.name}': its source text occurs {text.count(m.old)} times in {m.file}", file=sys.stderr)
                 return 2
-        checks = " ".join(sorted({CHECK_OF[m.file] for m in muts}))
+        checks = " ".join(sorted({c for m in muts for c in m.check_names().split()}))
         ok, out, secs = run_suite(pristine, checks, args.timeout * 4)
         print(f"unmutated suite ({checks}): {'passes' if ok else 'FAILS'} ({secs:.0f} s)", flush=True)
         if not ok:
@@ -167,7 +173,7 @@ def main() -> int:
             copy_tree(pristine, tree)
             path = tree / "csrc/kernels" / m.file
             path.write_text(path.read_text().replace(m.old, m.new))
-            ok, out, secs = run_suite(tree, CHECK_OF[m.file], args.timeout)
+            ok, out, secs = run_suite(tree, m.check_names(), args.timeout)
             caught = not ok
             as_expected = caught == (m.expect == "fail")
             wrong += not as_expected

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "rbf_mmd.h"
+#include "simd_math.h"
 
 namespace mpts {
 
@@ -115,7 +116,7 @@ double mmd_strip_epilogue(T* G, int64_t a0, int64_t as, int64_t i0, int64_t j0, 
 #pragma omp simd
       for (int64_t b = 0; b < len; ++b) {
         const T D = Dv[b];
-        const T e = fast_exp(-D * inv[0]);
+        const T e = exp_cephes(-D * inv[0]);
         ev[b] = e;
         kv[b] = e;
         kpv[b] = -e * inv[0];
@@ -129,7 +130,7 @@ double mmd_strip_epilogue(T* G, int64_t a0, int64_t as, int64_t i0, int64_t j0, 
           }
         } else {
 #pragma omp simd
-          for (int64_t b = 0; b < len; ++b) ev[b] = fast_exp(-Dv[b] * inv[q]);
+          for (int64_t b = 0; b < len; ++b) ev[b] = exp_cephes(-Dv[b] * inv[q]);
         }
         const T iq = inv[q];
 #pragma omp simd

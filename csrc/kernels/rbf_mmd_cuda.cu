@@ -20,13 +20,10 @@ namespace cuda {
 namespace {
 
 constexpr int64_t kDefaultTile = 4096;
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-void check(cudaError_t err, const char* what) { check_cuda(err, "rbf_mmd2", what); }
+constexpr CudaCheck check{"rbf_mmd2"};
 
-// One function decides the layout so rbf_mmd2_workspace_bytes and rbf_mmd2 cannot disagree.
-// The extra kWorkspaceAlign bytes let rbf_mmd2 align a base pointer that is not 256-aligned.
+// Byte offsets of the workspace buffers (see WorkspaceLayout).
 struct Layout {
   int64_t tile = 0;
   size_t rn = 0, rs = 0, vrow = 0, g = 0, wz = 0, total = 0;
@@ -36,18 +33,13 @@ Layout make_layout(int64_t n, int64_t m, int64_t d, bool with_grad, int64_t tile
   Layout L;
   const int64_t N = n + m;
   L.tile = std::min<int64_t>(tile > 0 ? tile : kDefaultTile, N);
-  size_t off = 0;
-  auto take = [&off](size_t bytes) {
-    const size_t at = off;
-    off = align_up(off + bytes);
-    return at;
-  };
-  L.rn = take(size_t(N) * sizeof(float));
-  L.rs = take(size_t(N) * sizeof(float));
-  L.vrow = take(size_t(N) * sizeof(double));
-  L.g = take(size_t(L.tile) * size_t(L.tile) * sizeof(float));
-  L.wz = with_grad ? take(size_t(N) * size_t(d) * sizeof(float)) : 0;
-  L.total = off + kWorkspaceAlign;
+  WorkspaceLayout ws;
+  L.rn = ws.take(size_t(N) * sizeof(float));
+  L.rs = ws.take(size_t(N) * sizeof(float));
+  L.vrow = ws.take(size_t(N) * sizeof(double));
+  L.g = ws.take(size_t(L.tile) * size_t(L.tile) * sizeof(float));
+  L.wz = with_grad ? ws.take(size_t(N) * size_t(d) * sizeof(float)) : 0;
+  L.total = ws.total();
   return L;
 }
 
@@ -56,29 +48,6 @@ struct DevScales {
   int squarings[MmdScales::kMax];
   float inv[MmdScales::kMax];
 };
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Block-wide sum, valid in thread 0. Ends with a barrier so `sh` can be reused at once.
-// blockDim.x must be a multiple of 32 and at most 1024.
-template <typename T>
-__device__ T block_sum(T v, T* sh) {
-  const int lane = threadIdx.x & 31;
-  const int wid = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) sh[wid] = v;
-  __syncthreads();
-  const int nw = blockDim.x >> 5;
-  v = threadIdx.x < nw ? sh[threadIdx.x] : T(0);
-  if (wid == 0) v = warp_sum(v);
-  __syncthreads();
-  return v;
-}
 
 // Squared row norms, one warp per row.
 __global__ void __launch_bounds__(kThreads)
@@ -225,11 +194,6 @@ __global__ void __launch_bounds__(kReduceThreads)
   if (threadIdx.x == 0) *out = s;
 }
 
-unsigned grid_for(int64_t work, int64_t per_block) {
-  const int64_t b = (work + per_block - 1) / per_block;
-  return unsigned(std::max<int64_t>(1, std::min(b, kMaxBlocks)));
-}
-
 }  // namespace
 
 size_t rbf_mmd2_workspace_bytes(int64_t n, int64_t m, int64_t d, bool with_grad, int64_t tile) {
@@ -273,7 +237,7 @@ void rbf_mmd2(const float* z, int64_t n, int64_t m, int64_t d, const MmdScales& 
     if (d > 0) check(cudaMemsetAsync(WZ, 0, size_t(N) * size_t(d) * sizeof(float), stream), "memset");
   }
 
-  row_sqnorm_kernel<<<grid_for(N, kThreads / 32), kThreads, 0, stream>>>(z, N, d, rn);
+  row_sqnorm_kernel<<<grid_for(N, kWarps), kThreads, 0, stream>>>(z, N, d, rn);
   check(cudaGetLastError(), "row_sqnorm_kernel launch");
 
   const int64_t nb = (N + T - 1) / T;
@@ -290,7 +254,7 @@ void rbf_mmd2(const float* z, int64_t n, int64_t m, int64_t d, const MmdScales& 
         check(cudaMemsetAsync(G, 0, size_t(bi) * size_t(bj) * sizeof(float), stream), "memset");
       }
       const double mult = diag_tile ? 1.0 : 2.0;
-      const unsigned grid = unsigned(std::min(bi, kMaxBlocks));
+      const unsigned grid = grid_for(bi, 1);  // one block per tile row
       if (with_grad) {
         tile_epilogue_kernel<true><<<grid, kThreads, 0, stream>>>(
             G, rn, z, d, i0, j0, bi, bj, n, sc, float(weights.xx), float(weights.yy),

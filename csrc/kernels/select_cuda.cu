@@ -24,28 +24,20 @@ namespace mpts {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxBlocks = 1024;
+constexpr int64_t kMaxPickBlocks = 1024;  // the combination walks one value per block
 constexpr int64_t kMinRowsPerBlock = 64;
 
-void check(cudaError_t err, const char* what) { check_cuda(err, "select", what); }
+constexpr CudaCheck check{"select"};
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Rows per block and block count for N rows.
-struct Grid {
+// The fixed partition of N rows: rows per block and block count.
+struct Partition {
   int64_t rows;
   int64_t blocks;
 };
 
-Grid grid_for(int64_t N) {
-  int64_t rows = std::max<int64_t>(kMinRowsPerBlock, (N + kMaxBlocks - 1) / kMaxBlocks);
-  return {rows, std::max<int64_t>(1, (N + rows - 1) / rows)};
+Partition partition_rows(int64_t N) {
+  const int64_t rows = std::max<int64_t>(kMinRowsPerBlock, (N + kMaxPickBlocks - 1) / kMaxPickBlocks);
+  return {rows, grid_for(N, rows, kMaxPickBlocks)};
 }
 
 // Workspace layout (all zeroed once by the caller; the ticket is reset by each last block).
@@ -309,7 +301,7 @@ template <typename Dist, bool kSample>
 void run_loop(const Dist& dist, int64_t N, float* mind, int64_t first, int64_t k, const double* u,
               int64_t* picks, void* workspace, cudaStream_t stream) {
   if (k <= 0 || N <= 0) return;
-  const Grid g = grid_for(N);
+  const Partition g = partition_rows(N);
   const Workspace ws = carve(workspace, g.blocks);
   int64_t t0 = 0;
   if (first >= 0) {
@@ -385,8 +377,7 @@ struct BadgeNormsRun {
   static void run(const float* q, int64_t C, const void* h, int64_t D, int64_t N, float* a,
                   cudaStream_t s) {
     if (N <= 0) return;
-    const int64_t blocks = std::min<int64_t>((N + kWarps - 1) / kWarps, int64_t(1) << 16);
-    badge_sqnorms_kernel<InT><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(
+    badge_sqnorms_kernel<InT><<<grid_for(N, kWarps, int64_t(1) << 16), kThreads, 0, s>>>(
         q, C, static_cast<const InT*>(h), D, N, a);
     check(cudaGetLastError(), "badge_sqnorms launch");
   }
@@ -405,7 +396,7 @@ struct BadgeRun {
 }  // namespace
 
 size_t select_workspace_bytes(int64_t N) {
-  const int64_t G = grid_for(std::max<int64_t>(N, 1)).blocks;
+  const int64_t G = partition_rows(std::max<int64_t>(N, 1)).blocks;
   return 16 + static_cast<size_t>(G) * (sizeof(double) + 2 * sizeof(int64_t) + sizeof(float));
 }
 

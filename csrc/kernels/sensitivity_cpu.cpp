@@ -7,6 +7,7 @@
 
 #include "row_norm_gemm_avx512.h"
 #include "sensitivity.h"
+#include "simd_math.h"
 
 namespace mpts {
 
@@ -18,14 +19,14 @@ namespace {
 // float only: in double, s (1 - s) is kept, which is what autograd's sigmoid backward (the float64
 // oracle) computes, down to its underflow to 0 for v > ~37.
 inline float sigmoid_and_slope(float v, float& slope) {
-  const float e = fast_exp(-v);
+  const float e = exp_cephes(-v);
   const float s = 1.0f / (1.0f + e);
   slope = v >= 0.0f ? e * s * s : s * (1.0f - s);
   return s;
 }
 
 inline double sigmoid_and_slope(double v, double& slope) {
-  const double s = 1.0 / (1.0 + fast_exp(-v));
+  const double s = 1.0 / (1.0 + exp_cephes(-v));
   slope = s * (1.0 - s);
   return s;
 }
@@ -36,41 +37,10 @@ void sigmoid_bias_row(T* y, T* g, const T* b, int64_t J) {
   for (int64_t j = 0; j < J; ++j) y[j] = sigmoid_and_slope(y[j] + b[j], g[j]);
 }
 
-// float: 8 lanes at a time. GCC does not vectorise fast_exp's selects in a `simd` loop (it keeps
-// them as branches, "control flow in loop", since float compares may trap), and a scalar exp per
-// hidden unit was most of a small call's time. GCC vector types make the selects blends; the
-// arithmetic is fast_exp's, operation for operation (adding and subtracting 1.5 * 2^23 rounds to
-// nearest even like nearbyint), so the results are bitwise those of the scalar tail.
-// (Built without -mavx these 32-byte types are two SSE registers; the -Wpsabi note about their
-// ABI does not apply to these internal inline functions.)
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float f8 __attribute__((vector_size(32)));
-typedef int32_t i8 __attribute__((vector_size(32)));
-
-inline f8 splat8(float v) { return f8{} + v; }
-
-inline f8 fast_exp8(f8 x) {
-  const f8 lo = splat8(-87.3365f), hi = splat8(88.7228f);
-  const i8 under = x < lo, over = x > hi;
-  f8 xc = under ? lo : x;
-  xc = over ? hi : xc;
-  const f8 round = splat8(12582912.0f);
-  const f8 fx = (xc * 1.44269504088896341f + round) - round;
-  f8 r = xc - fx * 0.693359375f;
-  r = r - fx * -2.12194440e-4f;
-  f8 p = splat8(1.9875691500E-4f);
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  const i8 bits = (__builtin_convertvector(fx, i8) + 127) << 23;
-  f8 out = p * reinterpret_cast<const f8&>(bits);
-  out = under ? splat8(0.0f) : out;
-  out = over ? splat8(INFINITY) : out;
-  return (x != x) ? x : out;  // NaN in, NaN out
-}
+#ifdef MPTS_SIMD_VECTOR_TYPES
+// float: 8 lanes at a time with exp_cephes_x8 (GCC keeps exp_cephes's selects as branches in a
+// `simd` loop, and a scalar exp per hidden unit was most of a small call's time).
+using f8 = VecF<8>;
 
 template <>
 void sigmoid_bias_row<float>(float* y, float* g, const float* b, int64_t J) {
@@ -80,7 +50,7 @@ void sigmoid_bias_row<float>(float* y, float* g, const float* b, int64_t J) {
     std::memcpy(&v, y + j, sizeof(v));
     std::memcpy(&bb, b + j, sizeof(bb));
     v = v + bb;
-    const f8 e = fast_exp8(-v);
+    const f8 e = exp_cephes_x8(-v);
     const f8 s = 1.0f / (1.0f + e);
     const f8 slope = (v >= 0.0f) ? e * s * s : s * (1.0f - s);
     std::memcpy(y + j, &s, sizeof(s));
@@ -88,6 +58,7 @@ void sigmoid_bias_row<float>(float* y, float* g, const float* b, int64_t J) {
   }
   for (; j < J; ++j) y[j] = sigmoid_and_slope(y[j] + b[j], g[j]);
 }
+#endif
 
 // The norm of one row s (I) of S, NaN kept in every norm.
 template <typename T>

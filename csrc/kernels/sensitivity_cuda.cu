@@ -24,13 +24,10 @@ constexpr int64_t kDefaultChunk = 1024;
 // The default chunk also keeps the workspace under ~256 MiB: with many classes and inputs
 // one row of A and S is K (J + I) floats, and 1024 of them would not fit.
 constexpr int64_t kDefaultBudgetFloats = int64_t(1) << 26;
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-void check(cudaError_t err, const char* what) { check_cuda(err, "sensitivity", what); }
+constexpr CudaCheck check{"sensitivity"};
 
-// One function decides the layout so the size query and the kernel cannot disagree. The
-// extra kWorkspaceAlign bytes let sensitivity() align a base pointer that is not 256-aligned.
+// Byte offsets of the workspace buffers (see WorkspaceLayout), and the rows per chunk.
 struct Layout {
   int64_t chunk = 0;
   size_t y = 0, g = 0, o = 0, a = 0, s = 0, total = 0;
@@ -46,19 +43,15 @@ Layout make_layout(int64_t P, int64_t I, int64_t J, int64_t K, int64_t chunk) {
   }
   pc = std::min(pc, P);
   L.chunk = pc;
-  size_t off = 0;
-  auto take = [&off](size_t floats) {
-    const size_t at = off;
-    off = align_up(off + floats * sizeof(float));
-    return at;
-  };
+  WorkspaceLayout ws;
+  auto take = [&ws](size_t floats) { return ws.take(floats * sizeof(float)); };
   const size_t Pc = size_t(pc);
   L.y = take(Pc * size_t(J));             // hidden pre-activation, then y
   L.g = take(Pc * size_t(J));             // y (1 - y)
   L.o = take(Pc * size_t(K));             // output pre-activation, then a, then a * norm
   L.a = take(Pc * size_t(K) * size_t(J));  // A[(p,k), j] = W[k,j] g[p,j]
   L.s = take(Pc * size_t(K) * size_t(I));  // A V
-  L.total = off + kWorkspaceAlign;
+  L.total = ws.total();
   return L;
 }
 
@@ -165,11 +158,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-unsigned grid_for(int64_t work, int64_t per_block) {
-  const int64_t b = (work + per_block - 1) / per_block;
-  return unsigned(std::max<int64_t>(1, std::min(b, kMaxBlocks)));
-}
-
 }  // namespace
 
 size_t sensitivity_workspace_bytes(int64_t P, int64_t I, int64_t J, int64_t K, int64_t chunk) {
@@ -226,7 +214,7 @@ void sensitivity(const float* x, const float* V, const float* b_v, const float* 
 
     gemm(false, false, rows, I, J, 1.f, A, J, V, I, 0.f, S, I);
 
-    const unsigned ngrid = grid_for(rows, kThreads / 32);
+    const unsigned ngrid = grid_for(rows, kWarps);
     switch (norm) {
       case SensNorm::kL1:
         row_norm_kernel<int(SensNorm::kL1)><<<ngrid, kThreads, 0, stream>>>(S, rows, I, O);
@@ -240,7 +228,7 @@ void sensitivity(const float* x, const float* V, const float* b_v, const float* 
     }
     check(cudaGetLastError(), "row_norm_kernel launch");
 
-    max_over_k_kernel<<<grid_for(pc, kThreads / 32), kThreads, 0, stream>>>(O, pc, K, phi + p0);
+    max_over_k_kernel<<<grid_for(pc, kWarps), kThreads, 0, stream>>>(O, pc, K, phi + p0);
     check(cudaGetLastError(), "max_over_k_kernel launch");
   }
 }

@@ -9,19 +9,14 @@
 // exp/log); the generic path (double, or compilers without vector types) is plain loops across
 // lanes.
 //
-// The generic exp/log vectorise under GCC's default -ftrapping-math: GCC will not if-convert a
-// select whose arms it could sink into branches (`x < lo ? lo : x` followed by arithmetic, or
-// `c ? a * b : 0`), since it may not speculate an FP operation that might trap, so the loop would
-// stay scalar. Every such select there is done on the bits (and/or with an all-ones mask), which
-// cannot trap. Check with -fopt-info-vec after editing.
+// The exp/log (simd_math.h) vectorise under GCC's default -ftrapping-math because their selects
+// are done on the bits; keep any select added to the generic passes that way too (`c ? a * b : 0`
+// on floats keeps an `omp simd` loop scalar). Check with -fopt-info-vec after editing.
 //
 // Sums over classes (softmax denominator, sum e (l - max), entropy, variance) end in double: in
 // float32 a sequential sum's error grows linearly with C (7-10x torch's pairwise sums at
 // C = 1000). The per-class work that dominates the time (exp, Welford) stays in T.
 #include <algorithm>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -33,93 +28,11 @@
 #include <utility>
 
 #include "common.h"
+#include "simd_math.h"
 #include "snapshot_uncertainty.h"
 
 namespace mpts {
 namespace {
-
-inline float as_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-inline uint32_t as_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-// All ones where `cond`, else 0: the mask for a bitwise select.
-inline uint32_t mask_if(bool cond) { return 0u - static_cast<uint32_t>(cond); }
-
-// exp(x) for x <= 0 or NaN (x = logit - row max), with the argument actually used in the
-// polynomial: `clamped` = max(x, kExpLow) (NaN stays NaN). The caller multiplies e by `clamped`
-// instead of x, so a masked class (x = -inf, e = 0) adds 0 rather than 0 * -inf = NaN.
-// Cephes' polynomial (~1 ulp); results below FLT_MIN flush to 0, exp(-inf) = 0 exactly.
-constexpr float kExpLow = -87.3365f;  // 2^-126 = FLT_MIN: below it the result is flushed to 0
-// r = x - k ln 2 in one FMA-contracted step (with -march=native), not Cody-Waite's two: the
-// float ln 2 is 1.9e-9 off, which moves exp(x) by |k| * 1.9e-9 relative: sampled against double
-// exp, 1.18 ulp at most for x > -14 and up to 4.5 ulp near x = -86.6, where e <= 2^-124 cannot
-// move a sum that holds a 1. (With AVX-512, expv below uses a table path instead: 1.05 ulp.)
-constexpr float kLn2 = 0.693147180559945309f;
-
-inline float exp_nonpositive(float x, float& clamped) {
-  const uint32_t below = mask_if(x < kExpLow);
-  const float xc = as_float((as_bits(x) & ~below) | (as_bits(kExpLow) & below));
-  clamped = xc;
-  // Round xc * log2(e) to the nearest integer k with the 1.5 * 2^23 shifter: after the add,
-  // k sits in the low mantissa bits, and subtracting the shifter gives k as a float.
-  constexpr float kShifter = 12582912.0f;
-  const float t = xc * 1.44269504088896341f + kShifter;
-  const float k = t - kShifter;
-  const uint32_t k_int = as_bits(t) - as_bits(kShifter);
-  const float r = xc - k * kLn2;
-  // Cephes' degree-5 polynomial, evaluated Estrin-style: a shorter dependency chain than Horner.
-  const float r2 = r * r;
-  const float a = r * 1.9875691500E-4f + 1.3981999507E-3f;
-  const float b = r * 8.3334519073E-3f + 4.1665795894E-2f;
-  const float c = r * 1.6666665459E-1f + 5.0000001201E-1f;
-  const float p = ((a * r2 + b) * r2 + c) * r2 + r + 1.0f;
-  const float e = p * as_float((k_int + 127u) << 23);  // k >= -126: 2^k is normal
-  return as_float(as_bits(e) & ~below);                // NaN x: r, p and e are NaN
-}
-
-inline double exp_nonpositive(double x, double& clamped) {
-  clamped = x < -800.0 ? -800.0 : x;  // exp underflows to 0 well above -800
-  return std::exp(x);
-}
-
-// log(x) for normal positive x (callers guard the rest). Cephes' logf polynomial.
-inline float log_normal(float x) {
-  const uint32_t bits = as_bits(x);
-  const float e0 = static_cast<float>(static_cast<int32_t>((bits >> 23) & 0xff) - 126);
-  const float m0 = as_float((bits & 0x007fffffu) | 0x3f000000u);  // mantissa in [0.5, 1)
-  const uint32_t small = mask_if(m0 < 0.707106781186547524f);
-  const float e = e0 - as_float(as_bits(1.0f) & small);  // m < sqrt(1/2): 2m - 1, exponent - 1
-  const float m = m0 + as_float(as_bits(m0) & small) - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292E-2f;
-  y = y * m - 1.1514610310E-1f;
-  y = y * m + 1.1676998740E-1f;
-  y = y * m - 1.2420140846E-1f;
-  y = y * m + 1.4249322787E-1f;
-  y = y * m - 1.6668057665E-1f;
-  y = y * m + 2.0000714765E-1f;
-  y = y * m - 2.4999993993E-1f;
-  y = y * m + 3.3333331174E-1f;
-  y = y * m * z;
-  y += e * -2.12194440e-4f;
-  y += -0.5f * z;
-  return m + y + e * 0.693359375f;
-}
-inline double log_normal(double x) { return std::log(x); }
-
-// x log x with 0 log 0 = 0 (and subnormal x treated as 0: |x log x| < 1e-36 there); NaN stays NaN.
-inline float xlogx_or_nan(float x) {
-  const uint32_t tiny = mask_if(x <= Limits<float>::tiny);  // false for NaN
-  const float safe = as_float((as_bits(x) & ~tiny) | (as_bits(1.0f) & tiny));
-  return as_float(as_bits(x * log_normal(safe)) & ~tiny);
-}
-inline double xlogx_or_nan(double x) { return (x != x) ? x : xlogx(x); }
 
 // 64-byte aligned scratch of n elements, owned.
 template <typename T>
@@ -213,7 +126,7 @@ MPTS_INLINE void chunk_exp_entropy(int C, T* tile, const T* mx, T* inv, T* ent) 
 #pragma omp simd
   for (int j = 0; j < kLanes; ++j) {
     const T s = static_cast<T>(sum[j]);  // >= 1 (the max contributes 1) unless NaN
-    ent[j] += log_normal(s) - static_cast<T>(dot[j] / sum[j]);  // NaN sum: dot / sum is NaN
+    ent[j] += log_cephes(s) - static_cast<T>(dot[j] / sum[j]);  // NaN sum: dot / sum is NaN
     inv[j] = T(1) / s;
   }
 }
@@ -236,32 +149,17 @@ MPTS_INLINE void chunk_welford(int C, const T* tile, const T* inv, T inv_count, 
   }
 }
 
-#if defined(__GNUC__) && defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
-#define MPTS_SNAPSHOT_VECTOR_FLOAT 1
-#endif
-#endif
-
-#ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
-#if defined(__GNUC__) && !defined(__clang__)
-// Without -mavx, GCC warns that passing 32-byte vectors changes the ABI; these helpers are
-// internal and inlined, so no ABI is involved. (No push/pop: GCC reports some of these at the end
-// of the file, after a pop.)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#ifdef MPTS_SIMD_VECTOR_TYPES  // (simd_math.h: GCC/Clang vector types)
 // The float fold in GCC/Clang vector types (no intrinsics: any target; AVX2 or AVX-512 with
 // -march=native):
 // the auto-vectoriser keeps the generic version's per-lane sums in memory and transposes with
 // scalar loads, which made it compute-bound; here the sums live in registers and the rows are
 // transposed 8 x 8 in registers. Same operations in the same order as the generic version.
-using f8 = float __attribute__((vector_size(32)));  // one row block of the 8 x 8 transposes
-using fv = float __attribute__((vector_size(4 * kLanes)));  // one float per item of a chunk
-using uv = uint32_t __attribute__((vector_size(4 * kLanes)));
-using iv = int32_t __attribute__((vector_size(4 * kLanes)));
+using f8 = VecF<8>;       // one row block of the 8 x 8 transposes
+using fv = VecF<kLanes>;  // one float per item of a chunk
 using dv = double __attribute__((vector_size(4 * kLanes)));  // half a chunk's lanes, in double
 
 inline fv splat(float x) { return fv{} + x; }
-inline uv splat_u(uint32_t x) { return uv{} + x; }
 inline f8 load8(const float* p) {
   f8 v;
   std::memcpy(&v, p, sizeof(v));
@@ -311,81 +209,16 @@ inline void transpose8(f8* r) {
   }
 }
 
-#if defined(__AVX512F__)
-// 2^(j / 16), j = 0..15, correctly rounded to float.
-alignas(64) constexpr float kExp2Sixteenths[16] = {
-    0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
-    0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
-    0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
-#endif
-
-// exp_nonpositive, kLanes lanes (vector selects are plain blends, no trapping-math concern).
+// exp_nonpositive on kLanes lanes: with AVX-512, the table algorithm (different bits from the
+// polynomial: 1.061 vs 4.485 ulp at most, and fewer instructions), else the polynomial's twin.
 inline fv expv(fv x, fv& clamped) {
 #if defined(__AVX512F__)
-  if constexpr (kLanes == 16) {
-    // With AVX-512, exp(x) = 2^(k / 16) e^r, k = round(16 x / ln 2), |r| <= ln 2 / 32: 2^(j / 16)
-    // (j = k mod 16) from a 16-entry table in one register (vpermps), e^r - 1 = q by a degree-3
-    // polynomial (truncation 1e-8 relative), the result T + T q in one FMA and 2^floor(k / 16)
-    // with vscalefps, which also zeroes the flushed lanes. r in two Cody-Waite steps (hi has 12
-    // significant bits, so k hi is exact for |k| <= 2016). Max error 1.05 ulp on [-87.3, 0]
-    // (sampled against double exp; the polynomial path below: 1.18 for x > -14, 4.5 near -86.6),
-    // and fewer instructions: in-cache fold at C = 10, one thread, best of 3,000 calls in five
-    // alternating runs, 0.629-0.631 -> 0.562-0.564 ns per logit.
-    const __m512 xv = (__m512)x, lo = _mm512_set1_ps(kExpLow);
-    const __mmask16 keep = _mm512_cmp_ps_mask(xv, lo, _CMP_NLT_UQ);  // x >= low or NaN
-    const __m512 xc = _mm512_max_ps(lo, xv);                          // NaN x stays NaN
-    clamped = (fv)xc;
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(23.0831206542233f), shifter);  // 16 / ln 2
-    const __m512 k = _mm512_sub_ps(t, shifter);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.0433197021484375f), xc);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.9966364561696537e-06f), r);
-    const __m512 a = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 6.0f), _mm512_set1_ps(0.5f));
-    const __m512 q = _mm512_fmadd_ps(_mm512_mul_ps(r, r), a, r);
-    const __m512 T = _mm512_permutexvar_ps(_mm512_castps_si512(t), _mm512_load_ps(kExp2Sixteenths));
-    return (fv)_mm512_maskz_scalef_ps(keep, _mm512_fmadd_ps(T, q, T), _mm512_mul_ps(k, _mm512_set1_ps(0.0625f)));
-  }
+  if constexpr (kLanes == 16) return exp_nonpositive_table16(x, clamped);
 #endif
-  const iv below = x < splat(kExpLow);
-  const fv xc = below ? splat(kExpLow) : x;  // NaN stays NaN
-  clamped = xc;
-  const float shifter = 12582912.0f;
-  const fv t = xc * 1.44269504088896341f + shifter;
-  const fv k = t - shifter;
-  const uv k_int = (uv)t - splat_u(as_bits(shifter));
-  const fv r = xc - k * kLn2;
-  const fv r2 = r * r;
-  const fv a = r * 1.9875691500E-4f + 1.3981999507E-3f;
-  const fv b = r * 8.3334519073E-3f + 4.1665795894E-2f;
-  const fv c = r * 1.6666665459E-1f + 5.0000001201E-1f;
-  const fv p = ((a * r2 + b) * r2 + c) * r2 + r + 1.0f;
-  const fv e = p * (fv)((k_int + 127u) << 23);
-  return below ? splat(0.0f) : e;
+  return exp_nonpositive_lanes<kLanes>(x, clamped);
 }
 
-// log_normal, kLanes lanes.
-inline fv logv(fv x) {
-  const uv bits = (uv)x;
-  const fv e0 = __builtin_convertvector((iv)((bits >> 23) & 0xffu) - 126, fv);
-  const fv m0 = (fv)((bits & 0x007fffffu) | 0x3f000000u);
-  const uv small = (uv)(m0 < splat(0.707106781186547524f));
-  const fv e = e0 - (fv)((uv)splat(1.0f) & small);
-  const fv m = m0 + (fv)((uv)m0 & small) - 1.0f;
-  const fv z = m * m;
-  fv y = splat(7.0376836292E-2f);
-  y = y * m - 1.1514610310E-1f;
-  y = y * m + 1.1676998740E-1f;
-  y = y * m - 1.2420140846E-1f;
-  y = y * m + 1.4249322787E-1f;
-  y = y * m - 1.6668057665E-1f;
-  y = y * m + 2.0000714765E-1f;
-  y = y * m - 2.4999993993E-1f;
-  y = y * m + 3.3333331174E-1f;
-  y = y * m * z;
-  y += e * -2.12194440e-4f;
-  y += -0.5f * z;
-  return m + y + e * 0.693359375f;
-}
+inline fv logv(fv x) { return log_cephes_lanes<kLanes>(x); }
 
 template <>
 MPTS_INLINE void chunk_transpose_max<float>(const float* rows, int C, float* tile, float* mx_out) {
@@ -577,7 +410,7 @@ constexpr auto small_c_folds(std::integer_sequence<int, Cs...>) {
 }
 // fold_small_c<C> for C = 1..16, indexed by C - 1.
 constexpr auto kSmallCFolds = small_c_folds(std::make_integer_sequence<int, 2 * kRowRead>{});
-#endif  // MPTS_SNAPSHOT_VECTOR_FLOAT
+#endif  // MPTS_SIMD_VECTOR_TYPES
 
 // Per-thread state of one block of B items (B a multiple of kLanes): per chunk of kLanes items,
 // the Welford mean and m2 of the softmax ([C][kLanes]); the summed snapshot entropies ([B]).
@@ -628,7 +461,7 @@ struct BlockState {
   }
   void store(T* gmean, T* gm2, T* gent, int64_t n0, int64_t bn) {
     int64_t b0 = 0;
-#ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
+#ifdef MPTS_SIMD_VECTOR_TYPES
     // Whole chunks by 8 x 8 blocks (C >= 8: each block's rows hold 8 classes); the rest by element.
     if constexpr (std::is_same_v<T, float>)
       if (C >= kRowRead)
@@ -649,7 +482,7 @@ struct BlockState {
   // folded before.
   void fold(const T* src, int64_t count) {
     const T inv_count = T(1) / static_cast<T>(count + 1);
-#ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
+#ifdef MPTS_SIMD_VECTOR_TYPES
     // With AVX-512 only: its 32 vector registers hold a chunk's classes; with AVX2's 16 the fused
     // fold spills and the three passes are faster (C = 10: 1.07 vs 0.87-0.88 ns per logit, C = 4:
     // 1.65 vs 1.15-1.55, built with -mno-avx512f on the same machine).
@@ -661,7 +494,7 @@ struct BlockState {
 #endif
     for (int k = 0; k < kChunks; ++k) chunk_transpose_max<T>(src + k * kLanes * C, C, tile(k), mx + k * kLanes);
     int k0 = 0;
-#ifdef MPTS_SNAPSHOT_VECTOR_FLOAT
+#ifdef MPTS_SIMD_VECTOR_TYPES
     if constexpr (std::is_same_v<T, float>)
       for (; k0 + 1 < kChunks; k0 += 2) chunk_exp_entropy_n<2>(C, tile(k0), mx + k0 * kLanes, inv + k0 * kLanes, ent + k0 * kLanes);
 #endif

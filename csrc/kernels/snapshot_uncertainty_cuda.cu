@@ -29,21 +29,9 @@ namespace mpts {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
-
-void check(cudaError_t err, const char* what) { check_cuda(err, "snapshot", what); }
+constexpr CudaCheck check{"snapshot"};
 
 __device__ __forceinline__ bool is_finite(float v) { return fabsf(v) <= FLT_MAX; }
-
-template <int TEAM, typename T>
-__device__ __forceinline__ T team_sum(T v) {
-  if constexpr (TEAM > 1) {
-#pragma unroll
-    for (int o = TEAM / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, TEAM);
-  }
-  return v;
-}
 
 template <int TEAM>
 __device__ __forceinline__ float team_max(float v) {
@@ -309,12 +297,6 @@ void dispatch_type(LogitType type, F&& f) {
   }
 }
 
-unsigned grid_for(int64_t N, int team) {
-  const int64_t items_per_block = kThreads / team;
-  const int64_t b = (N + items_per_block - 1) / items_per_block;
-  return unsigned(std::max<int64_t>(1, std::min(b, kMaxBlocks)));
-}
-
 // The bindings validate shapes; these guards only keep a bad call from reading past the
 // per-lane register arrays.
 void check_classes(int64_t C) {
@@ -337,7 +319,7 @@ void snapshot_scores(const void* logits, LogitType type, int64_t S, int64_t stri
     dispatch_classes(C, [&](auto cfg) {
       using Cfg = decltype(cfg);
       scores_kernel<InT, Cfg::kMaxC, Cfg::kTeam>
-          <<<grid_for(N, Cfg::kTeam), kThreads, 0, stream>>>(p, S, stride_s, N, C, scores);
+          <<<grid_for(N, kThreads / Cfg::kTeam), kThreads, 0, stream>>>(p, S, stride_s, N, C, scores);
     });
   });
   check(cudaGetLastError(), "scores_kernel launch");
@@ -354,7 +336,7 @@ void snapshot_accumulate(const void* logits, LogitType type, int64_t N, int64_t 
     dispatch_classes(C, [&](auto cfg) {
       using Cfg = decltype(cfg);
       accumulate_kernel<InT, Cfg::kMaxC, Cfg::kTeam>
-          <<<grid_for(N, Cfg::kTeam), kThreads, 0, stream>>>(p, N, C, count, mean, m2, ent_sum);
+          <<<grid_for(N, kThreads / Cfg::kTeam), kThreads, 0, stream>>>(p, N, C, count, mean, m2, ent_sum);
     });
   });
   check(cudaGetLastError(), "accumulate_kernel launch");
@@ -368,7 +350,7 @@ void snapshot_finalize(const float* mean, const float* m2, const float* ent_sum,
   dispatch_classes(C, [&](auto cfg) {
     using Cfg = decltype(cfg);
     finalize_kernel<Cfg::kMaxC, Cfg::kTeam>
-        <<<grid_for(N, Cfg::kTeam), kThreads, 0, stream>>>(mean, m2, ent_sum, N, C, count, scores);
+        <<<grid_for(N, kThreads / Cfg::kTeam), kThreads, 0, stream>>>(mean, m2, ent_sum, N, C, count, scores);
   });
   check(cudaGetLastError(), "finalize_kernel launch");
 }
