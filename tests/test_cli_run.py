@@ -65,3 +65,17 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["run", "--rounds", "2", "--epochs", "1", "--device", "cuda", "--quiet",
                                     "--out", str(tmp_path / "g")])
     assert res.exit_code != 0 and "CUDA is not available" in res.output
+
+
+def test_a_declared_option_is_checked_naming_its_flag(tmp_path, monkeypatch):
+    from mpts_fast.training import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    res = CliRunner().invoke(main, ["run", *FAST, "-s", "bald", "--mc-passes", "0", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "'--mc-passes'" in res.output and "positive integer" in res.output, res.output
+    # --option sets the same constructor keyword and wins; its bad value names --option
+    res = CliRunner().invoke(main, ["run", *FAST, "-s", "bald", "--option", "passes=0", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "'--option'" in res.output and "passes" in res.output, res.output
+    # the help of a declared option names the strategies that use it
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "MC-dropout passes. Used by bald." in " ".join(help_text.split())

@@ -93,3 +93,96 @@ def test_edge_budgets_one_and_the_whole_pool(name):
     ctx.generator = torch.Generator().manual_seed(0)
     everything = s.select(ctx, ctx.unlabeled.numel())
     assert torch.equal(torch.sort(everything).values, ctx.unlabeled)
+
+
+def _unregistered(modules) -> list[str]:
+    """Strategy subclasses defined in these modules that the registry does not hold (the bases excepted)."""
+    import inspect
+
+    from mpts_fast.strategies import STRATEGIES, ScoreStrategy, Strategy
+
+    return [f"{m.__name__}.{cls.__name__}" for m in modules for cls in vars(m).values()
+            if inspect.isclass(cls) and issubclass(cls, Strategy) and cls.__module__ == m.__name__
+            and cls not in (Strategy, ScoreStrategy) and STRATEGIES.get(cls.name) is not cls]
+
+
+def test_every_strategy_file_is_discovered_and_registered(tmp_path):
+    import importlib
+    import pkgutil
+
+    import mpts_fast.strategies as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    assert set(package.discover()) == {n for n in names if not n.startswith("_")}
+    modules = [importlib.import_module(f"mpts_fast.strategies.{n}") for n in names]
+    assert _unregistered(modules) == []
+    # the check finds a strategy someone forgot to register
+    (tmp_path / "forgotten_strategy.py").write_text(
+        "from mpts_fast.strategies import Strategy\n\nclass Forgotten(Strategy):\n    name = 'forgotten'\n")
+    spec = importlib.util.spec_from_file_location("forgotten_strategy", tmp_path / "forgotten_strategy.py")
+    forgotten = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(forgotten)
+    assert _unregistered([forgotten]) == ["forgotten_strategy.Forgotten"]
+
+
+def test_what_a_strategy_declares_is_checked_when_it_registers():
+    from typing import ClassVar
+
+    from mpts_fast.strategies import STRATEGIES, Needs, Strategy, StrategyOption, register
+
+    passes = StrategyOption("--mc-passes", "passes", int, default=5, minimum=1, help="Other passes.")
+
+    class WrongDefault(Strategy):
+        name = "wrong_default"
+        cli_options = (StrategyOption("--depth", "depth", int, default=3, help="Depth."),)
+
+        def __init__(self, depth: int = 4) -> None:
+            self.depth = depth
+
+    class NoSuchKeyword(Strategy):
+        name = "no_such_keyword"
+        cli_options = (StrategyOption("--depth", "depth", int, default=3, help="Depth."),)
+
+    class SameFlagOtherwise(Strategy):  # BALD declares --mc-passes with default 10
+        name = "same_flag_otherwise"
+        cli_options = (passes,)
+
+        def __init__(self, passes: int = 5) -> None:
+            self.passes = passes
+
+    class NotBool(Strategy):
+        name = "not_bool"
+        measures_diversity = "yes"
+
+    class BadNeeds(Strategy):
+        name = "bad_needs"
+        needs: ClassVar = {"mmd": True}
+
+    for cls, match in ((WrongDefault, "depth"), (NoSuchKeyword, "depth"), (SameFlagOtherwise, "declared otherwise"),
+                       (NotBool, "measures_diversity"), (BadNeeds, "needs")):
+        with pytest.raises(ValueError, match=match):
+            register(cls)
+        assert cls.name not in STRATEGIES
+    with pytest.raises(ValueError, match="flag"):
+        StrategyOption("mc-passes", "passes", int, help="No dashes.")
+    with pytest.raises(ValueError, match="--snapshot-count"):
+        StrategyOption("--snapshot-count", "snapshots", int, to="run", help="A run setting under another name.")
+    with pytest.raises(ValueError, match="default"):
+        StrategyOption("--depth", "depth", int, default=0, minimum=1, help="Default out of range.")
+    assert Needs(mmd=True).run_options()[0].flag == "--mmd-weight" and Needs().run_options() == ()
+
+
+def test_declared_option_validation():
+    from mpts_fast.strategies import StrategyOption
+
+    passes = StrategyOption("--mc-passes", "passes", int, default=10, minimum=1, help="MC-dropout passes.")
+    assert passes.validate(3) == 3
+    for bad in (0, 2.5, True, "3", None):
+        with pytest.raises(ValueError, match=r"passes: expected a positive integer"):
+            passes.validate(bad)
+    t = StrategyOption("--temperature", "temperature", float, default=2.0, minimum=0, strict=True, help="T.")
+    assert t.validate(3) == 3.0 and isinstance(t.validate(3), float)
+    for bad in (0, -1.0, float("nan"), False):
+        with pytest.raises(ValueError, match="temperature: expected a positive number"):
+            t.validate(bad)
+    assert StrategyOption("--w", "w", float, minimum=0, help="w.").expected() == "a number ≥ 0"

@@ -48,7 +48,10 @@ class StrategyOption:
             raise ValueError(f"flag: a run setting's flag is its field's name, --{self.key.replace('_', '-')}, "
                              f"got {self.flag!r}")
         if self.default is not None:
-            self.validate(self.default)
+            try:
+                self.validate(self.default)
+            except ValueError as e:
+                raise ValueError(f"default of {self.flag}: {e}") from None
 
     @property
     def param(self) -> str:
