@@ -49,7 +49,7 @@ class ResumeMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One experiment: a strategy on a data set. `None` fields take the data set's defaults (SPEC Table 1).
+    """One experiment: a strategy on a data set. `None` fields take the data set's defaults (MPTS paper Table 1).
 
     rounds: evaluated rounds (points on the learning curve); rounds − 1 selections of `budget` items follow the initial
     `initial` random labels. snapshots: trajectory snapshots for MPTS (None: one per cycle, at most epochs // 2).

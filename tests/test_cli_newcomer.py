@@ -1,4 +1,4 @@
-"""`run`, `compare`, `export` and `strategies` as a new user types them (issue 16): resume, refused settings, options
+"""`run`, `compare`, `export` and `strategies` as a new user types them: resume, refused settings, options
 that do not apply, exit codes, names, output formats, file modes, provenance and the CSV export."""
 import csv
 import json

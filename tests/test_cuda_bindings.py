@@ -1,4 +1,4 @@
-"""The PyTorch bindings' own contracts (issue 10, findings 2, 4, 5, 6), and the small CUDA
+"""The PyTorch bindings' own contracts (docs/cuda.md), and the small CUDA
 workload that `make gpu-check` runs under compute-sanitizer (scripts/gpu_check.sh).
 
 - Finding 2: the Gram / sensitivity GEMMs run in full FP32 even with TF32 switched on

@@ -530,7 +530,7 @@ def _nonfinite_xy(gen, dtype, layout):
 def test_nonfinite_input_gives_nan_or_raises_on_request(dtype, which, value, layout, backend, set_backend, gen):
     # Before 5331982 NaN/inf input gave a finite, wrong MMD: the native epilogue's clamp
     # `D > 0 ? D : 0` turned a NaN distance into 0 (and the reference path did the same for the
-    # same-sign layout). Now the result is NaN, found without a host read (issue 16: the old
+    # same-sign layout). Now the result is NaN, found without a host read (the old
     # raising check read a sum to the host on every call), and check_finite=True raises naming
     # the argument.
     set_backend(backend)

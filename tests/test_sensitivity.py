@@ -266,7 +266,7 @@ def test_nonfinite_input_raises(fn, name, value, gen):
         getattr(ops, fn)(*args.values())
 
 
-# Regression (issue 10, finding 8): the CPU kernel's inf-norm was a max that drops NaN (max(0, NaN)
+# Regression: the CPU kernel's inf-norm was a max that drops NaN (max(0, NaN)
 # is 0), while its l1/l2 norms and every CUDA norm propagate it. ops.sensitivity rejects non-finite
 # inputs before the kernel runs, so the raw op is called: a NaN must reach phi in every norm.
 @pytest.mark.parametrize("size", [(9, 5, 4), (40, 300, 7)], ids=["small", "packed"])

@@ -421,7 +421,7 @@ def test_accumulator_errors(gen):
         SnapshotAccumulator(3, 2, dtype=torch.float16)
 
 
-# -inf masks a class (accepted since issue 16; tests/test_ops_user.py); all -inf in an item raises
+# -inf masks a class (docs/ops.md; tests/test_ops_user.py); all -inf in an item raises
 @pytest.mark.parametrize("value", [NAN, INF, "all-neg-inf"], ids=["nan", "inf", "all-neg-inf"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_accumulator_nonfinite_logits(dtype, value, gen):
@@ -519,7 +519,7 @@ def test_bad_input_raises(name, gen):
         fn(randn(gen, 3, 70, 4))
 
 
-# -inf masks a class (accepted since issue 16; tests/test_ops_user.py); all -inf in an item raises
+# -inf masks a class (docs/ops.md; tests/test_ops_user.py); all -inf in an item raises
 @pytest.mark.parametrize("value", [NAN, INF, "all-neg-inf"], ids=["nan", "inf", "all-neg-inf"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16])
 def test_nonfinite_logits_raise(device, dtype, value, gen):

@@ -42,7 +42,7 @@ def _kcenter_reference(features, k, labeled=None):
 
 @pytest.fixture
 def kcenter(monkeypatch):
-    if not hasattr(ops, "kcenter_greedy"):  # transitional: the op arrives with the selection engine (issue 3)
+    if not hasattr(ops, "kcenter_greedy"):  # transitional: the op arrives with the selection engine
         monkeypatch.setattr(ops, "kcenter_greedy", _kcenter_reference, raising=False)
     return ops.kcenter_greedy
 

@@ -64,7 +64,7 @@ def test_mmd_penalty_gradient_reaches_both_embeddings():
     value = mmd_penalty(a, b)
     value.backward()
     assert value.item() > 0 and a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
-    # the DAN ladder of SPEC §1.3: 2σ_q² = h·2^(q−2) with h the mean off-diagonal squared distance of [a; b]
+    # the DAN ladder (docs/mpts.md): 2σ_q² = h·2^(q−2) with h the mean off-diagonal squared distance of [a; b]
     z = torch.cat([a, b]).detach()
     d2 = torch.cdist(z, z) ** 2
     h = d2.sum() / (z.shape[0] * (z.shape[0] - 1))

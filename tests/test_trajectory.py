@@ -1,4 +1,4 @@
-"""MPTS trajectory sampling (issue 11): cycles counted in optimiser steps, snapshots at cycle ends, their SWA average,
+"""MPTS trajectory sampling (MPTS §3.3): cycles counted in optimiser steps, snapshots at cycle ends, their SWA average,
 and the posterior-diversity figures recorded every round."""
 import itertools
 import math

@@ -12,7 +12,7 @@ Task = Literal["classification", "regression"]
 
 @dataclass(frozen=True)
 class ALDefaults:
-    """Active-learning settings of MPTS Table 1 (SPEC §1.8) for one data set; CLI options override them."""
+    """Active-learning settings of the MPTS paper's Table 1 for one data set; CLI options override them."""
 
     initial: int = 100
     budget: int = 100

@@ -58,7 +58,7 @@ def load_breast_cancer(data_dir: Path | None = None, download: bool = True, prog
 
 def load_sine(data_dir: Path | None = None, download: bool = True, progress: bool = True,
               n: int = 500, noise: float = 0.1, seed: int = 0) -> Dataset:
-    """y = sin(2πx) + N(0, noise²), x ~ U[0, 1] (SPEC §3); a fixed 80/20 split."""
+    """y = sin(2πx) + N(0, noise²), x ~ U[0, 1] (docs/study.md); a fixed 80/20 split."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(n, 1))
     y = np.sin(2 * np.pi * x[:, 0]) + rng.normal(0.0, noise, size=n)

@@ -1,4 +1,4 @@
-"""The one-hidden-layer sigmoid network of the selective-learning study (SPEC §3), in two forms.
+"""The one-hidden-layer sigmoid network of the selective-learning study (docs/study.md), in two forms.
 
 - :class:`SigmoidNet`: an ordinary ``nn.Module`` (``hidden`` and ``out`` Linear layers), for single use.
 - :class:`NetStack`: M independent networks of the same shape held as stacked tensors, trained with
@@ -40,7 +40,7 @@ class SigmoidNet(nn.Module):
         return torch.sigmoid(z) if self.output == "sigmoid" else z
 
     def sensitivity(self, x: torch.Tensor, norm: str = "l1") -> torch.Tensor:
-        """Pattern informativeness Φ (P,) of Engelbrecht (SPEC §3) through the `ops.sensitivity` kernel."""
+        """Pattern informativeness Φ (P,) of Engelbrecht (study report Eq. 4) through the `ops.sensitivity` kernel."""
         return ops.sensitivity(x, self.hidden.weight, self.hidden.bias, self.out.weight, self.out.bias,
                                norm=norm, output=self.output)
 

@@ -15,7 +15,7 @@ DEFAULT_CYCLE_MIN_FACTOR = 0.1
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings for one from-scratch training run (SPEC §1.2–1.7).
+    """Settings for one from-scratch training run (MPTS paper §3–4, docs/mpts.md).
 
     mmd_weight: λ of the MMD² term (0 switches it off). snapshots: trajectory snapshots to keep (0: none, no cyclic phase;
     None: one per cycle, at most ⌊E/2⌋). The last ⌊E/2⌋ epochs' optimiser steps hold cycles of `cycle_steps` steps each

@@ -1,4 +1,4 @@
-"""The MPTS regulariser (SPEC §1.2–1.3): biased MMD² between labeled embeddings and embeddings of a batch from L ∪ U."""
+"""The MPTS regulariser (MPTS Eq. 6–7): biased MMD² between labeled embeddings and embeddings of a batch from L ∪ U."""
 from __future__ import annotations
 
 import torch
