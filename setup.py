@@ -100,10 +100,15 @@ def _cmdclass():
         """An editable install (`pip install -e`) builds in a new temporary directory each time, so each
         rebuild compiled every file again. build/ext-<platform>-<python> keeps ninja's objects and log
         instead: ninja recompiles what changed (a source, a header it included, or the compile command,
-        as with another torch or other flags), nothing else."""
+        as with another torch or other flags), nothing else. distutils adds the building virtualenv's
+        own include/ to every compile command; the kernels use no header from there, and without it
+        another virtualenv over the same torch (make build VENV=...) reuses the objects."""
 
         def finalize_options(self) -> None:
             super().finalize_options()
+            venv_include = os.path.join(sys.exec_prefix, "include")
+            if sys.exec_prefix != sys.base_exec_prefix and self.include_dirs:
+                self.include_dirs = [d for d in self.include_dirs if d != venv_include]
             if getattr(self, "editable_mode", False):
                 tag = f"{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
                 self.build_temp = os.path.join(ROOT, "build", f"ext-{tag}")

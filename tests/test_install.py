@@ -92,8 +92,12 @@ def test_editable_builds_keep_their_objects_under_build(monkeypatch):
         cmd = build_ext(setuptools.Distribution({"name": "mpts-fast", "ext_modules": captured["ext_modules"]}))
         cmd.editable_mode = editable
         cmd.ensure_finalized()
-        return Path(cmd.build_temp)
+        return cmd
 
     editable = finalized(True)
-    assert editable.parent == ROOT / "build" and editable.name.startswith("ext-")
-    assert not finalized(False).name.startswith("ext-")  # a regular build keeps setuptools' build/temp.*
+    build_temp = Path(editable.build_temp)
+    assert build_temp.parent == ROOT / "build" and build_temp.name.startswith("ext-")
+    # the same compile commands from any virtualenv over the same torch, so the objects are reused
+    assert os.path.join(sys.exec_prefix, "include") not in editable.include_dirs
+    # a regular build keeps setuptools' build/temp.*
+    assert not Path(finalized(False).build_temp).name.startswith("ext-")
