@@ -62,7 +62,9 @@ class PrecomputedModel(TrainedModel):
     def embeddings(self, x: torch.Tensor) -> torch.Tensor:
         return self._emb[self._rows(x)]
 
-    def posterior_logits(self, x: torch.Tensor, source: str, passes: int = 10, seed: int = 0) -> Iterator[torch.Tensor]:
+    def posterior_logits(self, x: torch.Tensor, source: str, passes: int = 10, seed: int = 0,
+                         block_of: tuple[int, int] | None = None) -> Iterator[torch.Tensor]:
+        # block_of is TrainedModel's (a block's MC-dropout masks); the given samples are per row, so it changes nothing
         rows = self._rows(x)
         for sample in self._samples:
             yield self._log(sample[rows])
