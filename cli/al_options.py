@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 
 from mpts_fast.loop import EVALUATE_CHOICES, RunConfig
+from mpts_fast.training.recipe import DEFAULT_RECIPE, FIT_STEPS, RECIPES
 
 _DEFAULT = "default: the data set's (see `mpts-fast datasets`)"
 
@@ -46,7 +47,8 @@ def experiment_options(fn):
         click.option("--rounds", type=int, help=f"Evaluated rounds (points on the learning curve); {_DEFAULT}."),
         click.option("--initial", type=int, help=f"Size of the random initial labeled set; {_DEFAULT}."),
         click.option("--budget", type=int, help=f"Items labeled per round; {_DEFAULT}."),
-        click.option("--epochs", type=int, help=f"Training epochs per round (from scratch); {_DEFAULT}."),
+        click.option("--epochs", type=int, help=f"Training epochs per round (from scratch) under --recipe paper, "
+                                                f"{_DEFAULT}; under --recipe fit at most this many (default: no cap)."),
         click.option("--repeats", type=int, default=1, show_default=True, help="Runs with seeds seed, seed+1, ..."),
         click.option("--seed", type=int, default=0, show_default=True, help="Base seed."),
         click.option("--lr", type=float, help=f"Adam learning rate; {_DEFAULT}."),
@@ -59,6 +61,13 @@ def experiment_options(fn):
                           "recipe (strategies that select with another training, such as mpts and bald, also train a "
                           "selection model of their own), or 'selection', only the strategy's own model (the ablation; "
                           "how runs were made before). docs/mpts.md."),
+        click.option("--recipe", type=click.Choice(RECIPES), default=DEFAULT_RECIPE, show_default=True,
+                     help="How every model trains each round: 'fit', Adam with a warm-up and a cosine decay over a "
+                          "budget of optimiser steps (--steps) until the model fits its labeled set (99% training "
+                          "accuracy, then 3 times the steps taken so far more, annealing), or 'paper', --epochs "
+                          "epochs at a constant --lr as the MPTS paper's Table 1 (reproduces it). docs/mpts.md, 'Training recipes'."),
+        click.option("--steps", type=int, help=f"Optimiser-step budget per model and round under --recipe fit, the "
+                                               f"same for every labeled-set size; default {FIT_STEPS}."),
         click.option("--option", "options", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
                      help="A strategy option, repeatable, e.g. --option gcnal.variant=uncertaingcn or "
                           "--option deepfool.pool_subsample=None (the strategy prefix may be left out with `run`)."),
@@ -176,7 +185,8 @@ def merge_saved(ctx: click.Context, kw: dict, saved: dict, source: Path) -> dict
     with the saved ones (--repeats may grow). A UsageError names each option that disagrees."""
     kw = dict(kw)
     if saved:  # written before the task / selection split: the strategy's own model scored the curve
-        saved = {"evaluate": "selection", **saved}
+        # and before the training recipes: trained the paper's way
+        saved = {"evaluate": "selection", "recipe": "paper", **saved}
     conflicts = []
     for field, saved_value in saved.items():
         if field not in kw or field in ("options",) or saved_value is None:
@@ -199,7 +209,8 @@ def run_config(strategy: str, kw: dict, *, prefix_required: bool = False, in_run
     return RunConfig(dataset=kw["dataset"], strategy=strategy, rounds=kw["rounds"], initial=kw["initial"],
                      budget=kw["budget"], epochs=kw["epochs"], repeats=kw["repeats"], seed=kw["seed"], lr=kw["lr"],
                      batch_size=kw["batch_size"], model=kw["model"], strategy_options=options, ddp=kw["ddp"],
-                     evaluate=kw["evaluate"], **{f: kw[f] for f in run_setting_fields()})
+                     evaluate=kw["evaluate"], recipe=kw["recipe"], steps=kw["steps"],
+                     **{f: kw[f] for f in run_setting_fields()})
 
 
 def round_printer(quiet: bool):

@@ -46,6 +46,7 @@ def rows(data_dir: Path) -> list[dict[str, str]]:
             "initial+budget x rounds": "?" if d is None else f"{d.initial}+{d.budget} x {d.rounds}",
             "model": "?" if d is None else d.model + (" (pre-trained)" if d.pretrained else ""),
             "lr / epochs": "?" if d is None else f"{d.lr:g} / {d.epochs}",
+            "reproduces the paper": "--recipe paper" if d is not None and d.paper else "-",
             "local": local,
         })
     return out
@@ -82,5 +83,7 @@ def datasets(data_dir: Path | None, to_download: tuple[str, ...]) -> None:
     click.echo(f"data directory: {root} (paths below are relative to it)\n")
     click.echo(render(rows(root)))
     click.echo("\nDefaults are the paper's Table 1 for the image and OpenML sets and ours elsewhere; `mpts-fast run` "
-               "options override them.\nMissing files: place them in the directory shown (docs/datasets.md), or "
+               "options override them.\nThe default training recipe ('fit') trains each model until it fits its "
+               "labels; `--recipe paper` trains the listed epochs at the listed lr, as the paper did (docs/mpts.md)."
+               "\nMissing files: place them in the directory shown (docs/datasets.md), or "
                "load the set with downloads enabled (mpts-fast datasets --download NAME).")

@@ -22,6 +22,7 @@ from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, 
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
 from mpts_fast.training.diagnostics import labeled_fit, mmd_gap
+from mpts_fast.training.recipe import DEFAULT_RECIPE, FIT_SNAPSHOTS, FIT_STEPS, RECIPES
 from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
                                        check_cycle_settings)
 
@@ -60,6 +61,12 @@ class RunConfig:
     (CE, final weights); a strategy whose selection needs other training (MPTS, BALD, ensemble_variance) gets a
     selection model of its own besides. "selection": only the strategy's own model is trained, and it scores the curve
     (an ablation; how results were made before the split). docs/mpts.md, "Which model selects and which is evaluated".
+    recipe: how every model of the run trains (training/recipe.py, docs/mpts.md "Training recipes"). "paper": `epochs`
+    epochs at the constant `lr` (the data set's, the MPTS paper's Table 1 where it has them). "fit": at most `steps`
+    optimiser steps (None: recipe.FIT_STEPS) with a warm-up and a cosine decay peaking at `lr`, settling and stopping
+    once the running training accuracy reaches 99%; `epochs`, when given, caps its epochs too (default None: no
+    cap). A selection model trains the same recipe with its strategy's additions; under "fit" MPTS's cyclic phase
+    follows the fitting phase: `snapshots` cycles (None: recipe.FIT_SNAPSHOTS), one snapshot each.
     """
 
     dataset: str = "digits"
@@ -81,15 +88,21 @@ class RunConfig:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     ddp: bool = False
     evaluate: str = "task"
+    recipe: str = DEFAULT_RECIPE
+    steps: int | None = None
 
     def resolved(self, data: Dataset, needs: "Needs | None" = None) -> "RunConfig":
         """Defaults filled in from the data set; with the strategy's `needs`, settings it does not use (mmd_weight,
         snapshots) become None, so results.json records only what was used."""
         d = data.defaults
         pick = lambda v, default: default if v is None else v  # noqa: E731
-        epochs = pick(self.epochs, d.epochs)
+        paper = self.recipe == "paper"
+        # the paper recipe trains the data set's epochs; the fitting one a step budget (epochs only cap it, if given)
+        epochs = pick(self.epochs, d.epochs) if paper else self.epochs
+        fit_only = {} if paper else {"steps": pick(self.steps, FIT_STEPS),
+                                     "snapshots": pick(self.snapshots, FIT_SNAPSHOTS)}
         cfg = dataclasses.replace(
-            self, rounds=pick(self.rounds, d.rounds), initial=pick(self.initial, d.initial),
+            self, rounds=pick(self.rounds, d.rounds), initial=pick(self.initial, d.initial), **fit_only,
             budget=pick(self.budget, d.budget), epochs=epochs, lr=pick(self.lr, d.lr),
             batch_size=pick(self.batch_size, d.batch_size), model=pick(self.model, d.model),
             cycle_steps=pick(self.cycle_steps, DEFAULT_CYCLE_STEPS),
@@ -127,8 +140,15 @@ def validate(cfg: RunConfig, data: Dataset, strategy: Strategy) -> None:
     if data.task != "classification":
         raise ConfigError("dataset", f"{data.name!r} is a {data.task} set; the AL engine needs classification")
     n_pool = data.x_train.shape[0]
-    for name in ("rounds", "initial", "epochs", "repeats"):
-        if getattr(cfg, name) < 1:
+    if cfg.recipe not in RECIPES:
+        raise ConfigError("recipe", f"expected one of {', '.join(RECIPES)}, got {cfg.recipe!r}")
+    if cfg.recipe == "paper" and cfg.steps is not None:
+        raise ConfigError("steps", "a budget of optimiser steps applies only to recipe 'fit'; recipe 'paper' trains "
+                                   "a fixed number of epochs (epochs)")
+    for name in ("rounds", "initial", "epochs", "repeats", "steps"):
+        if getattr(cfg, name) is None and name in ("epochs", "steps"):
+            continue  # recipe 'fit' without an epoch cap; recipe 'paper' has no step budget
+        if isinstance(getattr(cfg, name), bool) or getattr(cfg, name) < 1:
             raise ConfigError(name, f"expected a positive integer, got {getattr(cfg, name)}")
     if cfg.budget < 1 and cfg.rounds > 1:
         raise ConfigError("budget", f"expected a positive integer, got {cfg.budget}")
@@ -183,18 +203,25 @@ def _check_model(name: str) -> None:
         raise ConfigError("model", "backbone 'vit_small' needs the optional package timm (pip install timm)")
 
 
+def _recipe(cfg: RunConfig) -> dict:
+    """The TrainConfig fields of the run's recipe, shared by the task model and any selection model."""
+    return {"recipe": cfg.recipe, "steps": FIT_STEPS if cfg.steps is None else cfg.steps}
+
+
 def train_config(cfg: RunConfig, strategy: Strategy) -> TrainConfig:
-    """How the strategy's selection model trains (its `needs`: MMD term, snapshots, ensemble members)."""
+    """How the strategy's selection model trains (its `needs`: MMD term, snapshots, ensemble members), on the run's
+    recipe."""
     needs = strategy.needs
-    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, **_recipe(cfg),
                        mmd_weight=cfg.mmd_weight if needs.mmd else 0.0,
                        snapshots=cfg.snapshots if needs.snapshots else 0, ensemble_size=needs.ensemble_size,
                        **({k: getattr(cfg, k) for k in CYCLE_FIELDS} if needs.snapshots else {}))
 
 
 def task_train_config(cfg: RunConfig) -> TrainConfig:
-    """The plain recipe every strategy's task model trains with: CE, the run's optimiser settings, final weights."""
-    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    """The plain recipe every strategy's task model trains with: CE, the run's recipe and optimiser settings, final
+    weights."""
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, **_recipe(cfg))
 
 
 def evaluate(trained: TrainedModel, data: Dataset) -> dict[str, float]:
@@ -249,6 +276,9 @@ class ActiveLearningRun:
         saved.setdefault("ddp", False)  # written before --ddp existed: replicated training
         # written before the task / selection split: the strategy's own model scored the curve
         saved.setdefault("evaluate", "selection")
+        # written before the training recipes: trained the paper's way (fixed epochs, constant lr)
+        saved.setdefault("recipe", "paper")
+        saved.setdefault("steps", None)
         saved.update(mmd_weight=saved.get("mmd_weight") if needs.mmd else None,
                      snapshots=saved.get("snapshots") if needs.snapshots else None)
         saved_repeats = max(int(saved.pop("repeats", 1)), len(results.get("runs", [])))
@@ -384,6 +414,7 @@ class ActiveLearningRun:
         record = {"round": r, "n_labeled": lab.numel(), **evaluate(trained, self.data),
                   **labeled_fit(trained, x_pool, lab, y_lab), "scored_by": self.cfg.evaluate,
                   "selection_model": "same" if own_trainer is None else "separate",
+                  "train_steps": trained.total_steps, "train_stop": trained.fit_stop,
                   "train_seconds": trained.train_seconds,
                   "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
         selector = trained
@@ -393,7 +424,8 @@ class ActiveLearningRun:
             record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
                            if k.endswith("accuracy")})
             record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
-            record.update(selection_train_seconds=selector.train_seconds,
+            record.update(selection_train_steps=selector.total_steps, selection_train_stop=selector.fit_stop,
+                          selection_train_seconds=selector.train_seconds,
                           selection_epoch_seconds_mean=float(np.mean(selector.epoch_seconds)))
         if selector.trajectory is not None and selector.snapshots:
             record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so

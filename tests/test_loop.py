@@ -165,8 +165,10 @@ def test_every_core_strategy_runs_end_to_end(tmp_path, strategy):
 def test_unused_settings_are_recorded_as_none(tmp_path):
     res = _run(tmp_path, "badge", data=blobs(n=90), rounds=2, epochs=2, mmd_weight=5.0, snapshots=3).run()
     assert res["config"]["mmd_weight"] is None and res["config"]["snapshots"] is None
-    res = _run(tmp_path, "mpts", name="m", rounds=2, epochs=2, mmd_weight=5.0).run()
+    res = _run(tmp_path, "mpts", name="m", rounds=2, epochs=2, mmd_weight=5.0, recipe="paper").run()
     assert res["config"]["mmd_weight"] == 5.0 and res["config"]["snapshots"] is None  # None: one per cycle
+    res = _run(tmp_path, "mpts", name="f", rounds=2, epochs=2, mmd_weight=5.0).run()
+    assert res["config"]["snapshots"] == 25  # the fitting recipe: one cycle per snapshot, 25 unless given
     assert res["config"]["cycle_steps"] == 4 and res["config"]["cycle_max_factor"] == 10.0
 
 

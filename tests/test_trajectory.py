@@ -214,7 +214,8 @@ def test_every_round_records_diversity_and_mpts_its_schedule_and_swa_accuracy(tm
 
     from al_fixtures import tiny_digits
 
-    cfg = RunConfig(strategy=strategy, rounds=2, epochs=4, cycle_steps=1 if strategy == "mpts" else None)
+    cfg = RunConfig(strategy=strategy, rounds=2, epochs=4, cycle_steps=1 if strategy == "mpts" else None,
+                    recipe="paper")  # the second half's cycles: ⌊4/2⌋ epochs of 1 step
     res = ActiveLearningRun(cfg, tmp_path, data=tiny_digits(), device="cpu", progress=False).run()
     for rd in res["runs"][0]["rounds"]:  # the last round selects nothing but still records its diversity
         d = rd["diversity"]

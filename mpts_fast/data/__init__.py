@@ -40,7 +40,7 @@ for _info in [
                 files=_IDX, num_classes=10, sizes=(idx.MNIST_POOL, 10_000), defaults=idx.IMAGE_DEFAULTS,
                 source=idx.MNIST_URLS[0], availability=idx.mnist_availability),
     DatasetInfo("fashion-mnist", idx.load_fashion_mnist, "Fashion-MNIST clothing, 28×28 grey, 10 classes (IDX files)",
-                files=_IDX, num_classes=10, sizes=(60_000, 10_000), defaults=idx.IMAGE_DEFAULTS,
+                files=_IDX, num_classes=10, sizes=(60_000, 10_000), defaults=idx.FASHION_DEFAULTS,
                 source=idx.FASHION_URLS[0], availability=idx.fashion_availability),
     DatasetInfo("cifar10", cifar.load_cifar10, "CIFAR-10, 32×32 colour, 10 classes (python pickle batches)",
                 files=(cifar.ARCHIVE.name,), num_classes=10, sizes=(50_000, 10_000), defaults=cifar.DEFAULTS,

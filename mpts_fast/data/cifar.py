@@ -24,7 +24,7 @@ ARCHIVE = RemoteFile("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kri
                      md5="c58f30108f718f92721af3b95e74349a", alternatives=("cifar-10-batches-py",))
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
-DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-3, model="resnet18")
+DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-3, model="resnet18", paper=True)
 
 
 def _directories(root: Path) -> list[Path]:

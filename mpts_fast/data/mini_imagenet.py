@@ -29,7 +29,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN_FRACTION = 0.8
 # the paper fine-tunes the pre-trained ViT for 1000 epochs per round (Sec. 4.2), not the 100 of the MLP/CNN runs
-DEFAULTS = ALDefaults(initial=1000, budget=1000, rounds=10, epochs=1000, lr=1e-3, model="vit_small", pretrained=True)
+DEFAULTS = ALDefaults(initial=1000, budget=1000, rounds=10, epochs=1000, lr=1e-3, model="vit_small", pretrained=True,
+                      paper=True)
 
 
 def _directories(root: Path) -> list[Path]:

@@ -27,7 +27,7 @@ TEST_FRACTION = 0.1
 POOL_CAP = 50_000
 SPLIT_SEED = 0
 MAX_DRAWS = 10
-DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-4, model="mlp")
+DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-4, model="mlp", paper=True)
 NAMES = {6: "openml-6", 155: "openml-155"}
 
 

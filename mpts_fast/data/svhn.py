@@ -21,7 +21,7 @@ FILES = (RemoteFile("train_32x32.mat", (_URL + "train_32x32.mat",), md5="e26dedc
 # MPTS Table 1: a 50,000-image pool, here a seeded subset of the 73,257 training images (the rest is unused).
 POOL = 50_000
 POOL_SEED = 0
-DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-3, model="resnet18")
+DEFAULTS = ALDefaults(initial=100, budget=100, rounds=10, epochs=100, lr=1e-3, model="resnet18", paper=True)
 
 
 def _directories(root: Path) -> list[Path]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mpts_fast import _checks
+from mpts_fast.training.recipe import (FIT_STEPS, FIT_TARGET_ACCURACY, FIT_SETTLE, FIT_WARMUP_FRACTION, RECIPES)
+
 CycleShape = Literal["linear", "cos"]
 
 # Defaults of the cyclic phase (docs/mpts.md argues them from the SWA / FGE / snapshot-ensemble papers and
@@ -23,9 +26,18 @@ class TrainConfig:
     lr·cycle_max_factor to lr·cycle_min_factor and the weights after a cycle's last (lowest-LR) step are a snapshot;
     when there are more cycles than snapshots, the kept cycle ends are spread evenly, the last one included.
     ensemble_size: independently initialised members to train (1: just the model).
+
+    recipe (training/recipe.py): "paper" trains `epochs` epochs at the constant `lr` (the cyclic phase, when there is
+    one, in the second half as above). "fit" trains a fitting phase of at most `steps` optimiser steps, the LR warming
+    up linearly over `warmup_fraction` of them and then following a cosine down to 0 at `steps`; at the first epoch end
+    where the running training accuracy (the epoch's batches, as trained) reaches `target_accuracy` after s steps, it
+    goes on for `settle`·s more steps (within `steps`) annealing the LR from where it is to 0, then stops ("target");
+    else it stops at `steps` ("budget") or after `epochs` epochs when `epochs` is not None ("epochs"). The cyclic
+    phase, when snapshots are wanted, follows it: `snapshots` cycles (None: recipe.FIT_SNAPSHOTS) of `cycle_steps`
+    steps, one snapshot at each cycle's end.
     """
 
-    epochs: int = 100
+    epochs: int | None = 100
     lr: float = 1e-3
     batch_size: int = 64
     weight_decay: float = 0.0
@@ -37,9 +49,20 @@ class TrainConfig:
     cycle_shape: CycleShape = "linear"
     ensemble_size: int = 1
     eval_batch_size: int = 1024
+    recipe: str = "paper"
+    steps: int = FIT_STEPS
+    target_accuracy: float | None = FIT_TARGET_ACCURACY
+    warmup_fraction: float = FIT_WARMUP_FRACTION
+    settle: float = FIT_SETTLE
 
     def __post_init__(self) -> None:
-        checks = [("epochs", self.epochs >= 1), ("lr", self.lr > 0), ("batch_size", self.batch_size >= 1),
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        checks = [("epochs", self.epochs >= 1 if self.epochs is not None else self.recipe == "fit"),
+                  ("steps", isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1),
+                  ("target_accuracy", self.target_accuracy is None or 0 < self.target_accuracy <= 1),
+                  ("warmup_fraction", 0 <= self.warmup_fraction < 1), ("settle", self.settle >= 0),
+                  ("lr", self.lr > 0), ("batch_size", self.batch_size >= 1),
                   ("weight_decay", self.weight_decay >= 0), ("mmd_weight", self.mmd_weight >= 0),
                   ("snapshots", self.snapshots is None or self.snapshots >= 0), ("ensemble_size", self.ensemble_size >= 1),
                   ("eval_batch_size", self.eval_batch_size >= 1)]
@@ -51,12 +74,9 @@ class TrainConfig:
 
 def check_cycle_settings(cycle_steps: int, max_factor: float, min_factor: float, shape: str = "linear") -> None:
     """Raises ValueError naming the setting when the cyclic phase cannot work as described."""
-    if isinstance(cycle_steps, bool) or not isinstance(cycle_steps, int) or cycle_steps < 1:
-        raise ValueError(f"cycle_steps: expected a positive whole number of optimiser steps per cycle, got "
-                         f"{cycle_steps!r}")
+    _checks.int_option(cycle_steps, "cycle_steps", what="a positive whole number of optimiser steps per cycle")
     for name, value in (("cycle_max_factor", max_factor), ("cycle_min_factor", min_factor)):
-        if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-            raise ValueError(f"{name}: expected a positive finite multiple of lr, got {value!r}")
+        _checks.number_option(value, name, above=0, below=float("inf"), what="a positive finite multiple of lr")
     if min_factor > max_factor:
         raise ValueError(f"cycle_min_factor: the cycle's lowest LR ({min_factor}·lr) must not exceed its highest "
                          f"(cycle_max_factor {max_factor}·lr)")

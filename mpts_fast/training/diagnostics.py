@@ -101,8 +101,15 @@ def underfit_note(record: dict) -> str | None:
         return None
     said = " and ".join(f"the {what} {acc:.2f}" for what, acc in low)
     return (f"underfitting: round {record.get('round')} ended with training accuracy {said} on its "
-            f"{record.get('n_labeled')} labels (below {UNDERFIT_ACCURACY}); more --epochs or a higher --lr may help "
+            f"{record.get('n_labeled')} labels (below {UNDERFIT_ACCURACY}); {_remedy(record)} may help "
             f"(the run goes on)")
+
+
+def _remedy(record: dict) -> str:
+    """What to raise: the fitting recipe's step budget when that is what ended training, else the epochs."""
+    if "budget" in (record.get("train_stop"), record.get("selection_train_stop")):
+        return "more --steps or a higher --lr"
+    return "more --epochs or a higher --lr"
 
 
 @torch.no_grad()

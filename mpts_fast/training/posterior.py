@@ -24,7 +24,10 @@ class TrainedModel:
     average (torch.optim.swa_utils.AveragedModel, BatchNorm recomputed on the labeled set), None without snapshots.
     trajectory: the schedule model 0 was trained on; lr_trace: the LR of each of its optimiser steps. gradient_probe:
     model 0's λ·‖∇MMD²‖/‖∇CE‖ and gradient cosine over the second half (training/diagnostics.py), None without the
-    MMD term."""
+    MMD term. fit_steps: model 0's optimiser steps before any cyclic phase (the whole run under the paper recipe);
+    fit_stop: why they ended ("target": the running training accuracy reached the recipe's target, "budget": the step
+    budget ran out, "epochs": the epochs ran out); fit_running_accuracy: that epoch's running accuracy (None under the
+    paper recipe, which does not track it); total_steps: model 0's optimiser steps, cyclic phase included."""
 
     model: nn.Module
     snapshots: list[dict[str, torch.Tensor]]
@@ -36,6 +39,10 @@ class TrainedModel:
     trajectory: TrajectoryPlan | None = None
     lr_trace: list[float] = field(default_factory=list)
     gradient_probe: dict | None = None
+    fit_steps: int | None = None
+    fit_stop: str | None = None
+    fit_running_accuracy: float | None = None
+    total_steps: int | None = None
 
     @property
     def device(self) -> torch.device:

@@ -91,6 +91,23 @@ def plan_trajectory(cfg: TrainConfig, steps_per_epoch: int) -> TrajectoryPlan:
                           snapshot_steps=tuple(start + (c + 1) * cycle - 1 for c in kept_cycles), **base)
 
 
+def plan_cycles_after(cfg: TrainConfig, start_step: int, steps_per_epoch: int) -> TrajectoryPlan:
+    """The fitting recipe's cyclic phase (training/recipe.py): after a fitting phase of `start_step` optimiser steps,
+    cfg.snapshots cycles (None: recipe.FIT_SNAPSHOTS) of cfg.cycle_steps steps each, every cycle's end a snapshot.
+    Its length does not depend on how soon the fitting phase stopped, so the posterior always holds as many
+    snapshots as asked for."""
+    from mpts_fast.training.recipe import FIT_SNAPSHOTS
+
+    cycles = FIT_SNAPSHOTS if cfg.snapshots is None else cfg.snapshots
+    total = start_step + cycles * cfg.cycle_steps
+    return TrajectoryPlan(total_steps=total, steps_per_epoch=steps_per_epoch, cycle_start=start_step,
+                          cycle_steps=cfg.cycle_steps, cycles=cycles,
+                          snapshot_steps=tuple(start_step + (c + 1) * cfg.cycle_steps - 1 for c in range(cycles)),
+                          requested=cfg.snapshots, base_lr=cfg.lr, high_lr=cfg.lr * cfg.cycle_max_factor,
+                          low_lr=cfg.lr * cfg.cycle_min_factor, shape=cfg.cycle_shape,
+                          requested_cycle_steps=cfg.cycle_steps)
+
+
 class TrajectoryScheduler:
     """Drives an optimiser's LR along `plan`: `before(step)` before each optimiser step, `after(step)` after it.
 

@@ -19,7 +19,8 @@ from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.diagnostics import GradientProbe
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
-from mpts_fast.training.schedule import TrajectoryScheduler, plan_trajectory
+from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
+from mpts_fast.training.schedule import TrajectoryScheduler, plan_cycles_after, plan_trajectory
 
 
 def derive_seed(*keys: int | str) -> int:
@@ -68,7 +69,9 @@ class Trainer:
         return TrainedModel(members[0], first["snapshots"], members, self.config.eval_batch_size,
                             train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds,
                             swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"],
-                            gradient_probe=first["probe"])
+                            gradient_probe=first["probe"], fit_steps=first["fit"]["steps"],
+                            fit_stop=first["fit"]["stop"], fit_running_accuracy=first["fit"]["running_accuracy"],
+                            total_steps=first["total_steps"])
 
     def _fit_one(self, x_pool, labeled, y_labeled, seed) -> dict:
         cfg = self.config
@@ -86,26 +89,40 @@ class Trainer:
             net = _ddp.wrap(net, self.device)  # rank 0's initial weights everywhere
             torch.manual_seed(derive_seed(seed, "dropout", rank))  # each rank's own dropout masks
             gen = torch.Generator().manual_seed(derive_seed(seed, "mmd", rank))  # each rank's own MMD draws
-        plan = plan_trajectory(cfg, steps)
-        schedule = TrajectoryScheduler(opt, plan)
-        keep = set(plan.snapshot_steps)
-        # λ measured on the second half (one process: under DDP .grad holds the ranks' average, the probe's own
-        # backward pass one rank's)
-        probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps) if cfg.mmd_weight > 0 and world == 1 \
-            else None
+        fitting = cfg.recipe == "fit"
+        if fitting:  # the fitting phase first; its cyclic phase (if any) is planned once it has stopped
+            schedule = FitScheduler(opt, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction))
+            plan, end = None, cfg.steps
+        else:
+            plan = plan_trajectory(cfg, steps)
+            schedule, end = TrajectoryScheduler(opt, plan), plan.total_steps
+        keep = set(plan.snapshot_steps) if plan is not None else set()
+        # λ measured on the second half, the cyclic phase (one process: under DDP .grad holds the ranks' average, the
+        # probe's own backward pass one rank's); under `fit` from its cyclic phase on, or from the start without one
+        probed_run = cfg.mmd_weight > 0 and world == 1
+        probe = None
+        if probed_run and plan is not None:
+            probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps)
+        elif probed_run and cfg.snapshots == 0:
+            probe = GradientProbe(0)
         trainable = [p for p in model.parameters() if p.requires_grad]
         snapshots, epoch_seconds, lr_trace, swa = [], [], [], None
         model.train()
         # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
-        bar = tqdm(range(cfg.epochs), desc="epochs", leave=False, disable=None if self.progress else True,
+        bar = tqdm(total=cfg.epochs, desc="epochs", leave=False, disable=None if self.progress else True,
                    dynamic_ncols=True)
-        step = 0
-        for epoch in bar:
+        step, epoch, reached = 0, 0, None
+        fit = {"steps": None, "stop": None, "running_accuracy": None, "target_step": None}
+        while step < end:
             t0 = time.perf_counter()
             # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
             parts = (_ddp.epoch_parts(n_l, steps, epoch, seed, rank, world) if world > 1 else
                      torch.tensor_split(torch.randperm(n_l, generator=gen), steps))
+            correct = torch.zeros((), dtype=torch.int64, device=self.device) if fitting else None
+            seen = 0
             for part in parts:
+                if step >= end:  # the fitting phase's step budget ends within an epoch
+                    break
                 schedule.before(step)
                 part = part.to(labeled.device)
                 # the pool may stay in host memory while the model trains on the GPU: move batches, not the pool
@@ -117,7 +134,11 @@ class Trainer:
                     weighted_mmd = cfg.mmd_weight * mmd_penalty(z_l, z_all)
                     loss = F.cross_entropy(logits, yb) + weighted_mmd
                 else:
-                    loss = F.cross_entropy(net(xb), yb)
+                    logits = net(xb)
+                    loss = F.cross_entropy(logits, yb)
+                if correct is not None:  # the stopping rule's running accuracy: no host read until the epoch ends
+                    correct += (logits.detach().argmax(1) == yb).sum()
+                    seen += part.numel()
                 opt.zero_grad(set_to_none=True)
                 probed = probe is not None and probe.wants(step)
                 if probed:
@@ -136,16 +157,43 @@ class Trainer:
                         swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
                     swa.update_parameters(model)
                 step += 1
+            epoch += 1
             epoch_seconds.append(time.perf_counter() - t0)
             # one host read per epoch (not per step): the MMD op no longer syncs on a GPU, so a diverged model would
             # otherwise train on NaN silently until the end of the round
             last_loss = float(loss.detach())
             if not math.isfinite(last_loss):
+                where = f"in epoch {epoch} of {cfg.epochs}" if not fitting else f"at optimiser step {step}"
                 raise FloatingPointError(
-                    f"training diverged: the loss is {last_loss} in epoch {epoch + 1} of {cfg.epochs} "
-                    f"(try a lower learning rate or mmd_weight)")
+                    f"training diverged: the loss is {last_loss} {where} (try a lower learning rate or mmd_weight)")
             if not bar.disable:
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
+            bar.update(1)
+            if fitting:
+                accuracy = _running_accuracy(correct, seen, world)
+                if reached is None and cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
+                    reached = (step, accuracy)  # the target met: settle for settle·step more steps, then stop
+                    tail = int(round(cfg.settle * step))
+                    if tail > 0 and step < cfg.steps:
+                        schedule.settle(step, min(tail, cfg.steps - step))
+                    end = min(cfg.steps, step + tail)
+                stop = (STOP_TARGET if reached is not None and step >= end else
+                        STOP_BUDGET if step >= cfg.steps else
+                        STOP_EPOCHS if cfg.epochs is not None and epoch >= cfg.epochs else None)
+                if stop is not None:
+                    fitting = False
+                    fit = {"steps": step, "stop": stop, "running_accuracy": accuracy,
+                           "target_step": None if reached is None else reached[0]}
+                    if cfg.snapshots != 0:  # the cyclic phase starts from the fitted weights
+                        plan = plan_cycles_after(cfg, step, steps)
+                        schedule, end, keep = TrajectoryScheduler(opt, plan), plan.total_steps, set(plan.snapshot_steps)
+                        if probed_run:
+                            probe = GradientProbe(step)
+                    else:
+                        end = step
+        bar.close()
+        if fit["steps"] is None:  # the paper recipe: its fixed epochs
+            fit = {"steps": step, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
         if world > 1:
             _ddp.broadcast_buffers(model)
         model.eval()
@@ -155,4 +203,17 @@ class Trainer:
                        for p in torch.arange(n_l).tensor_split(steps)], swa)
             swa.eval()
         return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa, "plan": plan,
-                "lr_trace": lr_trace, "probe": None if probe is None else probe.record()}
+                "lr_trace": lr_trace, "probe": None if probe is None else probe.record(), "fit": fit,
+                "total_steps": step}
+
+
+def _running_accuracy(correct: torch.Tensor, seen: int, world: int) -> float:
+    """The epoch's running training accuracy over every rank's batches (under DDP each rank saw its share)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        counts = torch.stack([correct.double(), torch.tensor(float(seen), dtype=torch.float64,
+                                                             device=correct.device)])
+        dist.all_reduce(counts)
+        return float(counts[0] / counts[1]) if float(counts[1]) else 0.0
+    return float(correct) / seen if seen else 0.0
