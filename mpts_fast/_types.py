@@ -44,12 +44,11 @@ class SnapshotScores(NamedTuple):
         values = getattr(self, _field(field))
         k = _checks.integer(k, "k", minimum=0, what="a non-negative number of items")
         if k > values.shape[0]:
-            raise ValueError(f"k = {k} exceeds the {values.shape[0]} scored items")
+            raise ValueError(f"k: expected at most the {values.shape[0]} scored items, got {k}")
         order = torch.sort(values, descending=HIGHER_IS_MORE_UNCERTAIN[field], stable=True).indices
         return order[:k]
 
 
 def _field(field: str) -> str:
-    if field not in HIGHER_IS_MORE_UNCERTAIN:
-        raise ValueError(f"field must be one of {', '.join(map(repr, HIGHER_IS_MORE_UNCERTAIN))}, got {field!r}")
+    _checks.choice(field, "field", tuple(HIGHER_IS_MORE_UNCERTAIN))
     return field

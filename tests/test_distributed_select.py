@@ -128,8 +128,8 @@ def _bad_input_on_rank_1():
 def test_a_bad_shard_on_one_rank_raises_on_every_rank_with_its_message(two_ranks):
     for messages in (r["bad"] for r in two_ranks):
         assert len(messages) == 3
-        assert "rank 1" in messages[0] and "local_features contains NaN" in messages[0]
-        assert f"k = {N + 1} exceeds the {N} rows" in messages[1]
+        assert "rank 1" in messages[0] and "local_features: expected finite values" in messages[0]
+        assert f"k: expected at most the {N} rows" in messages[1]
         assert "same columns" in messages[2] and "rank 1 has (4,)" in messages[2]
 
 

@@ -62,7 +62,7 @@ def test_integer_01_mask_is_refused_not_read_as_indices(op, as_int, gen):
     x = _pool(gen)
     probs, emb = _badge_inputs(gen)
     mask = _mask(gen, 60, 12)
-    with pytest.raises(ValueError, match=r"labeled .*only 0s and 1s.*labeled\.bool\(\)"):
+    with pytest.raises(ValueError, match=r"labeled: .*only 0s and 1s.*labeled\.bool\(\)"):
         SELECT[op](x, probs, emb, 5, as_int(mask))
 
 
@@ -72,7 +72,7 @@ def test_uint8_labeled_is_refused_with_guidance(op, as_u8, gen):
     x = _pool(gen)
     probs, emb = _badge_inputs(gen)
     mask = _mask(gen, 60, 12)
-    with pytest.raises(TypeError, match=r"labeled has dtype uint8.*labeled\.bool\(\).*labeled\.long\(\)"):
+    with pytest.raises(TypeError, match=r"labeled: .*dtype uint8.*labeled\.bool\(\).*labeled\.long\(\)"):
         SELECT[op](x, probs, emb, 5, as_u8(mask))
 
 
@@ -106,7 +106,7 @@ def test_every_form_of_the_same_labeled_set_gives_the_same_picks(op, backend, ge
     ids=["list", "tuple", "numpy-float", "numpy-int", "tensor-float", "tensor-long", "tensor-bool"],
 )
 def test_empty_labeled_means_nothing_labeled(op, empty, gen):
-    # Before: labeled=[] raised "TypeError: labeled must be a bool mask or an integer index tensor,
+    # Before: labeled=[] raised "TypeError: labeled: expected a bool mask or integer index tensor,
     # got dtype torch.float32".
     x = _pool(gen)
     probs, emb = _badge_inputs(gen)
@@ -117,7 +117,7 @@ def test_indices_that_look_like_a_mask_are_refused_too():
     # N = 2 and labeled = [0, 1]: both rows as indices, row 1 as a mask. Never guessed.
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     for lab in ([0, 1], [1, 0], torch.tensor([0, 0])):
-        with pytest.raises(ValueError, match="could be a 0/1 mask or row indices"):
+        with pytest.raises(ValueError, match="only 0s and 1s, which could be either"):
             ops.kcenter_greedy(x, 1, labeled=lab)
     # the same rows as a bool mask, or indices of another length, are fine
     assert ops.kcenter_greedy(x, 1, labeled=torch.tensor([True, False])).tolist() == [1]
@@ -127,12 +127,12 @@ def test_indices_that_look_like_a_mask_are_refused_too():
 @pytest.mark.parametrize(
     "lab, exc, msg",
     [
-        (torch.tensor([0.0, 3.0]), TypeError, "labeled must be a bool mask or an integer"),
-        (np.array([0.5]), TypeError, "labeled must be a bool mask or an integer"),
-        ({1, 2}, TypeError, "labeled must be a bool mask or row indices.*set"),
-        ([[1, 2]], ValueError, "labeled must be 1-D"),
-        ([3, -1], ValueError, r"labeled indices must be in \[0, 60\)"),
-        (np.zeros(59, dtype=bool), ValueError, "labeled as a bool mask must have 60 entries"),
+        (torch.tensor([0.0, 3.0]), TypeError, "labeled: expected a bool mask or integer"),
+        (np.array([0.5]), TypeError, "labeled: expected a bool mask or integer"),
+        ({1, 2}, TypeError, "labeled: expected a bool mask or row indices.*set"),
+        ([[1, 2]], ValueError, "labeled: expected a 1-D"),
+        ([3, -1], ValueError, r"labeled: expected row indices in \[0, 60\)"),
+        (np.zeros(59, dtype=bool), ValueError, "labeled: expected a bool mask of 60 entries"),
     ],
     ids=["float-tensor", "float-numpy", "set", "nested-list", "negative", "short-mask"],
 )
@@ -193,7 +193,7 @@ def test_badge_select_labeled_whole_pool_but_k(gen):
     mask[[3, 8]] = False
     got = ops.badge_select(probs, emb, 2, labeled=mask, generator=torch.Generator().manual_seed(0))
     assert sorted(got.tolist()) == [3, 8]
-    with pytest.raises(ValueError, match="k = 3 exceeds the 2 unlabeled rows"):
+    with pytest.raises(ValueError, match="k: expected at most the 2 unlabeled rows that can be picked, got 3"):
         ops.badge_select(probs, emb, 3, labeled=mask)
 
 
@@ -308,9 +308,9 @@ def test_mmd_penalty_non_finite_embeddings(gen):
     bad = z_all.clone()
     bad[3, 1] = float("nan")
     # CPU embeddings: checked by default (no device to wait on), the error names the argument
-    with pytest.raises(ValueError, match=r"z_all contains NaN or infinite values.*diverged"):
+    with pytest.raises(ValueError, match=r"z_all: expected finite values.*diverged"):
         mmd_penalty(z_l, bad)
-    with pytest.raises(ValueError, match=r"z_labeled contains NaN"):
+    with pytest.raises(ValueError, match=r"z_labeled: expected finite"):
         mmd_penalty(bad, z_l, num_kernels=3)
     # opted out (what an accelerator gets by default): NaN, nothing read to the host
     with pytest.MonkeyPatch.context() as mp:
@@ -354,7 +354,7 @@ def test_integer_like_arguments_are_accepted_alike_by_every_op(gen):
 @pytest.mark.parametrize("bad, what", NOT_INTS, ids=[w for _, w in NOT_INTS])
 def test_bools_and_floats_are_refused_naming_the_argument(bad, what, gen):
     for name, (call, arg) in _int_arg_calls(gen).items():
-        with pytest.raises(TypeError, match=rf"\b{arg} must be an int.*{what}"):
+        with pytest.raises(TypeError, match=rf"\b{arg}: expected an int.*{what}"):
             call(bad)
 
 
@@ -419,7 +419,7 @@ def _assert_scores_equal_dropping_classes(scores, logits, keep, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_neg_inf_logits_mask_classes(backend, dtype, gen):
-    # Before: "ValueError: logits contains NaN or infinite values" (0 * -inf in the entropy sum).
+    # Before: "ValueError: logits: expected finite" (0 * -inf in the entropy sum).
     logits, keep = _masked_logits(gen, 3, 40, 6, dtype)
     _assert_scores_equal_dropping_classes(ops.snapshot_uncertainty(logits), logits, keep, dtype)
     acc = ops.SnapshotAccumulator(40, 6, dtype=dtype)
@@ -448,9 +448,9 @@ def test_nan_plus_inf_and_all_masked_items_still_raise(backend, bad, gen):
         logits[:, 4, :] = float("-inf")
     else:
         logits[1, 4, 2] = float(bad.replace("+", ""))
-    with pytest.raises(ValueError, match=r"logits contains NaN or infinite values"):
+    with pytest.raises(ValueError, match=r"logits: expected finite"):
         ops.snapshot_uncertainty(logits, check_finite=True)
-    with pytest.raises(ValueError, match=r"logits_s contains NaN or infinite values"):
+    with pytest.raises(ValueError, match=r"logits_s: expected finite"):
         ops.SnapshotAccumulator(10, 4).update(logits).scores(check_finite=True)
     # unchecked (no host read): the item's entropy is poisoned, the others' scores are untouched
     for scores in (ops.snapshot_uncertainty(logits), ops.SnapshotAccumulator(10, 4).update(logits).scores()):
@@ -517,9 +517,9 @@ def test_most_uncertain_ties_and_bad_arguments():
     s = ops.snapshot_uncertainty(torch.zeros(1, 5, 3))  # every item uniform: all tied
     assert s.most_uncertain(3, "margin").tolist() == [0, 1, 2]
     assert s.most_uncertain(3, "entropy").tolist() == [0, 1, 2]
-    with pytest.raises(ValueError, match="field must be one of"):
+    with pytest.raises(ValueError, match="field: expected one of"):
         s.most_uncertain(2, "confidence")
-    with pytest.raises(ValueError, match="k = 6 exceeds the 5 scored items"):
+    with pytest.raises(ValueError, match="k: expected at most the 5 scored items, got 6"):
         s.most_uncertain(6)
-    with pytest.raises(TypeError, match="k must be an int"):
+    with pytest.raises(TypeError, match="k: expected an int"):
         s.most_uncertain(2.0)

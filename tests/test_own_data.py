@@ -155,7 +155,7 @@ def test_shape_mismatch_nan_and_empty(tmp_path, rng):
     arrays = _arrays(rng)
     arrays["x_train"][17, 2] = np.nan
     (tmp_path / "b").mkdir()
-    assert "row 17 holds NaN" in _error(tmp_path / "b", arrays)
+    assert "NaN or infinity in row 17" in _error(tmp_path / "b", arrays)
     arrays = _arrays(rng)
     arrays["x_test"], arrays["y_test"] = arrays["x_test"][:0], arrays["y_test"][:0]
     (tmp_path / "c").mkdir()

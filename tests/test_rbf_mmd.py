@@ -462,13 +462,13 @@ BAD_CALLS = {
     "y-3d": (lambda x, y: lambda: ops.rbf_mmd2(x, y[None]), ValueError, r"\by\b.*2-D"),
     "feature-mismatch": (lambda x, y: lambda: ops.rbf_mmd2(x, y[:, :2]), ValueError, r"\bx\b.*\by\b.*columns"),
     "zero-features": (lambda x, y: lambda: ops.rbf_mmd2(x[:, :0], y[:, :0]), ValueError, r"\bx\b.*\by\b"),
-    "empty-x": (lambda x, y: lambda: ops.rbf_mmd2(x[:0], y), ValueError, r"rows in x and y"),
-    "empty-y": (lambda x, y: lambda: ops.rbf_mmd2(x, y[:0]), ValueError, r"rows in x and y"),
+    "empty-x": (lambda x, y: lambda: ops.rbf_mmd2(x[:0], y), ValueError, r"x, y: expected at least 1 row each"),
+    "empty-y": (lambda x, y: lambda: ops.rbf_mmd2(x, y[:0]), ValueError, r"x, y: expected at least 1 row each"),
     "unbiased-n1": (lambda x, y: lambda: ops.rbf_mmd2(x[:1], y, estimator="unbiased"), ValueError, r"unbiased.*x \(1, 3\)"),
     "unbiased-m1": (lambda x, y: lambda: ops.rbf_mmd2(x, y[:1], estimator="unbiased"), ValueError, r"unbiased.*y \(1, 3\)"),
     "int-dtype": (lambda x, y: lambda: ops.rbf_mmd2(x.int(), y.int()), TypeError, r"\bx\b.*floating"),
     "int-y": (lambda x, y: lambda: ops.rbf_mmd2(x, y.long()), TypeError, r"\by\b.*floating"),
-    "mixed-dtypes": (lambda x, y: lambda: ops.rbf_mmd2(x, y.double()), TypeError, r"x: torch.float32, y: torch.float64"),
+    "mixed-dtypes": (lambda x, y: lambda: ops.rbf_mmd2(x, y.double()), TypeError, r"x torch.float32, y torch.float64"),
     "not-a-tensor": (lambda x, y: lambda: ops.rbf_mmd2(x.numpy(), y), TypeError, r"\bx\b.*torch.Tensor"),
     "bad-estimator": (lambda x, y: lambda: ops.rbf_mmd2(x, y, estimator="mle"), ValueError, r"estimator.*'mle'"),
     "sigma-zero": (lambda x, y: lambda: ops.rbf_mmd2(x, y, 0.0), ValueError, r"sigmas.*positive"),
@@ -540,9 +540,9 @@ def test_nonfinite_input_gives_nan_or_raises_on_request(dtype, which, value, lay
     for sig in ([0.5, 1.0], None):
         for estimator in ("biased", "unbiased"):
             assert math.isnan(float(ops.rbf_mmd2(args["x"], args["y"], sig, estimator=estimator)))
-        with pytest.raises(ValueError, match=rf"\b{which}\b contains NaN or infinite"):
+        with pytest.raises(ValueError, match=rf"\b{which}: expected finite"):
             ops.rbf_mmd2(args["x"], args["y"], sig, check_finite=True)
-    with pytest.raises(ValueError, match=rf"\b{which}\b contains NaN or infinite"):
+    with pytest.raises(ValueError, match=rf"\b{which}: expected finite"):
         ops.mmd_bandwidths(args["x"], args["y"])  # before 5331982: NaN bandwidths, no error
     assert torch.isnan(ops.mmd_bandwidths(args["x"], args["y"], check_finite=False)).all()
 

@@ -171,7 +171,7 @@ def test_bad_arrays_and_settings(files, tmp_path):
     assert field_of(pool=np.array([["a", "b"]] * N), model="mlp")[0] == "pool"
     nan_pool = files["pool"].clone()
     nan_pool[7, 1] = float("nan")
-    assert "row 7 holds NaN" in field_of(pool=nan_pool, model="mlp")[1]
+    assert "NaN or infinity in row 7" in field_of(pool=nan_pool, model="mlp")[1]
     assert field_of(probs=probs, num_classes=3)[0] == "num_classes"
 
 

@@ -411,9 +411,9 @@ def test_accumulator_errors(gen):
     assert acc.count == 0  # failed updates fold nothing in
     with pytest.raises(ValueError, match=r"\bn\b"):
         SnapshotAccumulator(-1, 3)
-    with pytest.raises(TypeError, match=r"\bn\b must be an int"):
+    with pytest.raises(TypeError, match=r"\bn\b: expected an int"):
         SnapshotAccumulator(2.0, 3)
-    with pytest.raises(TypeError, match=r"num_classes must be an int, got bool"):
+    with pytest.raises(TypeError, match=r"num_classes: expected an int, got bool"):
         SnapshotAccumulator(3, True)
     with pytest.raises(ValueError, match=r"num_classes"):
         SnapshotAccumulator(3, 0)
@@ -431,7 +431,7 @@ def test_accumulator_nonfinite_logits(dtype, value, gen):
     else:
         l[1, 66, 2] = value
     acc = SnapshotAccumulator(70, 4, dtype=dtype).update(l[0]).update(l[1])
-    with pytest.raises(ValueError, match=r"logits_s.*NaN or infinite"):
+    with pytest.raises(ValueError, match=r"logits_s: expected finite"):
         acc.scores(check_finite=True)
 
 
@@ -528,7 +528,7 @@ def test_nonfinite_logits_raise(device, dtype, value, gen):
         l[1, 66, :] = -INF  # an item in the second (partial) block
     else:
         l[1, 66, 2] = value
-    with pytest.raises(ValueError, match=r"logits.*NaN or infinite"):
+    with pytest.raises(ValueError, match=r"logits: expected finite"):
         ops.snapshot_uncertainty(l, check_finite=True)
 
 
@@ -536,7 +536,7 @@ def test_nonfinite_logits_raise_reference_backend(device, set_backend, gen):
     set_backend("reference")
     l = randn(gen, 3, 70, 4, device=device)
     l[0, 3, 1] = NAN
-    with pytest.raises(ValueError, match=r"logits.*NaN or infinite"):
+    with pytest.raises(ValueError, match=r"logits: expected finite"):
         ops.snapshot_uncertainty(l, check_finite=True)
 
 

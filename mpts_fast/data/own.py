@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpts_fast import _checks
 from mpts_fast.data._arrays import CHUNK, channel_stats, to_float_images
 from mpts_fast.data.base import ALDefaults, Dataset
 
@@ -144,18 +145,6 @@ def _numeric(array: np.ndarray, what: str) -> None:
         kind = {"U": "strings", "S": "bytes", "O": "Python objects", "b": "booleans", "c": "complex numbers",
                 "M": "dates", "m": "time deltas", "V": "records"}.get(array.dtype.kind, array.dtype.kind)
         raise ValueError(f"{what}: expected a numeric array (integers or floats), got dtype {array.dtype} ({kind})")
-
-
-def check_finite(x: np.ndarray, what: str) -> None:
-    """Raises naming the first row that holds NaN or infinity; read in chunks (never the whole array at once)."""
-    if x.dtype.kind != "f":
-        return
-    for start in range(0, len(x), CHUNK):
-        block = np.asarray(x[start:start + CHUNK]).reshape(min(CHUNK, len(x) - start), -1)
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            raise ValueError(f"{what}: row {start + int(np.argmax(bad))} holds NaN or infinity; expected finite "
-                             f"features")
 
 
 def class_ids(y: np.ndarray, what: str) -> np.ndarray:
@@ -331,8 +320,8 @@ def _load(path: Path) -> Dataset:
     check_labels(y_test, num_classes, where("y_test"), source)
     if num_classes < 2:
         raise ValueError(f"{where('y_train')}: a classification set needs at least 2 classes, got {num_classes}")
-    check_finite(x_train, where("x_train"))
-    check_finite(x_test, where("x_test"))
+    _checks.finite(x_train, where("x_train"))
+    _checks.finite(x_test, where("x_test"))
     if x_train.dtype == np.uint8 and x_train.ndim == 4 and x_test.dtype == np.uint8:
         xt, xs = _images_u8(x_train, x_test)
     else:

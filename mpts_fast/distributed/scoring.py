@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mpts_fast import _checks
 from mpts_fast.distributed.comm import all_gather_objects, all_gather_rows
 from mpts_fast.distributed.group import shard_bounds
 
@@ -23,8 +24,7 @@ def merged_top_k(local_scores: torch.Tensor, k: int, offset: int, *, largest: bo
     compared in float32 as strategies.base.top_k, ties to the lowest global position; the same on every rank.
 
     Each rank sends its own top-k (value, position) pairs: one all-gather of 2k numbers per rank."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    _checks.int_option(k, "k", minimum=0)
     vals = local_scores.detach().float().cpu().reshape(-1)
     order = torch.sort(vals, descending=largest, stable=True).indices[:k]
     cand = torch.full((k, 2), -1.0, dtype=torch.float64)  # unused slots: index -1, dropped after the gather

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from mpts_fast import reference
+from mpts_fast import _checks, reference
 from mpts_fast.distributed.comm import all_gather_objects, all_gather_rows, broadcast_buffer, raise_if_any
 from mpts_fast.distributed.group import rank as _rank
 from mpts_fast.select import engine, nearest, seeding, validate
@@ -102,7 +102,7 @@ def _agree(op: str, n: int, cols: tuple[int, ...], k, mask_fn: Callable[[], torc
     free = shard.total - shard.labeled_total
     if k > free:
         what = "unlabeled rows" if shard.labeled_total else "rows"
-        raise ValueError(f"k = {k} exceeds the {free} {what} that can be picked (over all {len(infos)} ranks)")
+        raise ValueError(f"k: expected at most the {free} {what} that can be picked (over all {len(infos)} ranks), got {k}")
     return shard, k, mask
 
 
@@ -306,8 +306,7 @@ def kmeanspp(local_features: torch.Tensor, k: int, *, generator: torch.Generator
 
     def check() -> None:
         _rows_ok(local_features, "local_features")
-        if first not in ("norm", "random"):
-            raise ValueError(f"first must be 'norm' or 'random', got {first!r}")
+        _checks.choice(first, "first", ("norm", "random"))
         validate.generator(generator)
 
     shard, k, mask = _agree(op, n, cols, k, lambda: validate.labeled_mask(labeled, n, local_features.device),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mpts_fast import _checks
 from mpts_fast.models.mlp import DEFAULT_DROPOUT, check_dropout
 
 # (kernel, stride, padding) of the three convolutions, from ConvBase
@@ -39,8 +40,7 @@ class CNN1D(nn.Module):
         shape = tuple(int(s) for s in input_shape)
         if len(shape) not in (1, 2) or min(shape) < 1:
             raise ValueError(f"input_shape: cnn1d needs signals (length,) or (channels, length), got {shape}")
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels: expected a positive int, got {channels!r}")
+        _checks.int_option(channels, "channels")
         self.in_channels, self.length = (1, shape[0]) if len(shape) == 1 else shape
         out_length = conv_output_length(self.length)
         if out_length < 1:

@@ -12,14 +12,14 @@ import math
 import torch
 from torch import nn
 
+from mpts_fast import _checks
+
 
 DEFAULT_DROPOUT = 0.3
 
 
 def check_dropout(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
-    return float(p)
+    return _checks.number_option(p, "dropout", at_least=0, below=1, what="a probability in [0, 1)")
 
 
 class MLP(nn.Module):

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from mpts_fast import _checks
 from mpts_fast.data import own
 from mpts_fast.data._arrays import channel_stats, to_float_images
 
@@ -65,10 +66,8 @@ def _numeric(array, field: str, where: str) -> None:
 
 
 def _finite(array, field: str, where: str) -> None:
-    if isinstance(array, torch.Tensor):
-        array = array.numpy() if array.dtype != torch.bfloat16 else array.float().numpy()
     try:
-        own.check_finite(array, where)
+        _checks.finite(array, where)
     except ValueError as e:
         raise InputError(field, str(e)) from None
 

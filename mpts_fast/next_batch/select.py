@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpts_fast import _checks
 from mpts_fast.next_batch import inputs
 from mpts_fast.next_batch.inputs import InputError
 from mpts_fast.next_batch.precomputed import NEEDS_OUTPUTS, SAMPLES_NOTE, PrecomputedModel, row_pool
@@ -78,9 +79,10 @@ def _strategy(name: str, options: dict | None):
 
 
 def _positive(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(field, f"expected a positive integer, got {value!r}")
-    return int(value)
+    try:
+        return _checks.int_option(value, field)
+    except ValueError as e:
+        raise InputError(field, str(e).partition(": ")[2]) from None
 
 
 def default_strategy(model: str | None, probs_dims: int | None, has_embeddings: bool) -> str:

@@ -28,7 +28,7 @@ def mmd_bandwidths(
     _validate_pair(x, y)
     num = _checks.integer(num, "num", minimum=1, what="a positive number of bandwidths")
     if not (mul > 0 and mul != float("inf")):
-        raise ValueError(f"mul must be a positive finite number, got {mul!r}")
+        raise ValueError(f"mul: expected a positive finite number, got {mul!r}")
     if check_finite:
         _checks.finite(x, "x")
         _checks.finite(y, "y")
@@ -41,17 +41,17 @@ def _validate_pair(x, y) -> None:
     _checks.same_device(x=x, y=y)
     _checks.common_dtype(x=x, y=y)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same number of columns, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+        raise ValueError(f"x, y: expected the same number of columns, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if x.shape[1] == 0:
-        raise ValueError("x and y must have at least one column (feature)")
+        raise ValueError(f"x, y: expected at least one column (feature), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
 
 
 def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
     if isinstance(sigmas, (str, bytes)):
-        raise TypeError(f"sigmas must be None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}")
+        raise TypeError(f"sigmas: expected None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}")
     if isinstance(sigmas, torch.Tensor):
         if sigmas.dim() > 1:
-            raise ValueError(f"sigmas must be a float or a 1-D tensor, got shape {tuple(sigmas.shape)}")
+            raise ValueError(f"sigmas: expected a float or a 1-D tensor, got shape {tuple(sigmas.shape)}")
         values = [float(v) for v in sigmas.detach().reshape(-1).tolist()]
     elif isinstance(sigmas, (int, float)):
         values = [float(sigmas)]
@@ -59,12 +59,12 @@ def _scales_from_sigmas(sigmas: BandwidthArg) -> list[float]:
         try:
             values = [float(v) for v in sigmas]
         except (TypeError, ValueError):
-            raise TypeError(f"sigmas must be None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}") from None
+            raise TypeError(f"sigmas: expected None, a float, a sequence of floats or a 1-D tensor, got {type(sigmas).__name__}") from None
     if not 1 <= len(values) <= 16:
-        raise ValueError(f"sigmas must hold 1 to 16 bandwidths, got {len(values)}")
+        raise ValueError(f"sigmas: expected 1 to 16 bandwidths, got {len(values)}")
     for v in values:
         if not (v > 0 and v != float("inf")):
-            raise ValueError(f"sigmas must be positive and finite, got {values}")
+            raise ValueError(f"sigmas: expected positive finite bandwidths, got {values}")
     return [2.0 * v * v for v in values]
 
 
@@ -111,7 +111,7 @@ def rbf_mmd2_ladder(
     unbiased = _validate_mmd_call(x, y, estimator, check_finite)
     num = _checks.integer(num, "num", minimum=1, what="a positive number of bandwidths")
     if not (mul > 0 and mul != float("inf")):
-        raise ValueError(f"mul must be a positive finite number, got {mul!r}")
+        raise ValueError(f"mul: expected a positive finite number, got {mul!r}")
     return _ladder_mmd2(x, y, num, float(mul), unbiased)
 
 
@@ -123,7 +123,7 @@ def _validate_mmd_call(x, y, estimator: str, check_finite: bool) -> bool:
     need = 2 if unbiased else 1
     if x.shape[0] < need or y.shape[0] < need:
         raise ValueError(
-            f"the {estimator} estimator needs at least {need} rows in x and y, got x {tuple(x.shape)} and y {tuple(y.shape)}"
+            f"x, y: expected at least {need} row{'s' if need > 1 else ''} each for the {estimator} estimator, got x {tuple(x.shape)} and y {tuple(y.shape)}"
         )
     if check_finite:
         _checks.finite(x, "x")

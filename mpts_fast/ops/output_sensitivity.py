@@ -33,15 +33,15 @@ def _validate_network(x, V, b_v, W, b_w, output: str, check_finite: bool = True)
     P, I = x.shape
     J, K = V.shape[0], W.shape[0]
     if I < 1 or J < 1 or K < 1:
-        raise ValueError(f"inputs, hidden units and outputs must be >= 1, got I={I}, J={J}, K={K}")
+        raise ValueError(f"x, V, W: expected at least one input, hidden unit and output, got I={I}, J={J}, K={K}")
     if V.shape[1] != I:
-        raise ValueError(f"V must have shape (J, {I}) to match x {tuple(x.shape)}, got {tuple(V.shape)}")
+        raise ValueError(f"V: expected shape (J, {I}) to match x {tuple(x.shape)}, got {tuple(V.shape)}")
     if b_v.shape[0] != J:
-        raise ValueError(f"b_v must have shape ({J},) to match V {tuple(V.shape)}, got {tuple(b_v.shape)}")
+        raise ValueError(f"b_v: expected shape ({J},) to match V {tuple(V.shape)}, got {tuple(b_v.shape)}")
     if W.shape[1] != J:
-        raise ValueError(f"W must have shape (K, {J}) to match V {tuple(V.shape)}, got {tuple(W.shape)}")
+        raise ValueError(f"W: expected shape (K, {J}) to match V {tuple(V.shape)}, got {tuple(W.shape)}")
     if b_w.shape[0] != K:
-        raise ValueError(f"b_w must have shape ({K},) to match W {tuple(W.shape)}, got {tuple(b_w.shape)}")
+        raise ValueError(f"b_w: expected shape ({K},) to match W {tuple(W.shape)}, got {tuple(b_w.shape)}")
     if check_finite:
         _require_finite_network(x, V, b_v, W, b_w)
 

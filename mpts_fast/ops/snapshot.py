@@ -15,7 +15,7 @@ from mpts_fast.ops import dispatch
 def _validate_logits(logits, name: str, dim: int) -> None:
     _checks.tensor(logits, name, dim)
     if logits.shape[-1] < 1:
-        raise ValueError(f"{name} must have at least one class (last dim), got shape {tuple(logits.shape)}")
+        raise ValueError(f"{name}: expected at least one class (last dim), got shape {tuple(logits.shape)}")
 
 
 def _scores_all_finite(scores: torch.Tensor) -> torch.Tensor:
@@ -32,8 +32,8 @@ def _scores_all_finite(scores: torch.Tensor) -> torch.Tensor:
 
 def _nonfinite_logits_error(name: str) -> ValueError:
     return ValueError(
-        f"{name} contains NaN or infinite values (NaN, +inf, or an item whose logits are all -inf; "
-        "-inf in some classes masks those classes and is fine)"
+        f"{name}: expected finite logits (-inf in some classes masks those classes and is fine), got NaN, +inf, "
+        "or an item whose logits are all -inf"
     )
 
 
@@ -93,7 +93,7 @@ def snapshot_uncertainty(logits: torch.Tensor, *, check_finite: bool = False) ->
     """
     _validate_logits(logits, "logits", 3)
     if logits.shape[0] < 1:
-        raise ValueError(f"logits must hold at least one snapshot (dim 0), got shape {tuple(logits.shape)}")
+        raise ValueError(f"logits: expected at least one snapshot (dim 0), got shape {tuple(logits.shape)}")
     if logits.shape[1] == 0:
         empty = logits.new_zeros((0,), dtype=dispatch.compute_dtype(logits.dtype, logits.device))
         return SnapshotScores(*(empty.clone() for _ in range(5)))
@@ -146,7 +146,7 @@ class SnapshotAccumulator:
         n = _checks.integer(n, "n", minimum=0, what="a non-negative number of items")
         num_classes = _checks.integer(num_classes, "num_classes", minimum=1, what="a positive number of classes")
         if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+            raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         self.n, self.num_classes = n, num_classes
         self.count = 0
         self._state = reference.SnapshotMoments(n, num_classes, device if device is not None else "cpu", dtype)
@@ -161,9 +161,9 @@ class SnapshotAccumulator:
                 self.update(one)
             return self
         if tuple(logits_s.shape) != (self.n, self.num_classes):
-            raise ValueError(f"logits_s must have shape ({self.n}, {self.num_classes}), got {tuple(logits_s.shape)}")
+            raise ValueError(f"logits_s: expected shape ({self.n}, {self.num_classes}), got {tuple(logits_s.shape)}")
         if logits_s.device != self.device:
-            raise ValueError(f"logits_s is on {logits_s.device} but the accumulator is on {self.device}")
+            raise ValueError(f"logits_s: expected a tensor on the accumulator's device {self.device}, got {logits_s.device}")
         st = self._state
         native = self.n and dispatch.native_for("SnapshotAccumulator", self.device, st.mean.dtype)
         if self.n and self.count == 0:  # on the device; read by scores(check_finite=True) only

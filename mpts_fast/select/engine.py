@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mpts_fast import _native, reference
+from mpts_fast import _checks, _native, reference
 from mpts_fast.select import nearest, seeding, validate
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -60,8 +60,7 @@ def kmeanspp(
 ) -> torch.Tensor:
     features = validate.features(features)
     k = validate.count(k)
-    if first not in ("norm", "random"):
-        raise ValueError(f"first must be 'norm' or 'random', got {first!r}")
+    _checks.choice(first, "first", ("norm", "random"))
     generator = validate.generator(generator)
     N = features.shape[0]
     mask = validate.labeled_mask(labeled, N, features.device)

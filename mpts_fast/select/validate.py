@@ -1,4 +1,5 @@
-"""Argument checks of the selection ops: every error names the argument and what was expected."""
+"""Argument checks of the selection ops, worded as every check in :mod:`mpts_fast._checks`:
+"<name>: expected <what>, got <value>"."""
 from __future__ import annotations
 
 import torch
@@ -8,20 +9,11 @@ from mpts_fast import _checks
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64)
 
 
-def finite(x: torch.Tensor, name: str) -> None:
-    """NaN/inf check as one reduction: torch.aminmax propagates NaN, and a pool is finite iff its
-    minimum and maximum are. (torch.isfinite(x).all() builds a pool-sized mask: ten times the
-    time, more than the k-center loop itself at N = 8,000, d = 512, k = 40.) x: non-empty."""
-    lo, hi = torch.aminmax(x)
-    if not bool(torch.isfinite(torch.stack([lo, hi])).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-
-
 def features(x, name: str = "features") -> torch.Tensor:
     _checks.tensor(x, name, 2)
     if x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(x.shape)}")
-    finite(x, name)
+        raise ValueError(f"{name}: expected at least one row and one column, got shape {tuple(x.shape)}")
+    _checks.finite(x, name)
     return x
 
 
@@ -48,34 +40,34 @@ def labeled_mask(labeled, n: int, device: torch.device, name: str = "labeled") -
             labeled = torch.as_tensor(labeled)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
-                f"{name} must be a bool mask or row indices (tensor, numpy array or list), got {type(labeled).__name__}"
+                f"{name}: expected a bool mask or row indices (tensor, numpy array or list), got {type(labeled).__name__}"
             ) from None
     if labeled.numel() == 0:
         if labeled.dim() > 1:
-            raise ValueError(f"{name} must be 1-D (a bool mask of {n} rows or row indices), got shape {tuple(labeled.shape)}")
+            raise ValueError(f"{name}: expected a 1-D bool mask of {n} rows or row indices, got shape {tuple(labeled.shape)}")
         return None  # [] / empty array / empty tensor of any dtype: nothing labeled
     if labeled.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (a bool mask of {n} rows or row indices), got shape {tuple(labeled.shape)}")
+        raise ValueError(f"{name}: expected a 1-D bool mask of {n} rows or row indices, got shape {tuple(labeled.shape)}")
     if labeled.dtype == torch.bool:
         if labeled.shape[0] != n:
-            raise ValueError(f"{name} as a bool mask must have {n} entries (one per row), got {labeled.shape[0]}")
+            raise ValueError(f"{name}: expected a bool mask of {n} entries (one per row), got {labeled.shape[0]}")
         mask = labeled.to(device)
         return mask if bool(mask.any()) else None
     if labeled.dtype == torch.uint8:
         raise TypeError(
-            f"{name} has dtype uint8, which torch reads as a mask and numpy as indices; "
-            f"pass {name}.bool() for a mask or {name}.long() for row indices"
+            f"{name}: expected a bool mask or integer row indices, got dtype uint8 (torch reads it as a mask, "
+            f"numpy as indices); pass {name}.bool() for a mask or {name}.long() for row indices"
         )
     if labeled.dtype.is_floating_point or labeled.dtype.is_complex or labeled.dtype not in _INTEGER_DTYPES:
-        raise TypeError(f"{name} must be a bool mask or an integer index sequence, got dtype {labeled.dtype}")
+        raise TypeError(f"{name}: expected a bool mask or integer row indices, got dtype {labeled.dtype}")
     idx = labeled.to(dtype=torch.long)
     lo, hi = (int(v) for v in torch.aminmax(idx))  # one pass for both bounds
     if lo < 0 or hi >= n:
-        raise ValueError(f"{name} indices must be in [0, {n}), got values from {lo} to {hi}")
+        raise ValueError(f"{name}: expected row indices in [0, {n}), got values from {lo} to {hi}")
     if idx.shape[0] == n and hi <= 1:
         raise ValueError(
-            f"{name} has one entry per row ({n}) and holds only 0s and 1s, so it could be a 0/1 mask or row "
-            f"indices: pass {name}.bool() for a mask (for indices, a bool mask with those rows True)"
+            f"{name}: expected a bool mask or row indices, got one entry per row ({n}) holding only 0s and 1s, "
+            f"which could be either: pass {name}.bool() for a mask (for indices, a bool mask with those rows True)"
         )
     mask = torch.zeros(n, dtype=torch.bool, device=device)
     mask[idx.to(device)] = True
@@ -86,12 +78,12 @@ def enough_rows(k: int, n: int, mask: torch.Tensor | None) -> None:
     free = n - (int(mask.sum()) if mask is not None else 0)
     if k > free:
         what = "unlabeled rows" if mask is not None else "rows"
-        raise ValueError(f"k = {k} exceeds the {free} {what} that can be picked")
+        raise ValueError(f"k: expected at most the {free} {what} that can be picked, got {k}")
 
 
 def generator(gen) -> torch.Generator | None:
     if gen is not None and not isinstance(gen, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(gen).__name__}")
     return gen
 
 
@@ -101,22 +93,21 @@ def probs_and_embeddings(probs, embeddings) -> None:
     _checks.same_device(probs=probs, embeddings=embeddings)
     if probs.shape[0] != embeddings.shape[0]:
         raise ValueError(
-            f"probs and embeddings must have the same number of rows, got probs {tuple(probs.shape)} "
-            f"and embeddings {tuple(embeddings.shape)}"
+            f"embeddings: expected one row per row of probs ({probs.shape[0]}), got shape {tuple(embeddings.shape)}"
         )
     if probs.shape[0] < 1 or probs.shape[1] < 1:
-        raise ValueError(f"probs must have at least one row and one class, got shape {tuple(probs.shape)}")
+        raise ValueError(f"probs: expected at least one row and one class, got shape {tuple(probs.shape)}")
     if embeddings.shape[1] < 1:
-        raise ValueError(f"embeddings must have at least one column, got shape {tuple(embeddings.shape)}")
-    finite(probs, "probs")
-    finite(embeddings, "embeddings")
+        raise ValueError(f"embeddings: expected at least one column, got shape {tuple(embeddings.shape)}")
+    _checks.finite(probs, "probs")
+    _checks.finite(embeddings, "embeddings")
     if bool((probs < 0).any()):
-        raise ValueError("probs must be a distribution per row (softmax outputs): it has negative entries")
+        raise ValueError("probs: expected a distribution per row (softmax outputs), got negative entries")
     tol = 1e-2 if probs.dtype in (torch.float16, torch.bfloat16) else 1e-3
     sums = probs.sum(1, dtype=torch.float64)
     worst = float((sums - 1).abs().max())
     if worst > tol:
         raise ValueError(
-            f"probs must be a distribution per row (softmax outputs): row sums must be 1 within {tol}, "
+            f"probs: expected a distribution per row (softmax outputs, rows summing to 1 within {tol}), "
             f"got a row summing to {float(sums[(sums - 1).abs().argmax()]):.6g}"
         )

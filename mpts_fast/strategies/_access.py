@@ -22,22 +22,6 @@ def require_classes(ctx: SelectionContext, strategy: str, least: int = 2) -> Non
         raise ValueError(f"num_classes: strategy {strategy!r} needs at least {least} classes, got {ctx.num_classes}")
 
 
-def positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
-    """Validates a constructor option; bools are refused (True is an int in Python)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        expected = "a positive integer or None" if allow_none else "a positive integer"
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return value
-
-
-def positive_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
-        raise ValueError(f"{name}: expected a positive number, got {value!r}")
-    return float(value)
-
-
 def seed_from(generator: torch.Generator) -> int:
     """A 31-bit seed drawn from the round's generator, for libraries that take an int (faiss) or a device generator."""
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))

@@ -35,9 +35,8 @@ from typing import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
-from mpts_fast._checks import choice
-from mpts_fast.strategies._access import (embed_head_model, fill_randomly, positive_float, positive_int,
-                                          require_classes, seed_from)
+from mpts_fast._checks import choice, number_option, positive_float, positive_int
+from mpts_fast.strategies._access import embed_head_model, fill_randomly, require_classes, seed_from
 from mpts_fast.strategies.base import SelectionContext, Strategy
 from mpts_fast.strategies.kmeans import BACKENDS, kmeans_nearest
 from mpts_fast.strategies.registry import register
@@ -205,9 +204,7 @@ class AlfaMixStrategy(Strategy):
         self.learning_rate = positive_float(learning_rate, "learning_rate")
         self.iters = positive_int(iters, "iters")
         self.clf_coef = positive_float(clf_coef, "clf_coef")
-        if isinstance(l2_coef, bool) or not isinstance(l2_coef, (int, float)) or not 0 <= l2_coef < math.inf:
-            raise ValueError(f"l2_coef: expected a non-negative number, got {l2_coef!r}")
-        self.l2_coef = float(l2_coef)
+        self.l2_coef = number_option(l2_coef, "l2_coef", at_least=0, below=math.inf, what="a non-negative number")
         choice(kmeans, "kmeans", BACKENDS)
         self.kmeans = kmeans
         self.kmeans_iters = positive_int(kmeans_iters, "kmeans_iters")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mpts_fast import ops
+from mpts_fast import _checks, ops
 from mpts_fast._types import SnapshotScores
 from mpts_fast.distributed.group import is_distributed
 from mpts_fast.distributed.scoring import sharded_diversity, sharded_score_select
@@ -34,10 +34,8 @@ class Needs:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
-            raise ValueError(f"ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
+        _checks.int_option(self.ensemble_size, "ensemble_size")
+        _checks.number_option(self.dropout, "dropout", at_least=0, below=1, what="a probability in [0, 1)")
 
     @property
     def own_model(self) -> bool:

@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mpts_fast._checks import choice
-from mpts_fast.strategies._access import positive_int, require_classes
+from mpts_fast._checks import choice, number_option, positive_int
+from mpts_fast.strategies._access import require_classes
 from mpts_fast.strategies.base import SelectionContext, Strategy, top_k
 from mpts_fast.strategies.registry import register
 
@@ -159,9 +159,7 @@ class DeepFoolStrategy(Strategy):
         choice(variant, "variant", VARIANTS)
         self.variant = variant
         self.max_iter = positive_int(max_iter, "max_iter")
-        if isinstance(overshoot, bool) or not isinstance(overshoot, (int, float)) or not 0 <= overshoot < 1:
-            raise ValueError(f"overshoot: expected a number in [0, 1), got {overshoot!r}")
-        self.overshoot = float(overshoot)
+        self.overshoot = number_option(overshoot, "overshoot", at_least=0, below=1)
         self.pool_subsample = positive_int(pool_subsample, "pool_subsample", allow_none=True)
         self.batch_size = positive_int(batch_size, "batch_size")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from mpts_fast import ops
-from mpts_fast._checks import choice
-from mpts_fast.strategies._access import embed_head_model, positive_float, positive_int, seed_from
+from mpts_fast._checks import choice, number_option, positive_float, positive_int
+from mpts_fast.strategies._access import embed_head_model, seed_from
 from mpts_fast.strategies.base import SelectionContext, Strategy, top_k
 from mpts_fast.strategies.gcn import GCNConfig, Graph, GraphScorer
 from mpts_fast.strategies.registry import register
@@ -32,9 +32,7 @@ class GCNALStrategy(Strategy):
         choice(variant, "variant", VARIANTS)
         self.variant = variant
         self.unlabeled_sample = positive_int(unlabeled_sample, "unlabeled_sample")
-        if not isinstance(s_margin, (int, float)) or isinstance(s_margin, bool) or not 0 < s_margin < 1:
-            raise ValueError(f"s_margin: expected a score margin in (0, 1), got {s_margin!r}")
-        self.s_margin = float(s_margin)
+        self.s_margin = number_option(s_margin, "s_margin", above=0, below=1, what="a score margin in (0, 1)")
         self.config = GCNConfig(hidden=positive_int(hidden, "hidden"), epochs=positive_int(epochs, "epochs"),
                                 unlabeled_weight=positive_float(unlabeled_weight, "unlabeled_weight"))
 

@@ -60,8 +60,7 @@ def kmeans_nearest(features: torch.Tensor, k: int, *, seed: int = 0, niter: int 
     _checks.tensor(features, "features", dim=2)
     _checks.choice(backend, "backend", BACKENDS)
     n = features.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k: expected an integer in 1..{n} (the number of rows), got {k!r}")
+    k = _checks.int_option(k, "k", minimum=1, maximum=n)
     _checks.finite(features, "features")
     x = features.detach().float()
     if backend == "sklearn":
