@@ -86,7 +86,7 @@ bench-compare: build
 	$(PY) bench/compare.py --current $(BENCH_STORAGE)/current-$(BENCH_TIER).json --storage $(BENCH_STORAGE) --tol $(TOL) --recheck
 
 bench-run: build
-	$(PY) bench/run.py --device cpu --out bench/results
+	$(PY) bench/run.py --device cpu
 
 cuda-check: $(VENV)/.bootstrapped
 	scripts/cuda_check.sh $(PY)

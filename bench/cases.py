@@ -15,7 +15,7 @@ A case holds
                   yardsticks (e.g. the bare GEMM), timed but not ratios of a replaced code path
   floor           sizes -> {"flops": ..., "bytes": ...}: unavoidable work, timed at the machine's
                   GEMM rate and memory read bandwidth (the sum of both where both are given)
-  target_ratio    issue 13's target for plain / ours (None: report only)
+  target_ratio    the speed target for plain / ours (docs/benchmarks.md; None: report only)
   fresh_process   CPU: ours only, one run in a fresh process (memory-scale cases; not in pytest)
 
 An `Impl` builds its timed closure from the inputs (anything expensive that is not part of the
@@ -95,7 +95,7 @@ class Case:
 
     @property
     def primary_plain(self) -> Impl | None:
-        """The plain version issue 13's targets refer to (contended_cpu.py): the first."""
+        """The plain version the speed targets refer to (contended_cpu.py): the first."""
         return self.plain[0] if self.plain else None
 
 
@@ -293,7 +293,7 @@ SENSITIVITY_MID = Case(
     floor=_SENS_FLOOR,
     warm_sizes={"P": 64},
     reps={"fast": (1, 5), "slow": (1, 5)},
-    notes=("issue 13: at least 1.5x the chunked einsum from P = 4,000 up",),
+    notes=("target: at least 1.5x the chunked einsum from P = 4,000 up",),
 )
 
 SENSITIVITY_8000 = Case(
@@ -431,7 +431,7 @@ KCENTER_ISSUE13 = Case(
     warm_sizes={"N": 2000, "k": 5},
     reps={"fast": (1, 5), "slow": (0, 2)},
     mem_probe=("mpts_fast", "plain_dense_deepal"),
-    notes=("issue 13's size: the dense way runs all k picks",),
+    notes=("the target's size: the dense way runs all k picks",),
 )
 
 KCENTER_SCALE = Case(

@@ -1,15 +1,16 @@
 """Each CPU op next to its plain-PyTorch counterpart and a bare torch.mm, quiet / one core held /
-every core held, in one process; writes bench/results/<date>-contended-cpu.json.
+every core held, in one process; writes bench/results/contended/<date>-contended-cpu.json.
 
-    python bench/contended_cpu.py            # ~3 min on 2 cores
-    python bench/contended_cpu.py --reps 9 --out bench/results
+    python -m bench contended                # ~3 min on 2 cores (this file: python bench/contended_cpu.py)
+    python -m bench contended --reps 9 --tag=-mine
+    python -m bench contended --quick        # 3 rounds per figure, written under build/bench/contended/
 
 "Held" cores run a pinned busy process each (bench/contention.py). For each op and load the
 script times ours, the plain version and torch.mm round-robin (one call each per round, after
 one warm-up call each), so all three see the same load, and reports per op: the ratio plain /
 ours under that load, the slowdown from quiet (ours, plain) and the slowdown of the torch.mm
-calls interleaved with that op, against the issue-13 targets (ratio >= 1.5, k-center >= 20;
-our slowdown <= 1.25 x torch.mm's). Targets are judged on the median of the rounds: under load
+calls interleaved with that op, against the targets (ratio >= 1.5, k-center >= 20; our
+slowdown <= 1.25 x torch.mm's: docs/benchmarks.md). Targets are judged on the median of the rounds: under load
 the best of a few calls is whichever call happened to get a whole time slice, while the median
 is what a user sees; best-of figures are kept next to them. The ops, sizes and plain versions
 are the registry's cases with a "contended" tier (bench/cases.py). The 1-minute load average and
@@ -122,11 +123,13 @@ def summarise(res: dict, all_cases: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--reps", type=int, default=None, help="rounds per figure (default 7; 3 with --quick)")
+    harness.add_common_options(ap, "contended", "3 rounds per figure: checks the pipeline, not a result")
     ap.add_argument("--tag", default="",
                     help="suffix of the output file name; one that starts with - goes as --tag=-libgomp-default")
     args = ap.parse_args()
+    if args.reps is None:
+        args.reps = 3 if args.quick else 7
     all_cases = cases()
     t0 = time.time()
     res = measure(all_cases, args.reps)
@@ -157,8 +160,7 @@ def main() -> None:
         "summary": summary,
         "raw": res,
     }
-    path = Path(args.out) / f"{dt.date.today().isoformat()}-contended-cpu{args.tag}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = harness.out_dir(args, "contended") / f"{dt.date.today().isoformat()}-contended-cpu{args.tag}.json"
     path.write_text(json.dumps(doc, indent=1))
     print("wrote", path)
 

@@ -1,8 +1,8 @@
 """Several runs of bench/contended_cpu.py side by side: per op and load, each run's median ratio
-plain / ours, our slowdown from quiet and torch.mm's, and in how many runs each issue-13 target
-was met.
+plain / ours, our slowdown from quiet and torch.mm's, and in how many runs each speed target
+(docs/benchmarks.md) was met.
 
-    python bench/contended_summary.py bench/results/2026-12-02-contended-cpu*.json
+    python -m bench contended-summary bench/results/contended/2026-12-02-contended-cpu*.json
 
 One run's pass or fail near a target is not decisive on a shared machine (the torch.mm calls
 interleaved with rbf_mmd2 slowed 1.53x-1.86x with both cores held in three runs the same hour);

@@ -1,9 +1,11 @@
 """1 vs 2 gloo processes on this machine: sharded pool scoring and distributed k-center on a synthetic pool.
 
-    nice -n 10 .venv/bin/python bench/distributed_scale.py [--n 1000000] [--out bench/results/distributed-scale.json]
+    nice -n 10 python -m bench distributed-scale [--n 1000000]   # results/distributed-scale/distributed-scale.json
+    python -m bench distributed-scale --quick                     # N = 20,000, 10 picks: written under build/bench/
 
 Each configuration runs in fresh processes (mpts_fast.distributed.spawn.run_local, one thread per process unless
---threads says otherwise). Per rank the timed region starts and ends at a barrier; the figure is the slowest rank's.
+--threads says otherwise). Per rank the timed region (harness.time_calls, one call) starts and ends at a barrier; the
+figure is the slowest rank's.
 
 - scoring: S = 5 snapshots of a small MLP (d -> 256 -> C = 10) stream the rank's shard through
   ops.SnapshotAccumulator in batches of 4096, then the top-b (b = 1000) entropy items are merged across ranks.
@@ -18,10 +20,13 @@ import argparse
 import json
 import os
 import platform
-import time
-from pathlib import Path
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
 
 
 def _pool(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -33,13 +38,16 @@ def _timed(fn):
 
     from mpts_fast import distributed
 
+    def call_then_wait_for_every_rank() -> None:
+        out.append(fn())
+        if distributed.is_distributed():
+            dist.barrier()
+
     if distributed.is_distributed():
         dist.barrier()
-    t0 = time.perf_counter()
-    out = fn()
-    if distributed.is_distributed():
-        dist.barrier()
-    return out, time.perf_counter() - t0
+    out: list = []
+    timing = harness.time_calls(call_then_wait_for_every_rank, warmup=0, reps=1)
+    return out[-1], timing["best_s"]
 
 
 def _scoring(n: int, d: int, snapshots: int, budget: int) -> dict:
@@ -108,13 +116,15 @@ def main() -> None:
     from mpts_fast.distributed.spawn import run_local
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--n", type=int, default=None, help="pool items (default 1,000,000; 20,000 with --quick)")
+    parser.add_argument("--k", type=int, default=None, help="k-center picks (default 100; 10 with --quick)")
     parser.add_argument("--snapshots", type=int, default=5)
     parser.add_argument("--budget", type=int, default=1000)
-    parser.add_argument("--out", default="bench/results/distributed-scale.json")
+    harness.add_common_options(parser, "distributed-scale", "N = 20,000, 10 picks: checks the pipeline, not a result")
     parser.add_argument("--note", default="", help="what else ran on the machine (recorded with the figures)")
     args = parser.parse_args()
+    args.n = args.n or (20_000 if args.quick else 1_000_000)
+    args.k = args.k or (10 if args.quick else 100)
     rows = []
     for world, threads in ((1, 1), (1, 2), (2, 1)):
         results = run_local(_all, world, args.n, args.k, args.snapshots, args.budget, threads=threads,
@@ -134,9 +144,9 @@ def main() -> None:
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "load_average_at_end": os.getloadavg(), "torch": torch.__version__},
               "note": args.note}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1))
-    print(f"picks equal across configurations: {same}; written {args.out}")
+    path = harness.out_dir(args, "distributed-scale") / "distributed-scale.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(f"picks equal across configurations: {same}; written {path}")
 
 
 if __name__ == "__main__":

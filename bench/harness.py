@@ -1,6 +1,7 @@
-"""Shared pieces of the benchmark suite: input makers, timers, machine facts and the floors (the
-time the work would take at the machine's GEMM rate or memory bandwidth). The cases themselves
-(sizes, implementations, targets) are in bench/cases.py.
+"""Shared pieces of every bench command: input makers, the timer (`time_calls`), machine facts, the
+floors (the time the work would take at the machine's GEMM rate or memory bandwidth) and the
+options every command takes (`--out`, `--quick`). The cases themselves (sizes, implementations,
+targets) are in bench/cases.py; the commands are listed by `python -m bench`.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import platform
 import re
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -21,6 +23,29 @@ OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErr
 
 def quick_from_env() -> bool:
     return os.environ.get("MPTS_BENCH_QUICK", "0").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+# ------------------------------------------------------------------------------ options and output folders
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+# --quick runs check the pipeline; their files stay out of the committed results
+QUICK_DIR = BENCH_DIR.parent / "build" / "bench"
+
+
+def add_common_options(ap, kind: str, quick_help: str) -> None:
+    """--out and --quick, worded the same in every bench command. `kind` names the results folder."""
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"folder for the result file (default: bench/results/{kind}/; "
+                         f"with --quick: build/bench/{kind}/)")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def out_dir(args, kind: str) -> Path:
+    """The folder a command writes to: --out, else bench/results/<kind>/ (build/bench/<kind>/ with --quick)."""
+    folder = Path(args.out) if args.out else (QUICK_DIR if args.quick else RESULTS_DIR) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # ------------------------------------------------------------------------------ inputs

@@ -6,8 +6,11 @@
 - scikit-activeml CoreSet at N = 100,000 embeddings of dimension D with L labeled samples, batch B:
   skactiveml.pool.CoreSet vs mpts_fast.integrations.skactiveml.CoreSet (ops.kcenter_greedy), picks compared.
 
-Wall-clock seconds, best of --repeats, on this machine's threads (torch.get_num_threads()); results in
-bench/results/integrations-<machine>.json. Run: python bench/integrations.py [--quick].
+Wall-clock seconds, best of --repeats after one untimed call (harness.time_calls), on this machine's threads
+(torch.get_num_threads()); results in bench/results/integrations/integrations-cpu-<threads>threads.json.
+
+    python -m bench integrations            # ~1 min on 2 cores (this file: python bench/integrations.py)
+    python -m bench integrations --quick    # 1/100 of the sizes: written under build/bench/integrations/
 """
 from __future__ import annotations
 
@@ -20,20 +23,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    """(best seconds of `repeats` timed calls after one untimed call, the last call's result)."""
+    out = []
+    timing = harness.time_calls(lambda: out.append(fn()), warmup=1, reps=repeats)
+    return timing["best_s"], out[-1]
 
 
 def bench_baal(n: int, c: int, t: int, repeats: int, rng) -> list[dict]:
@@ -76,10 +80,15 @@ def bench_coreset(n: int, d: int, labeled: int, batch: int, repeats: int, rng) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test of the script)")
+    harness.add_common_options(parser, "integrations", "1/100 of the sizes: checks the pipeline, not a result")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    import importlib.util
+
+    missing = [pkg for mod, pkg in (("baal", "baal"), ("skactiveml", "scikit-activeml"))
+               if importlib.util.find_spec(mod) is None]
+    if missing:
+        sys.exit(f"integrations: needs {' and '.join(missing)} (pip install {' '.join(missing)}; docs/integrations.md)")
     rng = np.random.default_rng(0)
     scale = 100 if args.quick else 1
     result = {
@@ -91,11 +100,9 @@ def main() -> None:
     from importlib.metadata import version
 
     result["versions"] = {"baal": version("baal"), "scikit-activeml": version("scikit-activeml")}
-    if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"integrations-cpu-{torch.get_num_threads()}threads.json"
-        path.write_text(json.dumps(result, indent=1))
-        print(f"written: {path}")
+    path = harness.out_dir(args, "integrations") / f"integrations-cpu-{torch.get_num_threads()}threads.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

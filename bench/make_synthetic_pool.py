@@ -1,4 +1,5 @@
-"""Write a harder synthetic many-class pool (issue 11) as an .npz for `mpts-fast --dataset PATH.npz`.
+"""Write a harder synthetic many-class pool as an .npz for `mpts-fast --dataset PATH.npz`
+(`python -m bench synthetic-pool PATH.npz`).
 
 50 classes, 96 features, 3 clusters per class, class imbalance and 2% label noise, fixed seed:
 it mimics a many-class image pool while staying small enough for seconds-long AL runs on 2 cores.

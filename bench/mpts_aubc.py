@@ -1,8 +1,11 @@
 """AUBC of MPTS against the uncertainty baselines, and the MPTS ablation, on the offline classification sets.
 
-    python bench/mpts_aubc.py [--datasets digits,wine,iris,breast-cancer] [--seeds 3] [--runs runs/mpts-aubc]
-                              [--out bench/results]
-    python bench/make_synthetic_pool.py runs/synth50.npz && python bench/mpts_aubc.py --datasets runs/synth50.npz --seeds 5
+    python -m bench mpts-aubc [--datasets digits,wine,iris,breast-cancer] [--seeds 3] [--runs runs/mpts-aubc]
+    python -m bench synthetic-pool runs/synth50.npz && python -m bench mpts-aubc --datasets runs/synth50.npz --seeds 5
+    python -m bench mpts-aubc --quick          # 1 seed, 3 rounds, 10 epochs: runs/mpts-aubc-quick, build/bench/
+    python -m bench mpts-aubc --table          # the docs/mpts.md table of bench/results/mpts-aubc/mpts-aubc.json
+
+(this file: python bench/mpts_aubc.py). Writes bench/results/mpts-aubc/mpts-aubc.json.
 
 Every (data set, strategy) is one `mpts-fast run` with the data set's defaults and seeds 0..seeds−1, resumable (kill
 it and start it again: finished runs and rounds are kept in --runs). Strategies: mpts (MMD + snapshots, the default
@@ -23,10 +26,16 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from mpts_fast.loop import RunConfig, run_experiment
-from mpts_fast.results import summarize_runs, write_json_atomic
-from mpts_fast.strategies import Needs, ScoreStrategy
-from mpts_fast.strategies.registry import STRATEGIES, register
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
+from mpts_fast.loop import RunConfig, run_experiment  # noqa: E402
+from mpts_fast.results import summarize_runs, write_json_atomic  # noqa: E402
+from mpts_fast.strategies import Needs, ScoreStrategy  # noqa: E402
+from mpts_fast.strategies.registry import STRATEGIES, register  # noqa: E402
+
+QUICK = {"rounds": 3, "epochs": 10}  # with 1 seed: checks the pipeline, not evidence
 
 
 class MMDEntropyStrategy(ScoreStrategy):
@@ -74,20 +83,24 @@ def markdown(report: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
     ap.add_argument("--entries", default="all", help="comma-separated labels of ENTRIES (prefixes), or 'all'")
-    ap.add_argument("--runs", default="runs/mpts-aubc", help="where each run's results.json lives (resumable)")
-    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--runs", default=None,
+                    help="where each run's results.json lives (resumable; default runs/mpts-aubc[-quick])")
+    harness.add_common_options(ap, "mpts-aubc", f"1 seed and {QUICK}: checks the pipeline, not evidence")
     ap.add_argument("--table", action="store_true", help="print the docs/mpts.md table of --out's mpts-aubc.json and exit")
     args = ap.parse_args()
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    args.runs = args.runs or ("runs/mpts-aubc-quick" if args.quick else "runs/mpts-aubc")
+    out = harness.out_dir(args, "mpts-aubc")
     if args.table:
         from mpts_fast.results import load_json
 
-        print(markdown(load_json(os.path.join(args.out, "mpts-aubc.json"))))
+        print(markdown(load_json(os.path.join(out, "mpts-aubc.json"))))
         return
     entries = ENTRIES if args.entries == "all" else {
         k: v for k, v in ENTRIES.items() if any(k.startswith(w.strip()) for w in args.entries.split(","))}
-    path = os.path.join(args.out, "mpts-aubc.json")
+    path = os.path.join(out, "mpts-aubc.json")
     report = {"date": datetime.date.today().isoformat(), "seeds": args.seeds, "command": " ".join(sys.argv),
               "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "datasets": {}}
@@ -101,7 +114,8 @@ def main() -> None:
         for label, (strategy, over) in entries.items():
             # each curve scored by the strategy's own model, as the documented table was made (and as the runs in
             # --runs were written); bench/mpts_protocol.py scores them by the task model
-            cfg = RunConfig(dataset=ds, strategy=strategy, repeats=args.seeds, evaluate="selection", **over)
+            cfg = RunConfig(dataset=ds, strategy=strategy, repeats=args.seeds, evaluate="selection",
+                            **(QUICK if args.quick else {}), **over)
             out_dir = os.path.join(args.runs, key, label.split(" ")[0] + ("-lambda0" if "λ=0" in label else ""))
             resume = os.path.exists(os.path.join(out_dir, "results.json"))
             results = run_experiment(cfg, out_dir, resume=resume, device="cpu", progress=False)

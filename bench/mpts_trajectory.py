@@ -2,10 +2,11 @@
 for several cyclic-LR schedules, against an ensemble of independently trained members on the same labels (the
 `ensemble_variance` strategy's yardstick) and MC dropout (`bald`).
 
-    python bench/mpts_trajectory.py [--dataset digits] [--labels 100] [--seeds 3] [--out bench/results]
+    python -m bench mpts-trajectory [--dataset digits] [--labels 100] [--seeds 3]   # bench/results/mpts-trajectory/
+    python -m bench mpts-trajectory --quick   # 1 seed, 10 epochs: written under build/bench/mpts-trajectory/
 
 Every case trains from scratch with the data set's defaults (digits: 100 epochs, Adam lr 1e-3, batch 64, λ = 1 for the
-MPTS cases), as `mpts-fast run` does. "before" is the schedule this project used until issue 11: one cycle per epoch,
+MPTS cases), as `mpts-fast run` does. "before" is the schedule this project used first: one cycle per epoch,
 the LR sampled at step starts on the line lr → lr/10 (with 100 labels, 2 steps per epoch: lr then 0.55·lr), 50 snapshots.
 Reported per case (mean over seeds): mean mutual information (BALD) and mean pairwise argmax disagreement over the pool,
 Spearman of the ensemble's entropy against the final model's, test accuracy of the final weights / the snapshot
@@ -24,9 +25,13 @@ import time
 
 import torch
 
-from mpts_fast.data import load_dataset
-from mpts_fast.models import build_model
-from mpts_fast.training import TrainConfig, Trainer, derive_seed
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
+from mpts_fast.data import load_dataset  # noqa: E402
+from mpts_fast.models import build_model  # noqa: E402
+from mpts_fast.training import TrainConfig, Trainer, derive_seed  # noqa: E402
 
 # name -> TrainConfig overrides (on top of the data set's defaults); "source" picks the posterior
 CASES: dict[str, dict] = {
@@ -69,13 +74,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--labels", type=int, default=100)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds (default 3; 1 with --quick)")
     ap.add_argument("--cases", default="all", help="comma-separated case-name prefixes, or 'all'")
-    ap.add_argument("--out", default=None, help="directory for the results JSON (printed only when omitted)")
+    harness.add_common_options(ap, "mpts-trajectory", "1 seed, 10 epochs: checks the pipeline, not evidence")
     args = ap.parse_args()
+    args.seeds = args.seeds or (1 if args.quick else 3)
     data = load_dataset(args.dataset)
     d = data.defaults
-    base = dict(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size)
+    base = dict(epochs=10 if args.quick else d.epochs, lr=d.lr, batch_size=d.batch_size)
     wanted = [c.strip() for c in args.cases.split(",")] if args.cases != "all" else None
     cases = {name: ("snapshots", over) for name, over in CASES.items()} | YARDSTICKS
     if wanted:
@@ -97,12 +103,10 @@ def main() -> None:
     out = {"date": datetime.date.today().isoformat(), "dataset": args.dataset, "labels": args.labels,
            "seeds": args.seeds, "settings": base, "machine": platform.processor() or platform.machine(),
            "cpu_count": os.cpu_count(), "torch": torch.__version__, "command": " ".join(sys.argv), "cases": results}
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        path = os.path.join(args.out, f"mpts-trajectory-{args.dataset}-{args.labels}.json")
-        with open(path, "w") as f:
-            json.dump(out, f, indent=1)
-        print(f"wrote {path}")
+    path = harness.out_dir(args, "mpts-trajectory") / f"mpts-trajectory-{args.dataset}-{args.labels}.json"
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

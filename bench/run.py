@@ -1,7 +1,8 @@
-"""Run the benchmark cases of bench/cases.py directly and write bench/results/<date>-<machine>.json.
+"""Time the benchmark cases of bench/cases.py and write bench/results/{cpu,gpu}/<date>-<machine>.json
+(`python -m bench ops` runs this file; the examples below work either way).
 
     python bench/run.py                          # CPU, full sizes (~10 min on 2 cores)
-    python bench/run.py --quick                  # CPU, small sizes (a smoke run, ~2 min)
+    python bench/run.py --quick                  # CPU, small sizes (~2 min), written under build/bench/cpu/
     python bench/run.py --device cuda            # CUDA float32 (floors-table sizes)
     python bench/run.py --cases sensitivity,sensitivity_study_iris --no-mem
     python bench/run.py --cases kcenter_greedy,badge_select --tag select   # case or op names
@@ -427,7 +428,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--cases", help="comma-separated case or op names (default: every case with sizes for this device)")
     ap.add_argument("--tag", help="appended to the result file's name (default: none, or 'partial' with --cases)")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON result")
+    ap.add_argument("--out", default=None, help="folder for the JSON result (default: bench/results/cpu/ or "
+                    "bench/results/gpu/ by --device; with --quick or --smoke: build/bench/cpu/ or build/bench/gpu/)")
     ap.add_argument("--no-mem", action="store_true", help="skip the subprocess memory probes (CPU)")
     ap.add_argument("--no-big", action="store_true", help="skip the CPU memory-scale cases (one fresh process each; minutes)")
     ap.add_argument("--list", action="store_true", help="print the registry and exit")
@@ -477,7 +479,8 @@ def main(argv=None) -> None:
         path = os.path.abspath(a.json)
     else:
         tag = a.tag or ("partial" if names else "")
-        path = os.path.join(a.out, f"{result['date']}-{machine}{'-' + tag if tag else ''}{'-' + tier if tier != 'full' else ''}.json")
+        folder = harness.out_dir(argparse.Namespace(out=a.out, quick=tier != "full"), "gpu" if a.device == "cuda" else "cpu")
+        path = os.path.join(folder, f"{result['date']}-{machine}{'-' + tag if tag else ''}{'-' + tier if tier != 'full' else ''}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def write(cases: list[dict], final: bool) -> None:

@@ -4,14 +4,14 @@ Pools: `digits` (scikit-learn train split, 1,347 × 64, 10 classes) and `synthet
 classes, MNIST-sized inputs). Backbone: the MLP (Linear(d, 256) → ReLU embedding, linear head). Protocol: 100 random
 labeled items, budget 100; one plain model (100 epochs, Adam) serves every strategy but mpts, which gets its own
 MMD-regularised model with the paper's 50 trajectory snapshots (E = 100). Training is not timed: each figure is the wall
-time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed calls).
+time of one `strategy.select(ctx, 100)` (best of --reps after --warmup untimed calls, harness.time_calls).
 
-    flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool digits --device cpu
-    flock -x /tmp/mpts-cpu.lock .venv/bin/python bench/selection_time.py --pool synthetic --reps 1 --warmup 0
+    python -m bench selection-time --pool digits --device cpu      # this file: python bench/selection_time.py
+    python -m bench selection-time --pool synthetic --reps 1 --warmup 0
+    python -m bench selection-time --quick                         # 5 epochs, 1 rep: written under build/bench/
 
-Writes bench/results/selection-time-<pool>-<machine>.json and prints a markdown table; with --update, the strategies
-measured replace their rows in an existing file (each row keeps its own date) and the other rows stay. A strategy
-whose op is missing (the selection engine's k-center / BADGE ops before it is merged) is reported as such, not timed.
+Writes bench/results/selection-time/selection-time-<pool>-<machine>.json and prints a markdown table; with --update,
+the strategies measured replace their rows in an existing file (each row keeps its own date) and the other rows stay.
 """
 from __future__ import annotations
 
@@ -74,35 +74,34 @@ def train(x_pool, lab, y_lab, classes, device, mpts: bool, epochs: int) -> objec
 
 
 def time_strategy(name: str, ctx_for, budget: int, reps: int, warmup: int) -> dict:
-    """Best of `reps` timed calls after `warmup` untimed ones (lazy imports, allocator, faiss/OpenMP start-up)."""
+    """Best of `reps` timed calls after `warmup` untimed ones (lazy imports, allocator, faiss/OpenMP start-up).
+    Call r gets the context of seed r (built before the clock starts)."""
     strategy = build_strategy(name)
-    times = []
-    for r in range(warmup + reps):
-        ctx = ctx_for(r)
-        harness.sync(ctx.x_pool.device)
-        t0 = time.perf_counter()
-        try:
-            picks = strategy.select(ctx, budget)
-        except AttributeError as exc:  # an op of an unmerged issue
-            return {"strategy": name, "seconds": None, "note": f"not timed: {exc}"}
-        harness.sync(ctx.x_pool.device)
-        if r >= warmup:
-            times.append(time.perf_counter() - t0)
-        assert picks.numel() == budget
-    return {"strategy": name, "seconds": min(times), "all_seconds": times}
+    contexts = iter([ctx_for(r) for r in range(warmup + reps)])
+
+    def one_round() -> None:
+        picks = strategy.select(next(contexts), budget)
+        assert picks.numel() == budget, (name, picks.numel())
+
+    timing = harness.time_calls(one_round, ctx_for(0).x_pool.device, warmup=warmup, reps=reps)
+    return {"strategy": name, "seconds": timing["best_s"], "all_seconds": timing["times_s"],
+            "other_cpu_share_of_best": timing.get("other_cpu_share_of_best")}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", choices=["digits", "synthetic"], default="digits")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=None, help="timed calls per strategy (default 3; 1 with --quick)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 1; 0 with --quick)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 100; 5 with --quick)")
     ap.add_argument("--strategies", default=",".join(LINE_UP))
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    harness.add_common_options(ap, "selection-time", "5 epochs, 1 timed call, no warm-up: checks the pipeline")
     ap.add_argument("--update", action="store_true", help="replace only the measured rows of an existing results file")
     a = ap.parse_args(argv)
+    for key, full, quick in (("reps", 3, 1), ("warmup", 1, 0), ("epochs", 100, 5)):
+        if getattr(a, key) is None:
+            setattr(a, key, quick if a.quick else full)
     device = torch.device(a.device)
     x, y, classes = load_pool(a.pool)
     x = x.to(device)
@@ -137,8 +136,7 @@ def main(argv=None) -> None:
               "threads": torch.get_num_threads(), "versions": harness.versions(), "pool": a.pool,
               "pool_size": int(x.shape[0]), "input_dim": int(x[0].numel()), "classes": classes, "initial": initial,
               "budget": budget, "epochs": a.epochs, "reps": a.reps, "warmup": a.warmup, "results": rows}
-    os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"selection-time-{a.pool}-{machine}.json")
+    path = os.path.join(harness.out_dir(a, "selection-time"), f"selection-time-{a.pool}-{machine}.json")
     if a.update and os.path.exists(path):
         with open(path) as fh:
             old = json.load(fh)
