@@ -10,10 +10,16 @@ Data sets (their registered defaults, the MPTS paper's Table 1 where it has them
 synthetic 50-class pool of bench/make_synthetic_pool.py (`synth50`, made into --runs when missing), and `mnist1d` /
 `mnist1d-large` when they are registered and can be loaded (skipped, saying why, otherwise).
 
+Training recipes (`--recipes`, default paper,fit): every entry runs under each, `paper` (the data set's Table 1 epochs
+at a constant lr) and `fit` (a step budget until the model fits its labels; docs/mpts.md, "Training recipes"). Paper
+runs keep the run-directory names they had before recipes existed (`mpts-lambda1.0`, `random`, ...) and pass
+recipe="paper" explicitly, so runs made before resume; the others end in `-recipe-fit` and their labels in `[fit]`.
+Paired differences are taken against entropy and random under the same recipe.
+
 Parts (`--parts`):
-- main: random, entropy, bald, badge, coreset, mpts (λ = 1, the default) and mpts λ = 0 (snapshots only), the curve
-  scored by the task model (`--evaluate task`); MPTS and BALD also by their selection model (`selection_test_accuracy`
-  of the same runs: no extra training).
+- main: random, entropy, margin, bald, badge, coreset, mpts (λ = 1, the default) and mpts λ = 0 (snapshots only), the
+  curve scored by the task model (`--evaluate task`); MPTS and BALD also by their selection model
+  (`selection_test_accuracy` of the same runs: no extra training).
 - before: mpts (λ = 1 and 0) and bald with `--evaluate selection`, each curve scored by the strategy's own model, as
   every run was made before the split (random, entropy, badge and coreset are unchanged by it).
 - sweep: mpts with λ ∈ {0, 0.01, 0.1, 0.3, 1, 3} (task and selection curves) with the λ diagnostics per λ: the mean
@@ -49,30 +55,47 @@ from mpts_fast.results import aubc, curve_accuracy, load_json, write_json_atomic
 DATASETS = ("digits", "wine", "breast-cancer", "synth50", "mnist1d", "mnist1d-large")
 SWEEP = (0.0, 0.01, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_LAMBDA = 1.0
-QUICK = {"rounds": 3, "epochs": 10}
+QUICK = {"paper": {"rounds": 3, "epochs": 10}, "fit": {"rounds": 3, "steps": 60}}  # per training recipe
+RECIPES = ("paper", "fit")
 BASELINES = ("entropy", "random")  # the paired differences are taken against these entries' task curves
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One run configuration: label, strategy, RunConfig overrides, and the curves it is scored on."""
+    """One run configuration: label, strategy, RunConfig overrides, the curves it is scored on, and the training
+    recipe (passed explicitly, so that a run resumes under the recipe it was made with)."""
 
     label: str
     strategy: str
     overrides: dict = field(default_factory=dict)
     curves: tuple[str, ...] = ("task",)
+    recipe: str = "paper"
 
     @property
     def key(self) -> str:
-        """The run directory's name: the same settings share one run across parts (mpts λ = 1 is main and sweep)."""
+        """The run directory's name: the same settings share one run across parts (mpts λ = 1 is main and sweep).
+        Paper-recipe runs keep the names they had before recipes existed; others end in -recipe-<name>."""
         parts = [self.strategy] + [f"{k}={v}" for k, v in sorted(self.overrides.items())]
-        return "-".join(parts).replace("mmd_weight=", "lambda").replace("evaluate=", "eval-")
+        if self.recipe != "paper":
+            parts.append(f"recipe={self.recipe}")
+        return "-".join(parts).replace("mmd_weight=", "lambda").replace("evaluate=", "eval-").replace("recipe=",
+                                                                                                     "recipe-")
 
 
-def entries(parts: set[str]) -> list[Entry]:
+def entries(parts: set[str], recipes: tuple[str, ...] = ("paper",)) -> list[Entry]:
+    """Every part's entries under each recipe; a non-paper recipe's labels end in [recipe]."""
+    out: list[Entry] = []
+    for recipe in recipes:
+        for e in _entries(parts):
+            label = e.label if recipe == "paper" else f"{e.label} [{recipe}]"
+            out.append(Entry(label, e.strategy, e.overrides, e.curves, recipe))
+    return out
+
+
+def _entries(parts: set[str]) -> list[Entry]:
     out: list[Entry] = []
     if "main" in parts:
-        out += [Entry(s, s) for s in ("random", "entropy", "badge", "coreset")]
+        out += [Entry(s, s) for s in ("random", "entropy", "margin", "badge", "coreset")]
         out += [Entry("bald", "bald", curves=("task", "selection")),
                 Entry("mpts", "mpts", {"mmd_weight": DEFAULT_LAMBDA}, ("task", "selection")),
                 Entry("mpts λ=0", "mpts", {"mmd_weight": 0.0}, ("task", "selection"))]
@@ -154,21 +177,21 @@ def diagnostics(results: dict) -> dict:
 
 def summarize_dataset(runs: dict[str, tuple[Entry, dict]]) -> dict:
     """{entry label: {curve: {aubc_mean, aubc_std, aubc_per_seed, vs_entropy, vs_random}, diagnostics, config}}."""
-    base = {}
+    base = {}  # (baseline, recipe): per-seed AUBC; an entry is compared with the baselines of its own recipe
     for name in BASELINES:
-        found = next(((e, r) for e, r in runs.values() if e.label == name), None)
-        if found:
-            base[name] = per_seed_aubc(found[1], "task")
+        for e, r in runs.values():
+            if e.strategy == name and not e.overrides:
+                base[(name, e.recipe)] = (e.label, per_seed_aubc(r, "task"))
     out = {}
     for label, (entry, results) in runs.items():
-        row = {"strategy": entry.strategy, "overrides": entry.overrides, "config": results["config"],
-               "diagnostics": diagnostics(results), "curves": {}}
+        row = {"strategy": entry.strategy, "overrides": entry.overrides, "recipe": entry.recipe,
+               "config": results["config"], "diagnostics": diagnostics(results), "curves": {}}
         for curve in entry.curves:
             seeds = per_seed_aubc(results, curve)
             m, s = mean_std(list(seeds.values()))
             c = {"aubc_mean": m, "aubc_std": s, "aubc_per_seed": {str(k): v for k, v in seeds.items()}}
-            for name, ref in base.items():
-                if not (label == name and curve == "task"):
+            for (name, recipe), (base_label, ref) in base.items():
+                if recipe == entry.recipe and not (label == base_label and curve == "task"):
                     c[f"vs_{name}"] = paired(seeds, ref)
             row["curves"][curve] = c
         out[label] = row
@@ -212,11 +235,11 @@ def markdown(report: dict) -> str:
         cells = [_cell(report["datasets"][d].get(label, {}).get("curves", {}).get(curve)) for d in sets]
         lines.append(f"| {name(label, curve)} | " + " | ".join(cells) + " |")
     for base in BASELINES:
-        lines += ["", f"Paired per-seed AUBC differences against {base} (task model): mean difference (seeds ahead / "
-                      f"seeds, two-sided Wilcoxon signed-rank p):", "",
+        lines += ["", f"Paired per-seed AUBC differences against {base} under the same training recipe (task model): "
+                      f"mean difference (seeds ahead / seeds, two-sided Wilcoxon signed-rank p):", "",
                   "| entry | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
         for label, curve in rows:
-            if label == base and curve == "task":
+            if label in (base, f"{base} [fit]") and curve == "task":
                 continue
             cells = [_diff(report["datasets"][d].get(label, {}).get("curves", {}).get(curve, {}).get(f"vs_{base}"))
                      for d in sets]
@@ -227,12 +250,15 @@ def markdown(report: dict) -> str:
         lines += ["", "λ sweep (mpts, task and selection curves; λ diagnostics as means over rounds and seeds: "
                       "λ·‖∇MMD²‖/‖∇CE‖ and cosine on the encoder, second half of training; MMD² labeled vs pool in "
                       "the selection model's features, and its pool-vs-pool null):", "",
-                  "| data set | λ | AUBC task | AUBC selection | grad ratio | cosine | MMD² L vs pool | null | "
-                  "min train acc (task / selection) |", "|---" * 9 + "|"]
-        for d, lab, row in sorted(sweep, key=lambda t: (sets.index(t[0]), t[2]["overrides"].get("mmd_weight", 1.0))):
+                  "| data set | recipe | λ | AUBC task | AUBC selection | grad ratio | cosine | MMD² L vs pool | "
+                  "null | "
+                  "min train acc (task / selection) |", "|---" * 10 + "|"]
+        for d, lab, row in sorted(sweep, key=lambda t: (sets.index(t[0]), t[2].get("recipe", "paper"),
+                                                        t[2]["overrides"].get("mmd_weight", 1.0))):
             g = row["diagnostics"]
             f = lambda v, spec=".3f": "–" if v is None else format(v, spec)  # noqa: E731
-            lines.append(f"| {d} | {row['overrides'].get('mmd_weight', DEFAULT_LAMBDA):g} | "
+            lam = row["overrides"].get("mmd_weight", DEFAULT_LAMBDA)
+            lines.append(f"| {d} | {row.get('recipe', 'paper')} | {lam:g} | "
                          f"{_cell(row['curves'].get('task'))} | {_cell(row['curves'].get('selection'))} | "
                          f"{f(g.get('grad_ratio'), '.3g')} | {f(g.get('grad_cosine'), '.2f')} | "
                          f"{f(g.get('mmd2_labeled_pool'), '.4f')} | {f(g.get('mmd2_pool_null'), '.4f')} | "
@@ -268,6 +294,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default: %(default)s)")
     ap.add_argument("--parts", default="main,before,sweep", help="comma-separated of main, before, sweep")
+    ap.add_argument("--recipes", default=",".join(RECIPES),
+                    help="training recipes to run every entry under, comma-separated of paper, fit (default "
+                         "%(default)s); paper runs keep their run directories' names, others end in -recipe-<name>")
     ap.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; 2 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help=f"2 seeds and {QUICK} for every data set: a check that the pipeline works, not evidence")
@@ -295,7 +324,10 @@ def main() -> None:
     if json_path.exists():  # keep the figures of earlier invocations (other data sets, parts or entries)
         saved = load_json(json_path)
         report["datasets"], report["skipped"] = saved.get("datasets", {}), saved.get("skipped", {})
-    todo = entries(parts)
+    recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
+    if not recipes or not set(recipes) <= set(RECIPES):
+        ap.error(f"--recipes: expected a comma-separated subset of {', '.join(RECIPES)}; got {args.recipes}")
+    todo = entries(parts, recipes)
     for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         target, why = resolve_dataset(ds, runs_dir, args.data_dir)
         if target is None:
@@ -306,8 +338,8 @@ def main() -> None:
         report["skipped"].pop(ds, None)
         finished: dict[str, tuple[Entry, dict]] = {}
         for entry in todo:
-            cfg = RunConfig(dataset=target, strategy=entry.strategy, repeats=seeds, **entry.overrides,
-                            **(QUICK if args.quick else {}))
+            cfg = RunConfig(dataset=target, strategy=entry.strategy, repeats=seeds, recipe=entry.recipe,
+                            **entry.overrides, **(QUICK[entry.recipe] if args.quick else {}))
             out = runs_dir / ds / entry.key
             t0 = time.perf_counter()
             results = run_experiment(cfg, out, resume=(out / "results.json").exists(), device=args.device,
@@ -331,7 +363,7 @@ def _saved_runs(known: dict, ds_runs: Path) -> dict[str, tuple[Entry, dict]]:
     differences against entropy and random stay computed when only some parts run now."""
     out = {}
     for label, row in known.items():
-        entry = Entry(label, row["strategy"], dict(row["overrides"]), tuple(row["curves"]))
+        entry = Entry(label, row["strategy"], dict(row["overrides"]), tuple(row["curves"]), row.get("recipe", "paper"))
         path = ds_runs / entry.key / "results.json"
         if path.exists():
             out[label] = (entry, load_json(path))
