@@ -104,6 +104,20 @@ def _cmdclass():
         own include/ to every compile command; the kernels use no header from there, and without it
         another virtualenv over the same torch (make build VENV=...) reuses the objects."""
 
+        def run(self) -> None:
+            # the pip package ninja's binary, when there is one, rather than whichever ninja PATH finds
+            # first: ninja 1.11 and 1.13 log commands under different hashes, so alternating between
+            # them recompiled every file
+            try:
+                import ninja
+
+                bin_dir = ninja.BIN_DIR  # "" when the package's binary is not found
+            except (ImportError, AttributeError):
+                bin_dir = ""
+            if bin_dir and os.path.isfile(os.path.join(bin_dir, "ninja")):
+                os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+            super().run()
+
         def finalize_options(self) -> None:
             super().finalize_options()
             venv_include = os.path.join(sys.exec_prefix, "include")
