@@ -352,7 +352,7 @@ def main() -> None:
             write_text_atomic(md_path, markdown(report))
             row = known[entry.label]["curves"]
             as_run = entry.overrides.get("evaluate") == "selection"  # its one model scored the curve
-            print(f"{ds:<14} {entry.label:<36} " + "  ".join(f"{'own model' if as_run else c} {_cell(v)}"
+            print(f"{ds:<14} {entry.label:<44} " + "  ".join(f"{'own model' if as_run else c} {_cell(v)}"
                                                              for c, v in row.items()) +
                   f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"report: {json_path} and {md_path}")
