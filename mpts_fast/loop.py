@@ -18,7 +18,7 @@ from mpts_fast.data import Dataset, load_dataset
 from mpts_fast.distributed.comm import broadcast_object
 from mpts_fast.distributed.training import sync_trained
 from mpts_fast.models import build_model
-from mpts_fast.results import RESULTS_FILE, load_json, output_lock, provenance, write_json_atomic
+from mpts_fast.results import RESULTS_FILE, load_json, load_results, output_lock, provenance, write_json_atomic
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
 from mpts_fast.training.diagnostics import labeled_fit, mmd_gap
@@ -270,7 +270,7 @@ class ActiveLearningRun:
                 "device": str(self.device), "provenance": [provenance(str(self.device))], "runs": []}
 
     def _load_for_resume(self) -> dict:
-        results = load_json(self.path)
+        results = load_results(self.path)  # an incomplete file is named as damaged, never a KeyError or a blamed option
         saved, mine = dict(results.get("config", {})), self.cfg.to_json()
         needs = self.strategy.needs  # files written before unused settings were recorded as None hold values there
         saved.setdefault("ddp", False)  # written before --ddp existed: replicated training

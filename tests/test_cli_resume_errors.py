@@ -206,3 +206,19 @@ def test_read_only_output_directory_is_named(tmp_path):
         assert "Permission denied" in msg and "--out" in msg
     finally:
         out.chmod(0o755)
+
+
+def test_library_resume_on_an_incomplete_results_file_names_the_damage(tmp_path):
+    """run_experiment(resume=True) on valid JSON that lacks a config key: DamagedResultsError naming it, not a
+    KeyError or a ResumeMismatchError blaming settings the caller never gave."""
+    from mpts_fast.loop import RunConfig, run_experiment
+    from mpts_fast.results import DamagedResultsError
+
+    out = tmp_path / "lib"
+    cfg = RunConfig(strategy="random", rounds=2, initial=20, budget=10, epochs=1)
+    run_experiment(cfg, out, device="cpu", progress=False)
+    saved = json.loads((out / "results.json").read_text())
+    del saved["config"]["budget"]
+    (out / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(DamagedResultsError, match="'config' lacks 'budget'"):
+        run_experiment(cfg, out, resume=True, device="cpu", progress=False)
