@@ -34,6 +34,9 @@ COMMANDS: dict[str, Command] = {
                          "results/contended/"),
     "al-overhead": Command("al_overhead.py", "timings",
                            "MPTS training (CE + MMD², snapshots) against plain CE per epoch; results/al-overhead/"),
+    "training": Command("training_speed.py", "timings",
+                        "one AL round's training (our Trainer, recipes paper and fit) against the plain PyTorch loop "
+                        "per step, 1 and default threads, quiet and one core held; results/training/"),
     "selection-time": Command("selection_time.py", "timings",
                               "one select(ctx, 100) per strategy of the MPTS line-up on one pool; "
                               "results/selection-time/"),
