@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEPS := "setuptools>=64" wheel numpy pybind11 ninja click tqdm scikit-learn scipy matplotlib \
-        pytest pytest-benchmark expecttest scikit-posthocs
+        pytest pytest-benchmark expecttest scikit-posthocs mnist1d
 CUDA_HOME ?= $(shell scripts/cuda_home.sh 2>/dev/null)
 export CUDA_HOME
 SOURCES := setup.py pyproject.toml $(wildcard csrc/kernels/* csrc/torch/*)

@@ -35,6 +35,8 @@ def rows(data_dir: Path) -> list[dict[str, str]]:
             local = f"missing in {place}: {', '.join(where.missing)}"
         elif where.state == "present":
             local = f"present in {place}"
+        elif where.state == "generated":
+            local = "generated on first load"
         else:
             local = where.state
         d = defaults

@@ -33,7 +33,7 @@ a verdict table last.
 --rehearse copies the tree (git's tracked and untracked-not-ignored files, plus the built
 extension) to a temporary folder and runs every stage's command there with the device set to
 CPU, under a Python that cannot import the packages a GPU machine lacks (faiss, openml,
-expecttest, scikit_posthocs), without network, and checks that nothing outside --out and the
+expecttest, scikit_posthocs, mnist1d), without network, and checks that nothing outside --out and the
 scratch folder was written. CUDA-only verdicts read "skipped: no GPU"; it fails when the package
 does not import the way the GPU machine imports it, when a test module cannot be collected, or
 when a stage's command fails.
@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUDGET_S = 540.0
 # Absent from the GPU machine's image: the rehearsal's Python cannot import them either.
-MISSING_ON_DEVICE = ("faiss", "openml", "expecttest", "scikit_posthocs")
+MISSING_ON_DEVICE = ("faiss", "openml", "expecttest", "scikit_posthocs", "mnist1d")
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck")
 SANITIZER_TESTS = ["tests/test_cuda_bindings.py", "-k", "workload"]
 BENCH_CASES = "rbf_mmd2,snapshot_uncertainty,sensitivity,kcenter_greedy_gpu,badge_select_gpu"

@@ -55,12 +55,13 @@ class Dataset:
 class Availability:
     """Whether a data set can be loaded without the network.
 
-    state: "bundled" (shipped or generated), "present" (every file found locally) or "missing"
+    state: "bundled" (shipped with a dependency), "generated" (made by an installed generator on first load, then
+    cached), "present" (every file found locally) or "missing"
     directory: where its files are looked for (None when bundled)
     missing: the file names absent from `directory` (empty unless state == "missing")
     """
 
-    state: Literal["bundled", "present", "missing"]
+    state: Literal["bundled", "generated", "present", "missing"]
     directory: Path | None = None
     missing: tuple[str, ...] = ()
 

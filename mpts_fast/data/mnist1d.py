@@ -220,11 +220,11 @@ def package_available() -> bool:
 
 
 def availability(variant: Variant, data_dir: Path) -> Availability:
-    """present: cached in the data directory; bundled: not cached but the generator is installed (made on first load);
+    """present: cached in the data directory; generated: not cached but the generator is installed (made on first load);
     missing: neither (the one thing to add is the mnist1d package)."""
     directory = cache_directory(Path(data_dir))
     if (directory / variant.cache_file).exists():
         return Availability("present", directory)
     if package_available():
-        return Availability("bundled")
+        return Availability("generated")
     return Availability("missing", directory, (f"package mnist1d to generate it: {INSTALL_HINT}",))

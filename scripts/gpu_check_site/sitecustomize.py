@@ -4,8 +4,9 @@ installing it, as on a GPU machine where nothing can be installed.
 
 - MPTS_GPU_CHECK_ROOT=<checkout>: `mpts_fast.cli` is the checkout's cli/ folder (setup.py maps it
   there with package_dir; without an install nothing else does).
-- MPTS_GPU_CHECK_BLOCK=faiss,openml,...: those top-level modules fail to import, as on a machine
-  that lacks them, and any installed editable finder for mpts_fast is dropped, so the checkout's
+- MPTS_GPU_CHECK_BLOCK=faiss,openml,...: those top-level modules are absent, as on a machine
+  that lacks them (`import` raises ModuleNotFoundError and importlib.util.find_spec returns None, so
+  code that asks whether a package is installed gets the device's answer), and any installed editable finder for mpts_fast is dropped, so the checkout's
   package is imported exactly the way a machine without an install imports it (the CPU rehearsal).
 
 A sitecustomize that this file shadows (the interpreter's own) still runs, last.
@@ -55,6 +56,10 @@ def _install() -> None:
         # imports on its own
         sys.meta_path[:] = [f for f in sys.meta_path if not _editable_mpts_finder(f)]
         sys.meta_path.insert(0, _Blocked(blocked))
+        for name in blocked:
+            # None in sys.modules: find_spec answers None (absent) instead of the finder's error, and an
+            # import stops with ModuleNotFoundError before any finder runs
+            sys.modules[name] = None
     root = os.environ.get("MPTS_GPU_CHECK_ROOT")
     if root:
         sys.meta_path.insert(1 if blocked else 0, _CliFromCheckout(os.path.join(root, "cli")))
