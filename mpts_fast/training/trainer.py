@@ -21,6 +21,7 @@ from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
 from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
 from mpts_fast.training.schedule import TrajectoryScheduler, plan_cycles_after, plan_trajectory
+from mpts_fast.training.threads import step_flops, training_threads
 
 
 def derive_seed(*keys: int | str) -> int:
@@ -50,6 +51,17 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.ddp = ddp
+        self._flops: dict[tuple, float | None] = {}
+        self.threads: int | None = None  # torch's intra-op threads the last fit() trained with
+
+    def step_flops(self, input_shape: tuple[int, ...], n_labeled: int) -> float | None:
+        """FLOPs of one optimiser step on `n_labeled` labels (training/threads.py; cached per shape and batch): the
+        batch is min(batch_size, n_labeled) rows, twice that with the MMD term's joint forward pass."""
+        rows = min(self.config.batch_size, n_labeled) * (2 if self.config.mmd_weight > 0 else 1)
+        key = (tuple(input_shape), rows)
+        if key not in self._flops:
+            self._flops[key] = step_flops(self.model_factory, tuple(input_shape), rows)
+        return self._flops[key]
 
     def fit(self, x_pool: torch.Tensor, labeled: torch.Tensor, y_labeled: torch.Tensor, seed: int) -> TrainedModel:
         """labeled: (n_L,) int64 pool indices; y_labeled: (n_L,) int64 classes in the same order. Returns the trained model,
@@ -60,12 +72,15 @@ class Trainer:
             raise ValueError(f"y_labeled: expected shape {tuple(labeled.shape)}, got {tuple(y_labeled.shape)}")
         start = time.perf_counter()
         members, epoch_seconds, first = [], [], None
-        for m in range(self.config.ensemble_size):
-            run = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
-                                derive_seed(seed, "member", m))
-            members.append(run["model"])
-            epoch_seconds.extend(run["epoch_seconds"])
-            first = first or run
+        # small models train on one thread (training/threads.py): a function of the model and batch, not the load
+        flops = self.step_flops(tuple(x_pool.shape[1:]), labeled.numel()) if self.device.type == "cpu" else None
+        with training_threads(flops, self.device) as self.threads:
+            for m in range(self.config.ensemble_size):
+                run = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
+                                    derive_seed(seed, "member", m))
+                members.append(run["model"])
+                epoch_seconds.extend(run["epoch_seconds"])
+                first = first or run
         return TrainedModel(members[0], first["snapshots"], members, self.config.eval_batch_size,
                             train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds,
                             swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"],

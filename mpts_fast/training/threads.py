@@ -1,0 +1,81 @@
+"""Torch's intra-op threads for one training run, chosen from the size of its optimiser step.
+
+A training step of the small models of AL experiments (the paper's tabular MLPs, the 1-D CNN) is a few MFLOP split
+into dozens of tiny ops; sharing each op among threads costs more than it gives. Measured on a 2-core machine
+(`python -m bench training`, docs/benchmarks.md): the 16 → 256 → 26 MLP at batch 64 took 1.1-1.7 ms per step with
+1 thread against 3.0-5.3 ms with torch's default 2, and a 5-round digits run 21 s against 100 s under load. So a
+training whose step is below SMALL_STEP_FLOPS runs on one thread; larger ones keep torch's setting.
+
+The rule is a function of the model and the batch only (FLOPs counted on the meta device: no arithmetic, no RNG),
+never of the machine's load, so a run's thread count, and hence its float reduction order, is the same every time.
+On digits, picks and accuracies were identical with 1 and 2 threads (tests/test_training_threads.py checks the
+weights of a short training).
+
+The user's choice wins: with OMP_NUM_THREADS or MKL_NUM_THREADS exported, or torch.set_num_threads called after
+mpts_fast was imported (a count other than the one torch had then), the count is left alone. A count set before
+importing mpts_fast that equals torch's default cannot be told apart from the default; export OMP_NUM_THREADS then.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# One thread below this many FLOPs per optimiser step (forward + backward of one batch). The paper's MLPs are 4-50
+# MFLOP; a 32x32 ResNet-18 at batch 32 is ~3.5 GFLOP, where both cores pay.
+SMALL_STEP_FLOPS = 1e8
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_THREADS_AT_IMPORT = torch.get_num_threads()
+
+
+def user_chose_threads() -> bool:
+    """Whether the user fixed torch's intra-op threads (an exported OMP_NUM_THREADS / MKL_NUM_THREADS, or
+    torch.set_num_threads to another count since this module was imported)."""
+    return any(os.environ.get(v, "").strip() for v in _THREAD_ENV) or torch.get_num_threads() != _THREADS_AT_IMPORT
+
+
+def step_flops(model_factory: Callable[[], nn.Module], input_shape: tuple[int, ...], batch: int,
+               num_classes: int | None = None) -> float | None:
+    """FLOPs of one training step (forward + backward of cross-entropy on a (batch, *input_shape) batch), counted on
+    the meta device; None when the model cannot be built or run there (the caller keeps torch's threads)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.device("meta"):
+            model = model_factory()
+            x = torch.empty(batch, *input_shape)
+        model.train()
+        with FlopCounterMode(display=False) as counter:
+            logits = model(x)
+            target = torch.zeros(batch, dtype=torch.int64, device="meta")
+            F.cross_entropy(logits, target).backward()
+        return float(counter.get_total_flops())
+    except Exception:  # an exotic model (a library's, custom ops) that meta tensors cannot run: no choice made
+        return None
+
+
+def threads_for(flops: float | None) -> int | None:
+    """The intra-op thread count a step of `flops` FLOPs trains with: 1 below SMALL_STEP_FLOPS, else None (torch's
+    own setting)."""
+    return 1 if flops is not None and flops < SMALL_STEP_FLOPS else None
+
+
+@contextlib.contextmanager
+def training_threads(flops: float | None, device: torch.device) -> Iterator[int]:
+    """Within the block torch trains on the thread count the rule gives for a step of `flops` FLOPs (CPU training,
+    the user's explicit setting left alone); restored on exit. Yields the count in effect."""
+    want = threads_for(flops) if device.type == "cpu" and not user_chose_threads() else None
+    saved = torch.get_num_threads()
+    if want is None or want == saved:
+        yield saved
+        return
+    torch.set_num_threads(want)
+    try:
+        yield want
+    finally:
+        torch.set_num_threads(saved)
