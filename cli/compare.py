@@ -115,6 +115,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
     from mpts_fast.cli.names import dataset_label, resolve_dataset
     from mpts_fast.distributed import is_primary
     from mpts_fast.plots import counted, plot_comparison
+    from mpts_fast.time_split import time_split, time_table
     from mpts_fast.results import (CSV_FILE, RESULTS_FILE, STD_NOTE, OutputLockedError, UnwritableOutputError,
                                    format_mean_std, output_lock, summarize_runs, write_json_atomic, write_results_csv)
 
@@ -169,7 +170,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         summary["config"].update({k: results["config"][k] for k in _PER_STRATEGY[2:]
                                   if summary["config"].get(k) is None and results["config"].get(k) is not None})
         summary["strategies"][name] = {"config": {k: results["config"].get(k) for k in _PER_STRATEGY[1:]},
-                                       **summarize_runs(results, curve)}
+                                       **summarize_runs(results, curve), "seconds": time_split(results)}
         everything.append(results)
         write_json_atomic(out_dir / SUMMARY_FILE, summary)
     if not is_primary():  # torchrun: rank 0 writes the CSV and the plot and prints the table
@@ -184,6 +185,7 @@ def compare(ctx: click.Context, strategies: str, out: str | None, resume: bool, 
         final_std = None if s["accuracy_std"] is None else s["accuracy_std"][-1]
         click.echo(f"{name:<18} {format_mean_std(s['aubc_mean'], s['aubc_std']):>15}  "
                    f"{format_mean_std(s['accuracy_mean'][-1], final_std):>15}")
+    click.echo("\n".join(time_table({n: s["seconds"] for n, s in summary["strategies"].items() if "seconds" in s})))
     click.echo(f"summary: {out_dir / SUMMARY_FILE}\nper seed and round: {csv}\nplot: {png}")
 
 

@@ -124,6 +124,7 @@ def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwr
     from mpts_fast.distributed import is_primary
     from mpts_fast.plots import plot_learning_curve
     from mpts_fast.results import CSV_FILE, aubc, summarize_runs, write_results_csv
+    from mpts_fast.time_split import time_split, time_table
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -150,4 +151,5 @@ def run(ctx: click.Context, strategy: str, out: str | None, resume: bool, overwr
         click.echo(f"seed {r['seed']}: final accuracy {a[-1]:.3f} with {n[-1]} labels, AUBC {aubc(n, a):.3f}")
     if len(results["runs"]) > 1:
         click.echo(seeds_line(summarize_runs(results)))
+    click.echo("\n".join(time_table({strategy: time_split(results)})))
     click.echo(f"results: {out_dir / 'results.json'} (one row per seed and round: {csv})\nplot: {png}")

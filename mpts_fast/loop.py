@@ -411,16 +411,19 @@ class ActiveLearningRun:
         # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them agree
         # exactly (with --ddp on the CPU they are equal already: a no-op copy)
         sync_trained(trained)
+        t_eval = time.perf_counter()  # test metrics and diagnostics of the round's models: "evaluate_seconds"
         record = {"round": r, "n_labeled": lab.numel(), **evaluate(trained, self.data),
                   **labeled_fit(trained, x_pool, lab, y_lab), "scored_by": self.cfg.evaluate,
                   "selection_model": "same" if own_trainer is None else "separate",
                   "train_steps": trained.total_steps, "train_stop": trained.fit_stop,
-                  "train_seconds": trained.train_seconds,
+                  "train_seconds": trained.train_seconds, "train_threads": trainer.threads,
                   "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
         selector = trained
         if own_trainer is not None:
+            evaluating = time.perf_counter() - t_eval  # the clock pauses while the selection model trains
             selector = own_trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, r, "selection"))
             sync_trained(selector)
+            t_eval = time.perf_counter() - evaluating
             record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
                            if k.endswith("accuracy")})
             record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
@@ -431,6 +434,7 @@ class ActiveLearningRun:
             record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so
         if self.strategy.needs.mmd:
             record["mmd"] = self._mmd_record(selector, None if own_trainer is None else trained, x_pool, lab, seed, r)
+        record["evaluate_seconds"] = time.perf_counter() - t_eval
         return record, selector
 
     def _mmd_record(self, selector: TrainedModel, task: TrainedModel | None, x_pool: torch.Tensor, lab: torch.Tensor,

@@ -1,7 +1,8 @@
 """Torch's intra-op threads for one training run, chosen from the size of its optimiser step.
 
 A training step of the small models of AL experiments (the paper's tabular MLPs, the 1-D CNN) is a few MFLOP split
-into dozens of tiny ops; sharing each op among threads costs more than it gives. Measured on a 2-core machine
+into dozens of tiny ops; sharing each op among threads costs more than it gives (and a thread waiting for a core
+another process holds stalls every op). Measured on a 2-core machine
 (`python -m bench training`, docs/benchmarks.md): the 16 → 256 → 26 MLP at batch 64 took 1.1-1.7 ms per step with
 1 thread against 3.0-5.3 ms with torch's default 2, and a 5-round digits run 21 s against 100 s under load. So a
 training whose step is below SMALL_STEP_FLOPS runs on one thread; larger ones keep torch's setting.
@@ -25,9 +26,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# One thread below this many FLOPs per optimiser step (forward + backward of one batch). The paper's MLPs are 4-50
-# MFLOP; a 32x32 ResNet-18 at batch 32 is ~3.5 GFLOP, where both cores pay.
-SMALL_STEP_FLOPS = 1e8
+# One thread below this many FLOPs per optimiser step (forward + backward of one batch, torch's flop counter). The
+# paper's MLPs are 2-50 MFLOP, the MNIST-1D CNN 19. Measured at load 5-7 on 2 cores (1 thread / 2 threads, time per
+# step): MLP 784->256->10 at batch 64 (52 MFLOP) 0.12, 838 MFLOP 0.43, a 32x32 ResNet-18 at batch 32 (107 GFLOP) 0.54:
+# under load one thread won everywhere; on a quiet machine large GEMMs do use both cores, so models above 1 GFLOP a
+# step keep torch's setting.
+SMALL_STEP_FLOPS = 1e9
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _THREADS_AT_IMPORT = torch.get_num_threads()
