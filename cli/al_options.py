@@ -75,6 +75,9 @@ def experiment_options(fn):
         click.option("--ddp", is_flag=True, help="Under torchrun: train with DistributedDataParallel, each rank its "
                                                  "share of every global --batch-size batch (for large labeled sets; "
                                                  "docs/scaling-out.md). Refused without torchrun."),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Seeds of --repeats trained side by side, one worker process each (one per core pays for "
+                          "the small models of tabular sets); results, picks and files as with 1. Not with --ddp."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Where downloaded data sets live."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-round table."),
     ]

@@ -49,7 +49,7 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
     try:
         try:
             run = ActiveLearningRun(cfg, out, device=kw["device"], data_dir=kw["data_dir"], progress=not kw["quiet"],
-                                    on_round=round_printer(kw["quiet"]))
+                                    on_round=round_printer(kw["quiet"]), jobs=kw.get("jobs", 1))
             if not kw["quiet"]:
                 click.echo(describe(run.cfg, str(run.device)))
             return run.run(resume=resume, overwrite=overwrite)

@@ -22,6 +22,7 @@ from mpts_fast.results import RESULTS_FILE, load_json, load_results, output_lock
 from mpts_fast.strategies import Needs, SelectionContext, Strategy, build_strategy
 from mpts_fast.training import TrainConfig, Trainer, TrainedModel, derive_seed
 from mpts_fast.training.diagnostics import labeled_fit, mmd_gap
+from mpts_fast.training.threads import training_threads
 from mpts_fast.training.recipe import DEFAULT_RECIPE, FIT_SNAPSHOTS, FIT_STEPS, RECIPES
 from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
                                        check_cycle_settings)
@@ -253,7 +254,8 @@ class ActiveLearningRun:
     """Runs (or resumes) `cfg` and keeps `<out>/results.json` current after every round."""
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, *, device: str = "auto", data_dir: str | None = None,
-                 data: Dataset | None = None, progress: bool = True, on_round: RoundCallback | None = None) -> None:
+                 data: Dataset | None = None, progress: bool = True, on_round: RoundCallback | None = None,
+                 jobs: int = 1) -> None:
         self.data = data if data is not None else load_dataset(cfg.dataset, data_dir, progress=progress)
         self.strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
         self.cfg = cfg.resolved(self.data, self.strategy.needs)
@@ -263,6 +265,13 @@ class ActiveLearningRun:
         self.path = Path(out_dir) / RESULTS_FILE
         self.progress = progress and distributed.is_primary()  # one progress bar, rank 0's
         self.on_round = on_round
+        # jobs: seeds of --repeats trained side by side in worker processes (parallel_runs.py), same files and picks
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ConfigError("jobs", f"expected a positive whole number of worker processes, got {jobs!r}")
+        if jobs > 1 and (cfg.ddp or distributed.launched()):
+            raise ConfigError("jobs", "parallel seeds run in one process per seed, not under torchrun or --ddp; "
+                                      "leave --jobs out there")
+        self.jobs = jobs
 
     def _fresh_results(self) -> dict:
         # provenance: one entry for the start and one per resume
@@ -311,10 +320,15 @@ class ActiveLearningRun:
         # torchrun: rank 0 alone reads and writes <out>; the others take its results (same runs, resumed rounds)
         results = self._start(resume, overwrite) if distributed.is_primary() else None
         results = broadcast_object(results, 0, "sharing results.json from rank 0")
+        pending = [i for i, run in enumerate(results["runs"][: self.cfg.repeats]) if not run.get("complete")]
+        if self.jobs > 1 and len(pending) > 1:
+            from mpts_fast.parallel_runs import run_seeds_in_parallel
+
+            run_seeds_in_parallel(self, results, pending, self.jobs)
+            return results
         x_pool = self.data.x_train.to(self.device)
-        for run in results["runs"][: self.cfg.repeats]:
-            if not run.get("complete"):
-                self._run_one(results, run, x_pool)
+        for i in pending:
+            self._run_one(results, results["runs"][i], x_pool)
         return results
 
     def _start(self, resume: bool, overwrite: bool) -> dict:
@@ -352,36 +366,46 @@ class ActiveLearningRun:
         trainer, own_trainer = self._trainers()
         bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
                    disable=None if self.progress else True, leave=False, dynamic_ncols=True)
-        for r in bar:
-            lab = torch.tensor(labeled, dtype=torch.int64)
-            record, trained = self._train_round(trainer, own_trainer, x_pool, lab, run["seed"], r)
-            selected: list[int] = []
-            t0 = time.perf_counter()
-            mask = torch.ones(n_pool, dtype=torch.bool)
-            mask[lab] = False
-            sel_seed = derive_seed(run["seed"], r, "select")
-            ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
-                                   unlabeled=mask.nonzero().squeeze(1), trained=trained,
-                                   num_classes=self.data.num_classes,
-                                   generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
-            if r < cfg.rounds - 1:
-                picks = self.strategy.query(ctx, cfg.budget).cpu()  # torchrun: the strategy's sharded selection
-                self._check_picks(picks, mask)
-                selected = picks.tolist()
-            elif self.strategy.measures_diversity and ctx.unlabeled.numel():
-                self.strategy.measure_diversity(ctx)  # no selection in the last round; its diversity is still recorded
-            if "diversity" in ctx.extras:
-                record["diversity"] = ctx.extras["diversity"]
-            if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)
-                record["selection"] = ctx.extras["selection"]
-            record["select_seconds"] = time.perf_counter() - t0
-            record["selected"] = selected
-            run["rounds"].append(record)
-            run["complete"] = r == cfg.rounds - 1
-            write_json_atomic(self.path, results)
-            labeled.extend(selected)
-            if self.on_round and distributed.is_primary():
-                self.on_round(run["seed"], record)
+        # the whole round (training, evaluation, selection) on the thread count the training rule gives the task model
+        # (training/threads.py): a function of the model and batch, so parallel seeds (parallel_runs.py) compute
+        # exactly what a sequential run does
+        flops = trainer.step_flops(tuple(x_pool.shape[1:]), cfg.batch_size) if self.device.type == "cpu" else None
+        with training_threads(flops, self.device):
+            for r in bar:
+                lab = torch.tensor(labeled, dtype=torch.int64)
+                record, trained = self._train_round(trainer, own_trainer, x_pool, lab, run["seed"], r)
+                selected: list[int] = []
+                t0 = time.perf_counter()
+                mask = torch.ones(n_pool, dtype=torch.bool)
+                mask[lab] = False
+                sel_seed = derive_seed(run["seed"], r, "select")
+                ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
+                                       unlabeled=mask.nonzero().squeeze(1), trained=trained,
+                                       num_classes=self.data.num_classes,
+                                       generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
+                if r < cfg.rounds - 1:
+                    picks = self.strategy.query(ctx, cfg.budget).cpu()  # torchrun: the strategy's sharded selection
+                    self._check_picks(picks, mask)
+                    selected = picks.tolist()
+                elif self.strategy.measures_diversity and ctx.unlabeled.numel():
+                    self.strategy.measure_diversity(ctx)  # no selection in the last round; its diversity is recorded
+                if "diversity" in ctx.extras:
+                    record["diversity"] = ctx.extras["diversity"]
+                if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)
+                    record["selection"] = ctx.extras["selection"]
+                record["select_seconds"] = time.perf_counter() - t0
+                record["selected"] = selected
+                self._round_done(results, run, record)
+                labeled.extend(selected)
+
+    def _round_done(self, results: dict, run: dict, record: dict) -> None:
+        """A finished round: into its run, results.json rewritten atomically, the round callback (parallel seeds: the
+        parent calls this for the rounds its workers send)."""
+        run["rounds"].append(record)
+        run["complete"] = record["round"] == self.cfg.rounds - 1
+        write_json_atomic(self.path, results)
+        if self.on_round and distributed.is_primary():
+            self.on_round(run["seed"], record)
 
     def _trainers(self) -> tuple[Trainer, Trainer | None]:
         """(the trainer of the model that scores the curve, the trainer of a separate selection model or None).

@@ -35,12 +35,22 @@ SMALL_STEP_FLOPS = 1e9
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _THREADS_AT_IMPORT = torch.get_num_threads()
+_CHOSEN = False  # set in a worker process of parallel runs whose parent's user fixed the count
 
 
 def user_chose_threads() -> bool:
     """Whether the user fixed torch's intra-op threads (an exported OMP_NUM_THREADS / MKL_NUM_THREADS, or
     torch.set_num_threads to another count since this module was imported)."""
-    return any(os.environ.get(v, "").strip() for v in _THREAD_ENV) or torch.get_num_threads() != _THREADS_AT_IMPORT
+    return (_CHOSEN or any(os.environ.get(v, "").strip() for v in _THREAD_ENV)
+            or torch.get_num_threads() != _THREADS_AT_IMPORT)
+
+
+def adopt_threads(threads: int, chosen: bool) -> None:
+    """In a worker process of parallel runs (mpts_fast/parallel_runs.py): torch's count becomes `threads`, taken as
+    the default the rule may lower (chosen=False: the process's share of the cores) or as the user's choice."""
+    global _THREADS_AT_IMPORT, _CHOSEN
+    torch.set_num_threads(threads)
+    _THREADS_AT_IMPORT, _CHOSEN = threads, chosen
 
 
 def step_flops(model_factory: Callable[[], nn.Module], input_shape: tuple[int, ...], batch: int,
