@@ -1,7 +1,8 @@
 """One AL round's training as the loop runs it (our Trainer, recipes `paper` and `fit`) next to the same work written as
 a plain PyTorch loop the obvious way (DeepAL+ / ALFA-Mix: DataLoader(shuffle=True), model.train(), zero_grad /
-backward / step), per optimiser step, with torch's default intra-op threads and with 1 thread, quiet and with one
-core held.
+backward / step), per optimiser step, with torch's default intra-op threads ("auto": ours applies its per-model
+thread rule, training/threads.py, as the loop does; the plain loop runs on the default count) and with 1 thread for
+both, quiet and with one core held.
 
     python -m bench training                 # ~3-5 min on 2 cores; bench/results/training/
     python -m bench training --quick         # tiny step counts, no ResNet-18: checks the pipeline
@@ -104,7 +105,7 @@ def step_flops(case: TrainingCase) -> float:
     return float(counter.get_total_flops())
 
 
-def ours(case: TrainingCase, recipe: str, x_pool, lab, y_lab, steps_out: list) -> callable:
+def ours(case: TrainingCase, recipe: str, x_pool, lab, y_lab, steps_out: list, threads_out: list) -> callable:
     cfg = (TrainConfig(recipe="paper", epochs=case.epochs, lr=case.lr, batch_size=case.batch_size) if recipe == "paper"
            else TrainConfig(recipe="fit", epochs=None, steps=case.steps, lr=case.lr, batch_size=case.batch_size))
     trainer = Trainer(lambda: build_model(case.model, case.shape, case.classes), cfg)
@@ -112,6 +113,7 @@ def ours(case: TrainingCase, recipe: str, x_pool, lab, y_lab, steps_out: list) -
     def run():
         trained = trainer.fit(x_pool, lab, y_lab, seed=0)
         steps_out.append(trained.total_steps)
+        threads_out.append(trainer.threads)
 
     return run
 
@@ -147,8 +149,13 @@ def gemm_gflops(threads: int) -> float:
     return 2 * 1024 * 512 * 1024 / t["best_s"] / 1e9
 
 
-def measure(case: TrainingCase, threads: int, reps: int, flops: float, rate: float) -> dict:
-    torch.set_num_threads(threads)
+def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: dict[int, float]) -> dict:
+    """threads: "auto" (torch's default count; ours applies its per-model rule, training/threads.py, as the loop
+    does, the plain loop runs on the default count) or a count both run on (set as the user's choice)."""
+    from mpts_fast.training.threads import adopt_threads
+
+    default = max(rates)  # rates is keyed by thread count: torch's default is the largest measured
+    adopt_threads(default if threads == "auto" else int(threads), chosen=threads != "auto")
     x_pool, y_pool = pool_for(case)
     g = torch.Generator().manual_seed(1)
     lab = torch.randperm(x_pool.shape[0], generator=g)[: case.n_labeled]
@@ -156,18 +163,20 @@ def measure(case: TrainingCase, threads: int, reps: int, flops: float, rate: flo
     rows = {}
     for recipe in ("paper", "fit"):
         steps: list[int] = []
-        mine = ours(case, recipe, x_pool, lab, y_lab, steps)
+        ran_on: list[int] = []
+        mine = ours(case, recipe, x_pool, lab, y_lab, steps, ran_on)
         mine()  # warm-up, and the step count the plain loop repeats
         n = steps[-1]
+        on = {"ours": ran_on[-1], "plain": torch.get_num_threads()}
         timed = harness.time_interleaved({"ours": mine, "plain": plain(case, x_pool, lab, y_lab, n)},
                                          warmup=0, reps=reps)
         per_step = {k: v["median_s"] / n for k, v in timed.items()}
-        floor = flops / (rate * 1e9)
+        floor = {k: flops / (rates.get(on[k], default) * 1e9) for k in on}
         rows[recipe] = {
-            "steps": n, "ms_per_step": {k: 1e3 * v for k, v in per_step.items()},
+            "steps": n, "threads_used": on, "ms_per_step": {k: 1e3 * v for k, v in per_step.items()},
             "steps_per_s": {k: 1 / v for k, v in per_step.items()},
             "ratio_plain_over_ours": per_step["plain"] / per_step["ours"],
-            "fraction_of_floor": {k: floor / v for k, v in per_step.items()},
+            "fraction_of_floor": {k: floor[k] / v for k, v in per_step.items()},
             "other_cpu_share": {k: v.get("other_cpu_share_all_reps") for k, v in timed.items()},
             "times_s": {k: v["times_s"] for k, v in timed.items()},
         }
@@ -178,15 +187,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_options(ap, "training", "tiny step counts, no ResNet-18: checks the pipeline, not a result")
     ap.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
-    ap.add_argument("--threads", default=None,
-                    help="comma-separated intra-op thread counts (default: torch's default, and 1)")
+    ap.add_argument("--threads", default="auto,1",
+                    help="comma-separated: 'auto' (torch's default count; ours applies its per-model thread rule as "
+                         "the loop does, plain runs on the default count) and/or thread counts both run on "
+                         "(default: auto,1)")
     ap.add_argument("--loads", default="quiet,one_core_held", help="comma-separated: quiet, one_core_held")
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each implementation per figure (median)")
     ap.add_argument("--tag", default="", help="suffix of the result file's name")
     args = ap.parse_args()
     default_threads = torch.get_num_threads()
-    threads = ([int(t) for t in args.threads.split(",")] if args.threads else
-               sorted({default_threads, 1}, reverse=True))
+    threads = [t.strip() for t in args.threads.split(",") if t.strip()]
+    counts = sorted({default_threads, 1} | {int(t) for t in threads if t != "auto"}, reverse=True)
     chosen = cases(args.quick)
     if args.cases:
         wanted = args.cases.split(",")
@@ -196,28 +207,30 @@ def main() -> None:
         chosen = [c for c in chosen if c.name in wanted]
     loads = args.loads.split(",")
     reps = 1 if args.quick else args.reps
-    rates = {t: gemm_gflops(t) for t in threads}
+    rates = {t: gemm_gflops(t) for t in counts}
     result = {"date": dt.date.today().isoformat(), "versions": harness.versions(), "machine": harness.machine_name("cpu"),
               "torch_default_threads": default_threads, "gemm_gflops": rates, "quick": args.quick,
               "note": "ratios, not absolute times: the machine may be shared (load_average per row)", "rows": []}
     print(f"GEMM rate (torch.mm 1024x512x1024): " + ", ".join(f"{t} thread(s) {r:.1f} GFLOP/s" for t, r in rates.items()))
-    print(f"{'case':<15} {'load':<14} {'thr':>3} {'recipe':<6} {'steps':>5} {'ours ms':>8} {'plain ms':>8} "
+    print(f"{'case':<15} {'load':<14} {'thr':>4} {'recipe':<6} {'steps':>5} {'ours ms':>8} {'plain ms':>8} "
           f"{'plain/ours':>10} {'ours floor':>10} {'plain floor':>11}")
     for case in chosen:
         flops = step_flops(case)
         for load in loads:
             with BusyCores(LOADS[load]):
                 for t in threads:
-                    rows = measure(case, t, reps, flops, rates[t])
+                    rows = measure(case, t, reps, flops, rates)
                     for recipe, r in rows.items():
                         result["rows"].append({"case": case.name, "what": case.what, "load": load, "threads": t,
                                                "recipe": recipe, "step_flops": flops, "load_average": load_average(),
                                                **r})
-                        print(f"{case.name:<15} {load:<14} {t:>3} {recipe:<6} {r['steps']:>5} "
+                        print(f"{case.name:<15} {load:<14} {t:>4} {recipe:<6} {r['steps']:>5} "
                               f"{r['ms_per_step']['ours']:>8.2f} {r['ms_per_step']['plain']:>8.2f} "
                               f"{r['ratio_plain_over_ours']:>10.2f} {r['fraction_of_floor']['ours']:>10.3f} "
                               f"{r['fraction_of_floor']['plain']:>11.3f}", flush=True)
-    torch.set_num_threads(default_threads)
+    from mpts_fast.training.threads import adopt_threads
+
+    adopt_threads(default_threads, chosen=False)
     path = harness.out_dir(args, "training") / f"{result['date']}-training-{result['machine']}{args.tag}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}", file=sys.stderr)
