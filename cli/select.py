@@ -53,7 +53,7 @@ def select(pool, labeled, budget, strategy, model, embeddings, probs, num_classe
     model's outputs (--embeddings / --probs)."""
     from mpts_fast.cli.names import resolve_name, resolve_strategy
     from mpts_fast.models import model_names
-    from mpts_fast.next_batch import InputError, select_next
+    from mpts_fast.select import InputError, select_next
 
     if out.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter(f"{out}: expected a .csv or .json file name", param_hint="'--out'")

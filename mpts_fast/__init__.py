@@ -25,8 +25,8 @@ from mpts_fast.ops import SnapshotAccumulator, SnapshotScores  # noqa: E402,F401
 
 
 def select_next(*args, **kwargs):
-    """The unlabeled pool items to annotate next (`mpts-fast select`); see :func:`mpts_fast.next_batch.select_next`.
+    """The unlabeled pool items to annotate next (`mpts-fast select`); see :func:`mpts_fast.select.select_next`.
     Imported on first call, so `import mpts_fast` stays light."""
-    from mpts_fast.next_batch import select_next as _select_next
+    from mpts_fast.select import select_next as _select_next
 
     return _select_next(*args, **kwargs)

@@ -183,7 +183,7 @@ def sensitivity(
 # ----------------------------------------------------------------------- selection loops
 #
 # The plain-PyTorch per-pick loops behind ops.kcenter_greedy / kmeanspp / badge_select (the
-# state set-up lives in mpts_fast.select). Same contract as csrc/kernels/select.h: mind (N)
+# state set-up lives in mpts_fast.coverage). Same contract as csrc/kernels/select.h: mind (N)
 # holds each row's squared distance to its nearest centre, < 0 for rows never to pick, and is
 # updated in place; first >= 0 is pick 0, first < 0 takes pick 0 from mind as it is. Linear
 # memory (rows in chunks), not fused: every pick reads the pool once per chunk.

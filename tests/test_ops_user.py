@@ -198,7 +198,7 @@ def test_badge_select_labeled_whole_pool_but_k(gen):
 
 
 def test_badge_initial_distances_to_labeled_are_exact(gen):
-    from mpts_fast.select import engine, nearest
+    from mpts_fast.coverage import engine, nearest
 
     probs, emb = _badge_inputs(gen, n=40, C=6, D=9)
     probs, emb = torch.cat([probs, probs[:10]]), torch.cat([emb, emb[:10]])

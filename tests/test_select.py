@@ -182,7 +182,7 @@ def _badge_inputs(gen, n, C, D, dtype=torch.float64):
 
 
 def test_factored_badge_distances_equal_explicit_gradient_embeddings(backend, gen):
-    from mpts_fast.select.engine import badge_factors
+    from mpts_fast.coverage.engine import badge_factors
     from mpts_fast import reference
 
     probs, emb = _badge_inputs(gen, 80, 7, 24)
@@ -227,7 +227,7 @@ def test_badge_select_float32_backends_agree_and_duplicates_are_zero(set_backend
         assert len(set(out[b])) == 60
     assert out["native"] == out["reference"]
     # an exact copy of a centre gets distance exactly 0 in the factored form (same dot routine)
-    from mpts_fast.select.engine import badge_factors
+    from mpts_fast.coverage.engine import badge_factors
 
     q = badge_factors(probs, emb, torch.float32)
     a = torch.ops.mpts_fast.select_badge_sqnorms(q, emb)
@@ -471,7 +471,7 @@ def test_opcheck_select_ops(gen):
     opcheck(torch.ops.mpts_fast.select_kcenter.default, (x, inf(), 3, 6), test_utils=OPCHECK)
     opcheck(torch.ops.mpts_fast.select_kmeanspp.default, (x, inf(), 3, 6, u), test_utils=OPCHECK)
     probs, emb = _badge_inputs(gen, 64, 4, 5, torch.float32)
-    from mpts_fast.select.engine import badge_factors
+    from mpts_fast.coverage.engine import badge_factors
 
     q = badge_factors(probs, emb, torch.float32)
     a = torch.ops.mpts_fast.select_badge_sqnorms(q, emb)
@@ -538,7 +538,7 @@ def test_initial_state_direct_and_search_paths_agree(gen, labeled_rows, d):
     a time, odd row and centre counts included); elsewhere a GEMM-shaped search then a direct
     recompute: both give the float64 minimum on blobs."""
     _native_or_skip()
-    from mpts_fast.select import nearest
+    from mpts_fast.coverage import nearest
 
     x = clustered(gen, 2000 + d % 2, d)
     n = x.shape[0]
@@ -587,7 +587,7 @@ def test_farthest_from_mean_refuses_bad_input():
 def test_kcenter_without_labeled_rows_starts_farthest_from_mean(gen):
     """The native first pick (select_farthest_from_mean) is the plain path's (seeding.farthest_from_mean)."""
     _native_or_skip()
-    from mpts_fast.select import seeding
+    from mpts_fast.coverage import seeding
 
     x = clustered(gen, 5000, 33)
     assert int(ops.kcenter_greedy(x, 3)[0]) == seeding.farthest_from_mean(x) == _farthest_from_mean_float64(x)

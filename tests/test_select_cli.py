@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import mpts_fast
 from mpts_fast import ops
 from mpts_fast.cli.main import main
-from mpts_fast.next_batch import InputError, select_next
+from mpts_fast.select import InputError, select_next
 from mpts_fast.strategies import get_strategy
 from mpts_fast.training import derive_seed
 
@@ -199,7 +199,7 @@ def test_cli_errors_name_the_option(files):
 
 def test_float32_pool_is_mapped_not_copied(files):
     from mpts_fast.data import own
-    from mpts_fast.next_batch import inputs
+    from mpts_fast.select import inputs
 
     mapped = own.open_arrays(files["dir"] / "pool.npy")["x"]
     assert isinstance(mapped, np.memmap)

@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from mpts_fast.cli.main import main
-from mpts_fast.next_batch import InputError, select_next
+from mpts_fast.select import InputError, select_next
 from mpts_fast.training import derive_seed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "select.md"

@@ -12,7 +12,7 @@ from mpts_fast.models.sigmoid_net import NetStack
 from mpts_fast.study.config import Hyper, StudyConfig, query_count
 from mpts_fast.study.metrics import batched_macro_f1, batched_r2, epochs_to_convergence
 from mpts_fast.study.methods import sasla_select
-from mpts_fast.study.selection import (ensemble_variance, majority_vote, normalised_entropy, sasla_keep,
+from mpts_fast.study.rules import (ensemble_variance, majority_vote, normalised_entropy, sasla_keep,
                                        top_queries)
 from mpts_fast.study.train import Problem
 

@@ -13,7 +13,7 @@ from mpts_fast.distributed.comm import PeerFailedError
 from mpts_fast.distributed.group import (is_distributed, is_primary, launched, rank, setup, shard_bounds, teardown,
                                          world_size)
 from mpts_fast.distributed.scoring import merged_top_k
-from mpts_fast.distributed.select import badge_select, kcenter_greedy, kmeanspp
+from mpts_fast.distributed.coverage import badge_select, kcenter_greedy, kmeanspp
 
 __all__ = ["kcenter_greedy", "kmeanspp", "badge_select", "merged_top_k", "setup", "teardown", "rank", "world_size",
            "is_primary", "is_distributed", "launched", "shard_bounds", "PeerFailedError"]

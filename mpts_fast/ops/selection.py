@@ -1,5 +1,5 @@
 """Diversity selection on large pools: greedy k-center (Coreset), k-means++ seeding and BADGE,
-one fused pass over the pool per pick, memory linear in N (the engine is :mod:`mpts_fast.select`);
+one fused pass over the pool per pick, memory linear in N (the engine is :mod:`mpts_fast.coverage`);
 and the fakes of its mpts_fast::select_* kernels."""
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled: LabeledArg = None) -
     refined in the direct form; then one fused pass per pick (distance to the newest centre,
     min update, arg-max). Memory O(N) beyond the input.
     """
-    from mpts_fast import select
+    from mpts_fast import coverage
 
-    return select.kcenter_greedy(features, k, labeled)
+    return coverage.kcenter_greedy(features, k, labeled)
 
 
 def kmeanspp(
@@ -52,9 +52,9 @@ def kmeanspp(
 
     features: (N, d); labeled as in kcenter_greedy. Returns (k,) int64 in pick order.
     """
-    from mpts_fast import select
+    from mpts_fast import coverage
 
-    return select.kmeanspp(features, k, generator=generator, first=first, labeled=labeled)
+    return coverage.kmeanspp(features, k, generator=generator, first=first, labeled=labeled)
 
 
 def badge_select(
@@ -75,9 +75,9 @@ def badge_select(
     as chosen centres (as kmeanspp(g, k, first="norm", labeled=labeled) over the explicit g).
     Returns (k,) int64 in pick order. Reproducible with `generator`.
     """
-    from mpts_fast import select
+    from mpts_fast import coverage
 
-    return select.badge_select(probs, embeddings, k, generator=generator, labeled=labeled)
+    return coverage.badge_select(probs, embeddings, k, generator=generator, labeled=labeled)
 
 
 def _check_rows_fake(x, mind, first, k) -> None:

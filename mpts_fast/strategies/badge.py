@@ -19,7 +19,7 @@ class BadgeStrategy(Strategy):
         return ctx.unlabeled[picks.to(ctx.unlabeled.device)]
 
     def select_sharded(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
-        # each rank embeds its block of the unlabeled items; k-means++ runs over all blocks (distributed/select.py)
+        # each rank embeds its block of the unlabeled items; k-means++ runs over all blocks (distributed/coverage.py)
         lo, hi = distributed.shard_bounds(ctx.unlabeled.numel(), align=ctx.trained.eval_batch_size)
         x_u = ctx.x_pool[ctx.unlabeled[lo:hi]]
         picks = distributed.badge_select(ctx.trained.probs(x_u), ctx.trained.embeddings(x_u).float(), budget,

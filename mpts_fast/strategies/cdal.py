@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from mpts_fast import _checks
-from mpts_fast.select.validate import count, labeled_mask
+from mpts_fast.coverage.validate import count, labeled_mask
 from mpts_fast.strategies._access import require_classes
 from mpts_fast.strategies.base import SelectionContext, Strategy
 from mpts_fast.strategies.registry import register

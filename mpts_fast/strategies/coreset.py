@@ -17,7 +17,7 @@ class CoresetStrategy(Strategy):
         return ops.kcenter_greedy(features, budget, labeled=mask).to(ctx.unlabeled.device)
 
     def select_sharded(self, ctx: SelectionContext, budget: int) -> torch.Tensor:
-        # each rank embeds its block of the pool; the greedy k-center runs over all blocks (distributed/select.py)
+        # each rank embeds its block of the pool; the greedy k-center runs over all blocks (distributed/coverage.py)
         lo, hi = distributed.shard_bounds(ctx.x_pool.shape[0], align=ctx.trained.eval_batch_size)
         features = ctx.trained.embeddings(ctx.x_pool[lo:hi]).float()
         mask = ctx.labeled_mask()[lo:hi].to(features.device)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from mpts_fast import _checks
-from mpts_fast.select.nearest import faiss_module
+from mpts_fast.coverage.nearest import faiss_module
 
 BACKENDS = ("sklearn", "auto", "faiss", "torch")
 

@@ -23,7 +23,7 @@ from mpts_fast.study import data as sdata
 from mpts_fast.study.config import StudyConfig, query_count
 from mpts_fast.study.metrics import (batched_macro_f1, batched_r2, classification_scores,
                                      epochs_to_convergence, regression_scores)
-from mpts_fast.study.selection import ensemble_variance, majority_vote, normalised_entropy, sasla_keep
+from mpts_fast.study.rules import ensemble_variance, majority_vote, normalised_entropy, sasla_keep
 from mpts_fast.study.train import Problem, expand, make_problem, predict, run_epoch, unscale
 
 _INIT, _ORDER, _SPLIT, _INITIAL = 1, 2, 3, 4

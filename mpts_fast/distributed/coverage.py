@@ -32,7 +32,7 @@ import torch
 from mpts_fast import _checks, reference
 from mpts_fast.distributed.comm import all_gather_objects, all_gather_rows, broadcast_buffer, raise_if_any
 from mpts_fast.distributed.group import rank as _rank
-from mpts_fast.select import engine, nearest, seeding, validate
+from mpts_fast.coverage import engine, nearest, seeding, validate
 
 _INF = float("inf")
 

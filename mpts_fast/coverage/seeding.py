@@ -64,7 +64,7 @@ def uniforms(k: int, generator: torch.Generator | None, device: torch.device) ->
 
     The same uniforms do not make the picks bit-identical across devices: the kernels sum
     distances in different orders, so a near-tie within float32 rounding may be drawn or taken
-    differently and the sequences part from there (docs/selection.md)."""
+    differently and the sequences part from there (docs/coverage.md)."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(k, dtype=torch.float64, generator=generator, device=gen_device)
     return u.to(device)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from mpts_fast import _checks
-from mpts_fast.next_batch import inputs
-from mpts_fast.next_batch.inputs import InputError
-from mpts_fast.next_batch.precomputed import NEEDS_OUTPUTS, SAMPLES_NOTE, PrecomputedModel, row_pool
+from mpts_fast.select import inputs
+from mpts_fast.select.inputs import InputError
+from mpts_fast.select.precomputed import NEEDS_OUTPUTS, SAMPLES_NOTE, PrecomputedModel, row_pool
 
 DEFAULT_EPOCHS = 100
 

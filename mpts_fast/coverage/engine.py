@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mpts_fast import _checks, _native, reference
-from mpts_fast.select import nearest, seeding, validate
+from mpts_fast.coverage import nearest, seeding, validate
 
 _HALF = (torch.float16, torch.bfloat16)
 
