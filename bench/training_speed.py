@@ -9,7 +9,7 @@ both, quiet and with one core held.
     python -m bench training --cases openml6-mlp,digits-mlp --threads 1
 
 Cases: the paper's OpenML-6 MLP (16 -> 256 -> 26 on a synthetic 18,000-item pool of that shape, |L| = 500), the
-digits MLP (|L| = 200), the 1-D CNN on MNIST-1D (|L| = 500) and a CIFAR-shaped ResNet-18 (32x32, |L| = 128, a few
+digits MLP (|L| = 200), the 1-D CNN on MNIST-1D (|L| = 500) and a CIFAR-shaped ResNet-18 (32x32, |L| = 64, a few
 steps). Every figure is per optimiser step: ours = the whole fit() (model building, the schedule, the stopping rule's
 bookkeeping included) over the steps it took; the plain loop runs exactly as many steps. Reported: ms per step,
 steps/s, the ratio plain / ours, and the fraction of the arithmetic floor: FLOPs of one training step (forward +
@@ -73,8 +73,8 @@ def cases(quick: bool) -> list[TrainingCase]:
                      "1-D CNN on MNIST-1D, |L|=500, batch 100"),
     ]
     if not quick:
-        out.append(TrainingCase("cifar-resnet18", "resnet18", (3, 32, 32), 10, 128, 32, 1e-3, e, 8,
-                                "ResNet-18 on 32x32x3 synthetic images, |L|=128, batch 32"))
+        out.append(TrainingCase("cifar-resnet18", "resnet18", (3, 32, 32), 10, 64, 32, 1e-3, e, 4,
+                                "ResNet-18 on 32x32x3 synthetic images, |L|=64, batch 32"))
     return out
 
 
@@ -214,6 +214,7 @@ def main() -> None:
     print(f"GEMM rate (torch.mm 1024x512x1024): " + ", ".join(f"{t} thread(s) {r:.1f} GFLOP/s" for t, r in rates.items()))
     print(f"{'case':<15} {'load':<14} {'thr':>4} {'recipe':<6} {'steps':>5} {'ours ms':>8} {'plain ms':>8} "
           f"{'plain/ours':>10} {'ours floor':>10} {'plain floor':>11}")
+    path = harness.out_dir(args, "training") / f"{result['date']}-training-{result['machine']}{args.tag}.json"
     for case in chosen:
         flops = step_flops(case)
         for load in loads:
@@ -228,10 +229,10 @@ def main() -> None:
                               f"{r['ms_per_step']['ours']:>8.2f} {r['ms_per_step']['plain']:>8.2f} "
                               f"{r['ratio_plain_over_ours']:>10.2f} {r['fraction_of_floor']['ours']:>10.3f} "
                               f"{r['fraction_of_floor']['plain']:>11.3f}", flush=True)
+        path.write_text(json.dumps(result, indent=1))  # after every case: a long run interrupted keeps what it has
     from mpts_fast.training.threads import adopt_threads
 
     adopt_threads(default_threads, chosen=False)
-    path = harness.out_dir(args, "training") / f"{result['date']}-training-{result['machine']}{args.tag}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}", file=sys.stderr)
 
