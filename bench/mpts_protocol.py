@@ -50,11 +50,13 @@ import numpy as np
 import torch
 
 from mpts_fast.loop import RunConfig, run_experiment
+from mpts_fast.training.config import DEFAULT_MMD_WEIGHT
 from mpts_fast.results import aubc, curve_accuracy, load_json, write_json_atomic, write_text_atomic
 
 DATASETS = ("digits", "wine", "breast-cancer", "synth50", "mnist1d", "mnist1d-large")
 SWEEP = (0.0, 0.01, 0.1, 0.3, 1.0, 3.0)
-DEFAULT_LAMBDA = 1.0
+DEFAULT_LAMBDA = DEFAULT_MMD_WEIGHT  # mpts-fast run's default λ, chosen from this script's sweep
+EARLIER_LAMBDA = 1.0  # the default before the sweep: the 'before' entries reproduce runs made with it
 QUICK = {"paper": {"rounds": 3, "epochs": 10}, "fit": {"rounds": 3, "steps": 60}}  # per training recipe
 RECIPES = ("paper", "fit")
 BASELINES = ("entropy", "random")  # the paired differences are taken against these entries' task curves
@@ -98,9 +100,11 @@ def _entries(parts: set[str]) -> list[Entry]:
         out += [Entry(s, s) for s in ("random", "entropy", "margin", "badge", "coreset")]
         out += [Entry("bald", "bald", curves=("task", "selection")),
                 Entry("mpts", "mpts", {"mmd_weight": DEFAULT_LAMBDA}, ("task", "selection")),
+                Entry(f"mpts λ={EARLIER_LAMBDA:g}", "mpts", {"mmd_weight": EARLIER_LAMBDA}, ("task", "selection")),
                 Entry("mpts λ=0", "mpts", {"mmd_weight": 0.0}, ("task", "selection"))]
     if "before" in parts:
-        out += [Entry("mpts (before: own model scores)", "mpts", {"mmd_weight": DEFAULT_LAMBDA, "evaluate": "selection"}),
+        out += [Entry(f"mpts λ={EARLIER_LAMBDA:g} (before: own model scores)", "mpts",
+                      {"mmd_weight": EARLIER_LAMBDA, "evaluate": "selection"}),
                 Entry("mpts λ=0 (before: own model scores)", "mpts", {"mmd_weight": 0.0, "evaluate": "selection"}),
                 Entry("bald (before: own model scores)", "bald", {"evaluate": "selection"})]
     if "sweep" in parts:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mpts_fast.cli.al_options import strategy_options
+from mpts_fast.training.config import DEFAULT_MMD_WEIGHT
 
 _OPTION = {"pool": "--pool", "labeled": "--labeled", "embeddings": "--embeddings", "probs": "--probs",
            "budget": "--budget", "strategy": "--strategy", "strategy_options": "--option", "model": "--model",
@@ -38,7 +39,7 @@ _FILE = click.Path(exists=False, dir_okay=True, path_type=Path)
 @click.option("--epochs", type=int, help="Training epochs with --model; default 100.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate with --model.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Training batch size with --model.")
-@click.option("--mmd-weight", type=float, default=1.0, show_default=True, help="λ of the MMD² term (mpts, --model).")
+@click.option("--mmd-weight", type=float, default=DEFAULT_MMD_WEIGHT, show_default=True, help="λ of the MMD² term (mpts, --model).")
 @click.option("--snapshots", type=int, help="Trajectory snapshots (mpts, --model); default one per cycle.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A strategy option, repeatable.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same inputs and seed, same picks.")

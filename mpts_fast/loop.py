@@ -25,6 +25,7 @@ from mpts_fast.training.diagnostics import labeled_fit, mmd_gap
 from mpts_fast.training.threads import training_threads
 from mpts_fast.training.recipe import DEFAULT_RECIPE, FIT_SNAPSHOTS, FIT_STEPS, RECIPES
 from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
+                                       DEFAULT_MMD_WEIGHT,
                                        check_cycle_settings)
 
 RoundCallback = Callable[[int, dict], None]
@@ -81,7 +82,7 @@ class RunConfig:
     lr: float | None = None
     batch_size: int | None = None
     model: str | None = None
-    mmd_weight: float = 1.0
+    mmd_weight: float = DEFAULT_MMD_WEIGHT
     snapshots: int | None = None
     cycle_steps: int | None = None
     cycle_max_factor: float | None = None

@@ -4,6 +4,7 @@ import pytest
 
 from mpts_fast.strategies import Needs, get_strategy, strategy_names
 from mpts_fast.strategies.registry import model_dropout
+from mpts_fast.training.config import DEFAULT_MMD_WEIGHT
 
 
 def test_strategies_declare_how_their_selection_model_trains():
@@ -105,7 +106,7 @@ def test_mpts_trains_a_task_and_a_selection_model_on_independent_seeds(tmp_path,
     res = _run(tmp_path, "mpts").run()
     cfg = RunConfig(**res["config"])
     own = train_config(cfg, build_strategy("mpts"))
-    assert own != task_train_config(cfg) and own.mmd_weight == 1.0
+    assert own != task_train_config(cfg) and own.mmd_weight == DEFAULT_MMD_WEIGHT
     assert calls == [c for r in range(3) for c in ((task_train_config(cfg), derive_seed(0, r, "train")),
                                                    (own, derive_seed(0, r, "selection")))]
     assert len({seed for _, seed in calls}) == 6
@@ -117,7 +118,7 @@ def test_mpts_trains_a_task_and_a_selection_model_on_independent_seeds(tmp_path,
                 "mmd"} <= set(rd)
         assert "snapshot_accuracy" not in rd  # the task model has no snapshots
         assert {"grad_ratio", "grad_cosine", "mmd2_labeled_pool", "mmd2_pool_null", "task_mmd2_labeled_pool",
-                "task_mmd2_pool_null"} <= set(rd["mmd"]) and rd["mmd"]["weight"] == 1.0
+                "task_mmd2_pool_null"} <= set(rd["mmd"]) and rd["mmd"]["weight"] == DEFAULT_MMD_WEIGHT
     # the task model is the one every strategy trains on these labels: entropy's first round, figure for figure
     entropy = _run(tmp_path, "entropy", name="entropy").run()["runs"][0]["rounds"][0]
     same = ("test_accuracy", "f1_macro", "mcc", "train_accuracy", "train_loss")

@@ -16,6 +16,7 @@ import torch
 from mpts_fast import _checks
 from mpts_fast.select import inputs
 from mpts_fast.select.inputs import InputError
+from mpts_fast.training.config import DEFAULT_MMD_WEIGHT
 from mpts_fast.select.precomputed import NEEDS_OUTPUTS, SAMPLES_NOTE, PrecomputedModel, row_pool
 
 DEFAULT_EPOCHS = 100
@@ -95,7 +96,7 @@ def default_strategy(model: str | None, probs_dims: int | None, has_embeddings: 
 
 def select_next(pool=None, labeled=None, *, budget: int, strategy: str | None = None, model: str | None = None,
                 embeddings=None, probs=None, seed: int = 0, num_classes: int | None = None, class_names=None,
-                epochs: int | None = None, lr: float = 1e-3, batch_size: int = 64, mmd_weight: float = 1.0,
+                epochs: int | None = None, lr: float = 1e-3, batch_size: int = 64, mmd_weight: float = DEFAULT_MMD_WEIGHT,
                 snapshots: int | None = None, strategy_options: dict | None = None, device: str = "cpu",
                 progress: bool = False) -> Selection:
     """The `budget` unlabeled pool items to annotate next, in pick order (`mpts-fast select` in Python).

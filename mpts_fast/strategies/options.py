@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mpts_fast.training.config import DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS
+from mpts_fast.training.config import (DEFAULT_CYCLE_MAX_FACTOR, DEFAULT_CYCLE_MIN_FACTOR, DEFAULT_CYCLE_STEPS,
+                                       DEFAULT_MMD_WEIGHT)
 
 _FLAG = re.compile(r"^--[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -90,13 +91,13 @@ _SNAPSHOTS = "strategies that score with trajectory snapshots"
 # they are checked together (e.g. cycle_min_factor ≤ cycle_max_factor).
 RECIPE_OPTIONS: dict[str, tuple[StrategyOption, ...]] = {
     "mmd": (
-        StrategyOption("--mmd-weight", "mmd_weight", float, default=1.0, to="run",
+        StrategyOption("--mmd-weight", "mmd_weight", float, default=DEFAULT_MMD_WEIGHT, to="run",
                        audience="strategies trained with the MMD term",
-                       help="λ of the MMD² regulariser (our default; the paper leaves it open)."),
+                       help="λ of the MMD² regulariser (the paper leaves it open; our default from the λ sweep in docs/mpts.md)."),
     ),
     "snapshots": (
         StrategyOption("--snapshots", "snapshots", int, to="run", audience=_SNAPSHOTS,
-                       shown_default="one per cycle, at most epochs // 2",
+                       shown_default="paper: one per cycle, at most epochs // 2; fit: 25",
                        help="Trajectory snapshots kept; default one per cycle, at most epochs // 2 (fewer when fewer "
                             "cycles fit: recorded per round)."),
         StrategyOption("--cycle-steps", "cycle_steps", int, to="run", audience=_SNAPSHOTS,
