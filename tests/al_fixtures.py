@@ -21,3 +21,18 @@ def blobs(n: int = 60, d: int = 5, classes: int = 3, seed: int = 0) -> Dataset:
     x = centres[y] + torch.randn(n, d, generator=g)
     return Dataset("blobs", x[: n * 2 // 3], y[: n * 2 // 3], x[n * 2 // 3:], y[n * 2 // 3:], num_classes=classes,
                    defaults=ALDefaults(initial=6, budget=4, rounds=3, epochs=3, lr=1e-2))
+
+
+def interrupt_after_rounds(monkeypatch, n: int) -> None:
+    """Ctrl-C once `n` rounds have been trained (raised from the trainer, as a real KeyboardInterrupt would be)."""
+    from mpts_fast.training import Trainer
+
+    real_fit, calls = Trainer.fit, []
+
+    def fit(self, *a, **k):
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "fit", fit)

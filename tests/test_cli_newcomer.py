@@ -8,6 +8,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
+from al_fixtures import interrupt_after_rounds
 from mpts_fast.cli.main import main
 
 FAST = ["--rounds", "2", "--initial", "20", "--budget", "10", "--epochs", "1", "--device", "cpu", "--quiet"]
@@ -17,25 +18,10 @@ def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _interrupt_after_rounds(monkeypatch, n):
-    """Ctrl-C once `n` rounds have been trained (raised from the trainer, as a real KeyboardInterrupt would be)."""
-    from mpts_fast.training import Trainer
-
-    real_fit, calls = Trainer.fit, []
-
-    def fit(self, *a, **k):
-        if len(calls) == n:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_fit(self, *a, **k)
-
-    monkeypatch.setattr(Trainer, "fit", fit)
-
-
 def test_resume_takes_the_saved_settings(tmp_path, monkeypatch):
     out = tmp_path / "badge"
     with monkeypatch.context() as m:
-        _interrupt_after_rounds(m, 3)
+        interrupt_after_rounds(m, 3)
         res = cli("run", "--strategy", "badge", "--rounds", 2, "--budget", 5, "--repeats", 3, "--initial", 20,
                   "--epochs", 1, "--device", "cpu", "-q", "--out", out)
     assert res.exit_code == 130, res.output
@@ -260,7 +246,7 @@ def test_python_api_errors_do_not_name_cli_options(tmp_path):
 
 
 def test_ctrl_c_in_compare_exits_130_with_a_resume_hint(tmp_path, monkeypatch):
-    _interrupt_after_rounds(monkeypatch, 1)
+    interrupt_after_rounds(monkeypatch, 1)
     res = cli("compare", *FAST, "-s", "random,entropy", "--out", tmp_path / "c")
     assert res.exit_code == 130 and "mpts-fast compare --out" in res.output and "--resume" in res.output
 
@@ -282,7 +268,7 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
 def test_compare_interrupted_in_its_first_strategy_resumes_every_strategy(tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     with monkeypatch.context() as m:
-        _interrupt_after_rounds(m, 0)
+        interrupt_after_rounds(m, 0)
         res = cli("compare", *FAST, "-s", "mpts,random", "--mmd-weight", 0.5, "--out", out)
     assert res.exit_code == 130
     res = cli("compare", "--out", out, "--resume", "--device", "cpu", "-q")

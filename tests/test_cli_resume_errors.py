@@ -11,6 +11,7 @@ import shlex
 import pytest
 from click.testing import CliRunner
 
+from al_fixtures import interrupt_after_rounds
 from mpts_fast.cli.main import main
 
 FAST = ["--rounds", "2", "--initial", "20", "--budget", "10", "--epochs", "1", "--device", "cpu", "--quiet"]
@@ -27,21 +28,6 @@ def _clean_error(res, code: int = 1) -> str:
     return res.output
 
 
-def _interrupt_after_rounds(monkeypatch, n):
-    """Ctrl-C once `n` rounds have been trained (raised from the trainer, as a real KeyboardInterrupt would be)."""
-    from mpts_fast.training import Trainer
-
-    real_fit, calls = Trainer.fit, []
-
-    def fit(self, *a, **k):
-        if len(calls) == n:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_fit(self, *a, **k)
-
-    monkeypatch.setattr(Trainer, "fit", fit)
-
-
 def _printed_resume_command(output: str) -> list[str]:
     line = next(line for line in output.splitlines() if line.strip().startswith("mpts-fast "))
     words = shlex.split(line)
@@ -54,7 +40,7 @@ def _printed_resume_command(output: str) -> list[str]:
 def test_compare_interrupted_in_a_later_strategy_prints_a_resume_command_that_works(tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     with monkeypatch.context() as m:
-        _interrupt_after_rounds(m, 3)  # random's two rounds, entropy's first: Ctrl-C in entropy's second round
+        interrupt_after_rounds(m, 3)  # random's two rounds, entropy's first: Ctrl-C in entropy's second round
         res = cli("compare", *FAST, "-s", "random,entropy", "--data-dir", tmp_path / "data", "--out", out)
     assert res.exit_code == 130, res.output
     command = _printed_resume_command(res.output)
@@ -70,7 +56,7 @@ def test_compare_interrupted_in_a_later_strategy_prints_a_resume_command_that_wo
 def test_run_interrupted_prints_a_resume_command_that_works(tmp_path, monkeypatch):
     out = tmp_path / "r"
     with monkeypatch.context() as m:
-        _interrupt_after_rounds(m, 1)
+        interrupt_after_rounds(m, 1)
         res = cli("run", *FAST, "-s", "random", "--out", out)
     assert res.exit_code == 130, res.output
     command = _printed_resume_command(res.output)
