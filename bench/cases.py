@@ -608,10 +608,6 @@ KCENTER_GPU = Case(
 )
 
 
-def _badge_gpu_inputs(sz: Sizes, device: str) -> Inputs:
-    return _badge_inputs(sz, device)
-
-
 def _badge_torch_device(inp, sz):
     """Embeddings built and picks made with torch on the inputs' device (BADGE builds them every round)."""
     probs, emb, k = inp["probs"], inp["emb"], sz["k"]
@@ -630,7 +626,7 @@ BADGE_GPU = Case(
     sizes={},
     # explicit embeddings N x C D float32: 4 GB at the full size
     cuda_sizes={"quick": {"N": 50_000, "C": 10, "D": 512, "k": 100}, "full": {"N": 200_000, "C": 10, "D": 512, "k": 500}},
-    make_inputs=_badge_gpu_inputs,
+    make_inputs=_badge_inputs,
     ours=_BADGE_OURS,
     plain=(Impl("plain_explicit_torch_with_build", _badge_torch_device,
                 "explicit gradient embeddings built by torch on the device, k-means++ with one mv per pick", slow=True),),
