@@ -78,6 +78,12 @@ def experiment_options(fn):
         click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Seeds of --repeats trained side by side, one worker process each (one per core pays for "
                           "the small models of tabular sets); results, picks and files as with 1. Not with --ddp."),
+        click.option("--lockstep/--no-lockstep", default=True, show_default=True,
+                     help="Train the models of one round's seeds (and an ensemble's members) as one stacked model "
+                          "where the backbone allows (the MLP; not with the MMD term, snapshots or dropout): each "
+                          "model as it would train alone through the stack. --no-lockstep trains them one by one "
+                          "with torch's unbatched ops (the figures of earlier versions; equal to float rounding). "
+                          "docs/cli.md."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Where downloaded data sets live."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-round table."),
     ]

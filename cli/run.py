@@ -35,6 +35,8 @@ def resume_command(command: str, out: Path, kw: dict) -> str:
         words += ["--data-dir", str(kw["data_dir"])]
     if kw.get("device") not in (None, "auto"):
         words += ["--device", str(kw["device"])]
+    if kw.get("lockstep") is False:  # the same arithmetic as the rounds already run
+        words += ["--no-lockstep"]
     return shlex.join(words)
 
 
@@ -49,7 +51,8 @@ def execute(cfg, out: Path, kw: dict, resume: bool, overwrite: bool = False, *, 
     try:
         try:
             run = ActiveLearningRun(cfg, out, device=kw["device"], data_dir=kw["data_dir"], progress=not kw["quiet"],
-                                    on_round=round_printer(kw["quiet"]), jobs=kw.get("jobs", 1))
+                                    on_round=round_printer(kw["quiet"]), jobs=kw.get("jobs", 1),
+                                    lockstep=kw.get("lockstep", True))
             if not kw["quiet"]:
                 click.echo(describe(run.cfg, str(run.device)))
             return run.run(resume=resume, overwrite=overwrite)

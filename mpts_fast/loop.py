@@ -256,7 +256,7 @@ class ActiveLearningRun:
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, *, device: str = "auto", data_dir: str | None = None,
                  data: Dataset | None = None, progress: bool = True, on_round: RoundCallback | None = None,
-                 jobs: int = 1) -> None:
+                 jobs: int = 1, lockstep: bool = True) -> None:
         self.data = data if data is not None else load_dataset(cfg.dataset, data_dir, progress=progress)
         self.strategy = build_strategy(cfg.strategy, **cfg.strategy_options)
         self.cfg = cfg.resolved(self.data, self.strategy.needs)
@@ -273,6 +273,8 @@ class ActiveLearningRun:
             raise ConfigError("jobs", "parallel seeds run in one process per seed, not under torchrun or --ddp; "
                                       "leave --jobs out there")
         self.jobs = jobs
+        # lockstep: the seeds of a round train as one stacked model where the backbone allows (training/lockstep.py)
+        self.lockstep = bool(lockstep)
 
     def _fresh_results(self) -> dict:
         # provenance: one entry for the start and one per resume
@@ -327,9 +329,7 @@ class ActiveLearningRun:
 
             run_seeds_in_parallel(self, results, pending, self.jobs)
             return results
-        x_pool = self.data.x_train.to(self.device)
-        for i in pending:
-            self._run_one(results, results["runs"][i], x_pool)
+        self._run_many(results, [results["runs"][i] for i in pending], self.data.x_train.to(self.device))
         return results
 
     def _start(self, resume: bool, overwrite: bool) -> dict:
@@ -360,44 +360,67 @@ class ActiveLearningRun:
                 "complete": False}
 
     def _run_one(self, results: dict, run: dict, x_pool: torch.Tensor) -> None:
-        cfg, n_pool = self.cfg, self.data.x_train.shape[0]
-        labeled = list(run["initial"])
-        for rd in run["rounds"]:
-            labeled.extend(rd["selected"])
+        self._run_many(results, [run], x_pool)
+
+    def _run_many(self, results: dict, runs: list[dict], x_pool: torch.Tensor) -> None:
+        """Finishes `runs` round by round: the runs behind the others first, and all runs at the same round train
+        that round's models together (Trainer.fit_many: one stacked model where the backbone allows). Every run's
+        rounds are what it would get alone: each model has its own seed stream, and its floats do not depend on
+        what else is stacked with it."""
+        cfg = self.cfg
+        labeled = {id(run): list(run["initial"]) + [i for rd in run["rounds"] for i in rd["selected"]] for run in runs}
         trainer, own_trainer = self._trainers()
-        bar = tqdm(range(len(run["rounds"]), cfg.rounds), desc=f"{cfg.strategy} seed {run['seed']}",
-                   disable=None if self.progress else True, leave=False, dynamic_ncols=True)
+        left = sum(cfg.rounds - len(run["rounds"]) for run in runs)
+        seeds = [run["seed"] for run in runs]
+        label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+        bar = tqdm(total=left, desc=f"{cfg.strategy} {label}", disable=None if self.progress else True, leave=False,
+                   dynamic_ncols=True)
         # the whole round (training, evaluation, selection) on the thread count the training rule gives the task model
         # (training/threads.py): a function of the model and batch, so parallel seeds (parallel_runs.py) compute
         # exactly what a sequential run does
         flops = trainer.step_flops(tuple(x_pool.shape[1:]), cfg.batch_size) if self.device.type == "cpu" else None
         with training_threads(flops, self.device):
-            for r in bar:
-                lab = torch.tensor(labeled, dtype=torch.int64)
-                record, trained = self._train_round(trainer, own_trainer, x_pool, lab, run["seed"], r)
-                selected: list[int] = []
-                t0 = time.perf_counter()
-                mask = torch.ones(n_pool, dtype=torch.bool)
-                mask[lab] = False
-                sel_seed = derive_seed(run["seed"], r, "select")
-                ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
-                                       unlabeled=mask.nonzero().squeeze(1), trained=trained,
-                                       num_classes=self.data.num_classes,
-                                       generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
-                if r < cfg.rounds - 1:
-                    picks = self.strategy.query(ctx, cfg.budget).cpu()  # torchrun: the strategy's sharded selection
-                    self._check_picks(picks, mask)
-                    selected = picks.tolist()
-                elif self.strategy.measures_diversity and ctx.unlabeled.numel():
-                    self.strategy.measure_diversity(ctx)  # no selection in the last round; its diversity is recorded
-                if "diversity" in ctx.extras:
-                    record["diversity"] = ctx.extras["diversity"]
-                if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)
-                    record["selection"] = ctx.extras["selection"]
-                record["select_seconds"] = time.perf_counter() - t0
-                record["selected"] = selected
-                self._round_done(results, run, record)
-                labeled.extend(selected)
+            while True:
+                open_runs = [run for run in runs if len(run["rounds"]) < cfg.rounds]
+                if not open_runs:
+                    break
+                r = min(len(run["rounds"]) for run in open_runs)
+                group = [run for run in open_runs if len(run["rounds"]) == r]
+                labs = [torch.tensor(labeled[id(run)], dtype=torch.int64) for run in group]
+                trained = self._train_round(trainer, own_trainer, x_pool, labs, [run["seed"] for run in group], r)
+                for run, lab, (record, selector) in zip(group, labs, trained):
+                    labeled[id(run)].extend(self._select_round(results, run, lab, record, selector, x_pool, r))
+                    bar.update(1)
+        bar.close()
+
+    def _select_round(self, results: dict, run: dict, lab: torch.Tensor, record: dict, trained: TrainedModel,
+                      x_pool: torch.Tensor, r: int) -> list[int]:
+        """Round r's selection for `run` (none in the last round) with its model `trained`; the round recorded.
+        Returns the picks."""
+        cfg, n_pool = self.cfg, self.data.x_train.shape[0]
+        selected: list[int] = []
+        t0 = time.perf_counter()
+        mask = torch.ones(n_pool, dtype=torch.bool)
+        mask[lab] = False
+        sel_seed = derive_seed(run["seed"], r, "select")
+        ctx = SelectionContext(x_pool=x_pool, labeled=lab, y_labeled=self.data.y_train[lab],
+                               unlabeled=mask.nonzero().squeeze(1), trained=trained,
+                               num_classes=self.data.num_classes,
+                               generator=torch.Generator().manual_seed(sel_seed), seed=sel_seed)
+        if r < cfg.rounds - 1:
+            picks = self.strategy.query(ctx, cfg.budget).cpu()  # torchrun: the strategy's sharded selection
+            self._check_picks(picks, mask)
+            selected = picks.tolist()
+        elif self.strategy.measures_diversity and ctx.unlabeled.numel():
+            self.strategy.measure_diversity(ctx)  # no selection in the last round; its diversity is recorded
+        if "diversity" in ctx.extras:
+            record["diversity"] = ctx.extras["diversity"]
+        if "selection" in ctx.extras:  # a strategy's own per-round figures (ALFA-Mix: its candidates per cap)
+            record["selection"] = ctx.extras["selection"]
+        record["select_seconds"] = time.perf_counter() - t0
+        record["selected"] = selected
+        self._round_done(results, run, record)
+        return selected
 
     def _round_done(self, results: dict, run: dict, record: dict) -> None:
         """A finished round: into its run, results.json rewritten atomically, the round callback (parallel seeds: the
@@ -418,7 +441,7 @@ class ActiveLearningRun:
         def trainer(config: TrainConfig, dropout: float) -> Trainer:
             factory = lambda: build_model(cfg.model, self.data.input_shape, self.data.num_classes,  # noqa: E731
                                           dropout=dropout)
-            return Trainer(factory, config, self.device, progress=self.progress, ddp=cfg.ddp)
+            return Trainer(factory, config, self.device, progress=self.progress, ddp=cfg.ddp, lockstep=self.lockstep)
 
         own = (train_config(cfg, self.strategy), self.strategy.needs.dropout)
         plain = (task_train_config(cfg), 0.0)
@@ -426,41 +449,45 @@ class ActiveLearningRun:
             return trainer(*own), None  # one model scores the curve and selects
         return trainer(*plain), trainer(*own)
 
-    def _train_round(self, trainer: Trainer, own_trainer: Trainer | None, x_pool: torch.Tensor, lab: torch.Tensor,
-                     seed: int, r: int) -> tuple[dict, TrainedModel]:
-        """Trains the round's model(s) on the labeled pool indices `lab`: (the round's record so far, the model that
-        selects). The curve's model trains on the run's "train" seed stream, a separate selection model on its own
-        "selection" stream, so that every strategy's task model on the same labels is the same model."""
-        y_lab = self.data.y_train[lab]
-        trained = trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, r, "train"))
-        # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them agree
-        # exactly (with --ddp on the CPU they are equal already: a no-op copy)
-        sync_trained(trained)
-        t_eval = time.perf_counter()  # test metrics and diagnostics of the round's models: "evaluate_seconds"
-        record = {"round": r, "n_labeled": lab.numel(), **evaluate(trained, self.data),
-                  **labeled_fit(trained, x_pool, lab, y_lab), "scored_by": self.cfg.evaluate,
-                  "selection_model": "same" if own_trainer is None else "separate",
-                  "train_steps": trained.total_steps, "train_stop": trained.fit_stop,
-                  "train_seconds": trained.train_seconds, "train_threads": trainer.threads,
-                  "epoch_seconds_mean": float(np.mean(trained.epoch_seconds))}
-        selector = trained
-        if own_trainer is not None:
-            evaluating = time.perf_counter() - t_eval  # the clock pauses while the selection model trains
-            selector = own_trainer.fit(x_pool, lab, y_lab, seed=derive_seed(seed, r, "selection"))
-            sync_trained(selector)
-            t_eval = time.perf_counter() - evaluating
-            record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
-                           if k.endswith("accuracy")})
-            record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
-            record.update(selection_train_steps=selector.total_steps, selection_train_stop=selector.fit_stop,
-                          selection_train_seconds=selector.train_seconds,
-                          selection_epoch_seconds_mean=float(np.mean(selector.epoch_seconds)))
-        if selector.trajectory is not None and selector.snapshots:
-            record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so
-        if self.strategy.needs.mmd:
-            record["mmd"] = self._mmd_record(selector, None if own_trainer is None else trained, x_pool, lab, seed, r)
-        record["evaluate_seconds"] = time.perf_counter() - t_eval
-        return record, selector
+    def _train_round(self, trainer: Trainer, own_trainer: Trainer | None, x_pool: torch.Tensor,
+                     labs: list[torch.Tensor], seeds: list[int], r: int) -> list[tuple[dict, TrainedModel]]:
+        """Trains round r's model(s) of the runs with these `seeds` on their labeled pool indices `labs`: per run,
+        (the round's record so far, the model that selects). The curve's model trains on the run's "train" seed
+        stream, a separate selection model on its own "selection" stream, so that every strategy's task model on the
+        same labels is the same model."""
+        ys = [self.data.y_train[lab] for lab in labs]
+        tasks = trainer.fit_many(x_pool, labs, ys, [derive_seed(seed, r, "train") for seed in seeds])
+        selectors = (tasks if own_trainer is None else
+                     own_trainer.fit_many(x_pool, labs, ys, [derive_seed(seed, r, "selection") for seed in seeds]))
+        out = []
+        for lab, y_lab, seed, task, selector in zip(labs, ys, seeds, tasks, selectors):
+            # torchrun: every rank trained the same (replicated, or --ddp: one model); rank 0's weights make them
+            # agree exactly (with --ddp on the CPU they are equal already: a no-op copy)
+            sync_trained(task)
+            t_eval = time.perf_counter()  # test metrics and diagnostics of the round's models: "evaluate_seconds"
+            record = {"round": r, "n_labeled": lab.numel(), **evaluate(task, self.data),
+                      **labeled_fit(task, x_pool, lab, y_lab), "scored_by": self.cfg.evaluate,
+                      "selection_model": "same" if own_trainer is None else "separate",
+                      "train_steps": task.total_steps, "train_stop": task.fit_stop,
+                      "train_seconds": task.train_seconds, "train_threads": trainer.threads,
+                      "train_lockstep": task.lockstep, "epoch_seconds_mean": float(np.mean(task.epoch_seconds))}
+            if own_trainer is not None:
+                sync_trained(selector)
+                record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
+                               if k.endswith("accuracy")})
+                record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
+                record.update(selection_train_steps=selector.total_steps, selection_train_stop=selector.fit_stop,
+                              selection_train_seconds=selector.train_seconds,
+                              selection_train_lockstep=selector.lockstep,
+                              selection_epoch_seconds_mean=float(np.mean(selector.epoch_seconds)))
+            if selector.trajectory is not None and selector.snapshots:
+                record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so
+            if self.strategy.needs.mmd:
+                record["mmd"] = self._mmd_record(selector, None if own_trainer is None else task, x_pool, lab, seed,
+                                                 r)
+            record["evaluate_seconds"] = time.perf_counter() - t_eval
+            out.append((record, selector))
+        return out
 
     def _mmd_record(self, selector: TrainedModel, task: TrainedModel | None, x_pool: torch.Tensor, lab: torch.Tensor,
                     seed: int, r: int) -> dict:

@@ -94,7 +94,7 @@ def run_seeds_in_parallel(al: "ActiveLearningRun", results: dict, pending: list[
     pool = _pool(jobs)
     token = next(_TOKENS)
     for i in pending:
-        pool.tasks.put((token, i, al.cfg, al.data, str(al.device), results["runs"][i]))
+        pool.tasks.put((token, i, al.cfg, al.data, str(al.device), al.lockstep, results["runs"][i]))
     left = set(pending)
     try:
         while left:
@@ -128,9 +128,9 @@ def _worker(tasks, messages, threads: int, chosen: bool) -> None:
         task = tasks.get()
         if task is None:
             return
-        token, index, cfg, data, device, run = task
+        token, index, cfg, data, device, lockstep, run = task
         try:
-            al = ActiveLearningRun(cfg, "unused", device=device, data=data, progress=False)
+            al = ActiveLearningRun(cfg, "unused", device=device, data=data, progress=False, lockstep=lockstep)
 
             def send(results, run_record, record, token=token, index=index):
                 run_record["rounds"].append(record)

@@ -27,7 +27,9 @@ class TrainedModel:
     MMD term. fit_steps: model 0's optimiser steps before any cyclic phase (the whole run under the paper recipe);
     fit_stop: why they ended ("target": the running training accuracy reached the recipe's target, "budget": the step
     budget ran out, "epochs": the epochs ran out); fit_running_accuracy: that epoch's running accuracy (None under the
-    paper recipe, which does not track it); total_steps: model 0's optimiser steps, cyclic phase included."""
+    paper recipe, which does not track it); total_steps: model 0's optimiser steps, cyclic phase included. lockstep: how
+    many models trained together as one stacked model (training/lockstep.py; 1: stacked alone), None when the
+    sequential trainer trained it; train_seconds and epoch_seconds hold this model's share of the stack's time."""
 
     model: nn.Module
     snapshots: list[dict[str, torch.Tensor]]
@@ -43,6 +45,7 @@ class TrainedModel:
     fit_stop: str | None = None
     fit_running_accuracy: float | None = None
     total_steps: int | None = None
+    lockstep: int | None = None
 
     @property
     def device(self) -> torch.device:

@@ -17,6 +17,7 @@ from mpts_fast.distributed import ddp as _ddp
 from mpts_fast.distributed.group import rank as _rank, world_size as _world_size
 from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.diagnostics import GradientProbe
+from mpts_fast.training.lockstep import fit_lockstep, lockstep_obstacle
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel
 from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
@@ -42,22 +43,28 @@ class Trainer:
     term draws its second batch uniformly from L ∪ U), on the training device or in host memory (batches are moved).
     ddp: under torchrun with more than one rank, train with DistributedDataParallel, each rank its share of every global
     batch (distributed/ddp.py: batch semantics, per-rank MMD batch, BatchNorm); in one process the plain path.
+    lockstep: fit_many() (and fit() of an ensemble) trains independent models as one stacked model where it can
+    (training/lockstep.py); False trains them one by one.
     """
 
     def __init__(self, model_factory: Callable[[], nn.Module], config: TrainConfig, device: torch.device | str = "cpu",
-                 progress: bool = False, ddp: bool = False) -> None:
+                 progress: bool = False, ddp: bool = False, lockstep: bool = True) -> None:
         self.model_factory = model_factory
         self.config = config
         self.device = torch.device(device)
         self.progress = progress
         self.ddp = ddp
+        self.lockstep = lockstep
         self._flops: dict[tuple, float | None] = {}
+        self._meta_model: nn.Module | None = None
         self.threads: int | None = None  # torch's intra-op threads the last fit() trained with
+        self.lockstep_obstacle: str | None = None  # why the last fit_many() trained one by one (None: stacked)
 
-    def step_flops(self, input_shape: tuple[int, ...], n_labeled: int) -> float | None:
+    def step_flops(self, input_shape: tuple[int, ...], n_labeled: int, models: int = 1) -> float | None:
         """FLOPs of one optimiser step on `n_labeled` labels (training/threads.py; cached per shape and batch): the
-        batch is min(batch_size, n_labeled) rows, twice that with the MMD term's joint forward pass."""
-        rows = min(self.config.batch_size, n_labeled) * (2 if self.config.mmd_weight > 0 else 1)
+        batch is min(batch_size, n_labeled) rows, twice that with the MMD term's joint forward pass; `models` stacked
+        models take `models` times that (counted as one model's step on that many rows)."""
+        rows = min(self.config.batch_size, n_labeled) * (2 if self.config.mmd_weight > 0 else 1) * models
         key = (tuple(input_shape), rows)
         if key not in self._flops:
             self._flops[key] = step_flops(self.model_factory, tuple(input_shape), rows)
@@ -66,27 +73,76 @@ class Trainer:
     def fit(self, x_pool: torch.Tensor, labeled: torch.Tensor, y_labeled: torch.Tensor, seed: int) -> TrainedModel:
         """labeled: (n_L,) int64 pool indices; y_labeled: (n_L,) int64 classes in the same order. Returns the trained model,
         its trajectory snapshots (CPU state dicts), their SWA average, the schedule, and any extra ensemble members."""
-        if labeled.numel() == 0:
-            raise ValueError("labeled: training needs at least one labeled item")
-        if labeled.shape != y_labeled.shape:
-            raise ValueError(f"y_labeled: expected shape {tuple(labeled.shape)}, got {tuple(y_labeled.shape)}")
+        return self.fit_many(x_pool, [labeled], [y_labeled], [seed])[0]
+
+    def fit_many(self, x_pool: torch.Tensor, labeled: list[torch.Tensor], y_labeled: list[torch.Tensor],
+                 seeds: list[int]) -> list[TrainedModel]:
+        """fit() of several independent trainings (the seeds of one round): labeled[i], y_labeled[i], seeds[i] as
+        fit() takes them. Where they can (training/lockstep.py: equally many labels, a backbone that stacks, no MMD
+        term, snapshots, dropout or torchrun) and `lockstep` is on, every model (each ensemble member of each
+        training) trains in one stacked run per labeled-set size; each model comes out as it would trained alone
+        through the stack. `lockstep_obstacle` is then None, else why they trained one by one (the sequential trainer;
+        equal to the stacked one to float rounding)."""
+        if not (len(labeled) == len(y_labeled) == len(seeds)):
+            raise ValueError(f"labeled, y_labeled, seeds: expected one per training, got {len(labeled)}, "
+                             f"{len(y_labeled)}, {len(seeds)}")
+        for lab, y in zip(labeled, y_labeled):
+            if lab.numel() == 0:
+                raise ValueError("labeled: training needs at least one labeled item")
+            if lab.shape != y.shape:
+                raise ValueError(f"y_labeled: expected shape {tuple(lab.shape)}, got {tuple(y.shape)}")
         start = time.perf_counter()
-        members, epoch_seconds, first = [], [], None
-        # small models train on one thread (training/threads.py): a function of the model and batch, not the load
-        flops = self.step_flops(tuple(x_pool.shape[1:]), labeled.numel()) if self.device.type == "cpu" else None
+        members = self.config.ensemble_size
+        jobs = [(i, derive_seed(seed, "member", m)) for i, seed in enumerate(seeds) for m in range(members)]
+        self.lockstep_obstacle = (lockstep_obstacle(self.config, self._template(), self.ddp and _world_size() > 1)
+                                  if self.lockstep else "switched off")
+        stacked = self.lockstep_obstacle is None
+        by_size: dict[int, list[int]] = {}  # a stack trains on equally many labels
+        for j, (i, _) in enumerate(jobs):
+            by_size.setdefault(labeled[i].numel(), []).append(j)
+        # small models train on one thread (training/threads.py): a function of the model and batch, not the load;
+        # a stacked step counts as its models' steps together
+        stack = max(len(group) for group in by_size.values()) if stacked else 1
+        flops = (self.step_flops(tuple(x_pool.shape[1:]), max(by_size), stack) if self.device.type == "cpu" else None)
+        runs: list[dict] = [{} for _ in jobs]
         with training_threads(flops, self.device) as self.threads:
-            for m in range(self.config.ensemble_size):
-                run = self._fit_one(x_pool, labeled.to(x_pool.device), y_labeled.to(x_pool.device),
-                                    derive_seed(seed, "member", m))
-                members.append(run["model"])
-                epoch_seconds.extend(run["epoch_seconds"])
-                first = first or run
-        return TrainedModel(members[0], first["snapshots"], members, self.config.eval_batch_size,
-                            train_seconds=time.perf_counter() - start, epoch_seconds=epoch_seconds,
-                            swa_model=first["swa_model"], trajectory=first["plan"], lr_trace=first["lr_trace"],
-                            gradient_probe=first["probe"], fit_steps=first["fit"]["steps"],
-                            fit_stop=first["fit"]["stop"], fit_running_accuracy=first["fit"]["running_accuracy"],
-                            total_steps=first["total_steps"])
+            for n_l, group in by_size.items():
+                if stacked:
+                    done = fit_lockstep(self.model_factory, self.config, self.device, x_pool,
+                                        [labeled[jobs[j][0]].to(x_pool.device) for j in group],
+                                        [y_labeled[jobs[j][0]].to(x_pool.device) for j in group],
+                                        [jobs[j][1] for j in group])
+                    for j, run in zip(group, done):
+                        runs[j] = run
+                    continue
+                for j in group:
+                    t0 = time.perf_counter()
+                    i, member_seed = jobs[j]
+                    runs[j] = self._fit_one(x_pool, labeled[i].to(x_pool.device), y_labeled[i].to(x_pool.device),
+                                            member_seed)
+                    runs[j]["seconds"] = time.perf_counter() - t0
+        out = []
+        for i in range(len(seeds)):
+            own = runs[i * members:(i + 1) * members]
+            first = own[0]
+            out.append(TrainedModel(first["model"], first["snapshots"], [r["model"] for r in own],
+                                    self.config.eval_batch_size, train_seconds=sum(r["seconds"] for r in own),
+                                    epoch_seconds=[t for r in own for t in r["epoch_seconds"]],
+                                    swa_model=first["swa_model"], trajectory=first["plan"],
+                                    lr_trace=first["lr_trace"], gradient_probe=first["probe"],
+                                    fit_steps=first["fit"]["steps"], fit_stop=first["fit"]["stop"],
+                                    fit_running_accuracy=first["fit"]["running_accuracy"],
+                                    total_steps=first["total_steps"], lockstep=first.get("lockstep")))
+        if len(seeds) == 1 and not stacked:  # one training: its wall time, model building included
+            out[0].train_seconds = time.perf_counter() - start
+        return out
+
+    def _template(self) -> nn.Module:
+        """A model as the factory builds it, on the meta device (its kind and modules; no weights drawn)."""
+        if self._meta_model is None:
+            with torch.device("meta"):
+                self._meta_model = self.model_factory()
+        return self._meta_model
 
     def _fit_one(self, x_pool, labeled, y_labeled, seed) -> dict:
         cfg = self.config
