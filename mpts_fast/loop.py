@@ -368,6 +368,8 @@ class ActiveLearningRun:
         rounds are what it would get alone: each model has its own seed stream, and its floats do not depend on
         what else is stacked with it."""
         cfg = self.cfg
+        if not runs:
+            return
         labeled = {id(run): list(run["initial"]) + [i for rd in run["rounds"] for i in rd["selected"]] for run in runs}
         trainer, own_trainer = self._trainers()
         left = sum(cfg.rounds - len(run["rounds"]) for run in runs)
@@ -470,7 +472,7 @@ class ActiveLearningRun:
                       "selection_model": "same" if own_trainer is None else "separate",
                       "train_steps": task.total_steps, "train_stop": task.fit_stop,
                       "train_seconds": task.train_seconds, "train_threads": trainer.threads,
-                      "train_lockstep": task.lockstep, "epoch_seconds_mean": float(np.mean(task.epoch_seconds))}
+                      "train_stacked": task.lockstep is not None, "epoch_seconds_mean": float(np.mean(task.epoch_seconds))}
             if own_trainer is not None:
                 sync_trained(selector)
                 record.update({f"selection_{k}": v for k, v in evaluate(selector, self.data).items()
@@ -478,7 +480,7 @@ class ActiveLearningRun:
                 record.update(labeled_fit(selector, x_pool, lab, y_lab, prefix="selection_"))
                 record.update(selection_train_steps=selector.total_steps, selection_train_stop=selector.fit_stop,
                               selection_train_seconds=selector.train_seconds,
-                              selection_train_lockstep=selector.lockstep,
+                              selection_train_stacked=selector.lockstep is not None,
                               selection_epoch_seconds_mean=float(np.mean(selector.epoch_seconds)))
             if selector.trajectory is not None and selector.snapshots:
                 record["trajectory"] = selector.trajectory.record()  # "short": fewer snapshots than asked, said so

@@ -27,12 +27,12 @@ def interrupt_after_rounds(monkeypatch, n: int) -> None:
     """Ctrl-C once `n` rounds have been trained (raised from the trainer, as a real KeyboardInterrupt would be)."""
     from mpts_fast.training import Trainer
 
-    real_fit, calls = Trainer.fit, []
+    real_fit, calls = Trainer.fit_many, []
 
-    def fit(self, *a, **k):
-        if len(calls) == n:
+    def fit_many(self, x_pool, labeled, *a, **k):  # one call trains a round of each seed at that round
+        if len(calls) >= n:
             raise KeyboardInterrupt
-        calls.append(1)
-        return real_fit(self, *a, **k)
+        calls.extend([1] * len(labeled))
+        return real_fit(self, x_pool, labeled, *a, **k)
 
-    monkeypatch.setattr(Trainer, "fit", fit)
+    monkeypatch.setattr(Trainer, "fit_many", fit_many)

@@ -64,7 +64,7 @@ def test_settings_refused_before_training_name_the_option(tmp_path, monkeypatch)
     def never(*a, **k):
         raise AssertionError("trained before the settings were checked")
 
-    monkeypatch.setattr(Trainer, "fit", never)
+    monkeypatch.setattr(Trainer, "fit_many", never)
     res = cli("run", *FAST, "--snapshots", 0, "--out", tmp_path / "s")
     assert res.exit_code == 2 and "--snapshots" in res.output, res.output
     real_find_spec = importlib.util.find_spec
@@ -83,7 +83,7 @@ def test_a_failed_first_round_leaves_no_file_that_needs_overwrite(tmp_path, monk
 
     out = tmp_path / "f"
     with monkeypatch.context() as m:
-        m.setattr(Trainer, "fit", boom)
+        m.setattr(Trainer, "fit_many", boom)
         res = cli("run", *FAST, "-s", "random", "--out", out)
     assert res.exit_code == 1 and "simulated" in res.output
     res = cli("run", *FAST, "-s", "random", "--out", out)

@@ -70,7 +70,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 def test_a_declared_option_is_checked_naming_its_flag(tmp_path, monkeypatch):
     from mpts_fast.training import Trainer
 
-    monkeypatch.setattr(Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(Trainer, "fit_many", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     res = CliRunner().invoke(main, ["run", *FAST, "-s", "bald", "--mc-passes", "0", "--out", str(tmp_path / "a")])
     assert res.exit_code == 2 and "'--mc-passes'" in res.output and "positive integer" in res.output, res.output
     # --option sets the same constructor keyword and wins; its bad value names --option

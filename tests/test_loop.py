@@ -111,7 +111,7 @@ def test_strategy_needing_every_class_refuses_a_short_initial_set(tmp_path, monk
         _run(tmp_path, "entropy", data=lacking).run()
     # a later repeat's bad initial set is refused before the first repeat trains
     trained = []
-    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit_many", lambda *a, **k: trained.append(1))
     full = Dataset("digits", d.x_train, d.y_train, d.x_test, d.y_test, 10,
                    defaults=ALDefaults(initial=12, budget=5, rounds=2, epochs=2))
     import mpts_fast.loop as loop_module
@@ -176,7 +176,7 @@ def test_settings_that_cannot_work_are_refused_before_training(tmp_path, monkeyp
     import importlib.util
 
     trained = []
-    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit_many", lambda *a, **k: trained.append(1))
     with pytest.raises(ConfigError, match="snapshots") as e:
         _run(tmp_path, "mpts", snapshots=0).run()
     assert e.value.field == "snapshots"
@@ -196,7 +196,7 @@ def test_a_failed_first_round_does_not_block_the_next_run(tmp_path, monkeypatch)
         raise RuntimeError("out of memory (simulated)")
 
     with monkeypatch.context() as m:
-        m.setattr("mpts_fast.loop.Trainer.fit", boom)
+        m.setattr("mpts_fast.loop.Trainer.fit_many", boom)
         with pytest.raises(RuntimeError, match="simulated"):
             _run(tmp_path, "random", rounds=2, epochs=1).run()
     res = _run(tmp_path, "random", rounds=2, epochs=1).run()  # no overwrite=True needed: nothing was finished

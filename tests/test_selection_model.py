@@ -41,14 +41,14 @@ def _run(tmp_path, strategy, name="out", data=None, **kw):
 
 
 def _fits(monkeypatch):
-    """Records (TrainConfig, seed) of every Trainer.fit call."""
-    calls, real = [], Trainer.fit
+    """Records (TrainConfig, seed) of every training (Trainer.fit_many trains one per seed; fit goes through it)."""
+    calls, real = [], Trainer.fit_many
 
-    def fit(self, x_pool, labeled, y_labeled, seed):
-        calls.append((self.config, seed))
-        return real(self, x_pool, labeled, y_labeled, seed=seed)
+    def fit_many(self, x_pool, labeled, y_labeled, seeds):
+        calls.extend((self.config, seed) for seed in seeds)
+        return real(self, x_pool, labeled, y_labeled, seeds)
 
-    monkeypatch.setattr(Trainer, "fit", fit)
+    monkeypatch.setattr(Trainer, "fit_many", fit_many)
     return calls
 
 

@@ -249,7 +249,7 @@ def _cli(tmp_path, *args):
                                        (["--cycle-max-factor", "2", "--cycle-min-factor", "3"], "--cycle-min-factor"),
                                        (["-s", "random", "--cycle-steps", "3"], "--cycle-steps")])
 def test_cli_refuses_bad_cycle_settings_before_training(tmp_path, monkeypatch, args, flag):
-    monkeypatch.setattr("mpts_fast.loop.Trainer.fit", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("mpts_fast.loop.Trainer.fit_many", lambda *a, **k: pytest.fail("trained"))
     res = _cli(tmp_path, *args)
     assert res.exit_code == 2 and flag in res.output, res.output
 
