@@ -1,12 +1,17 @@
 """One AL round's training as the loop runs it (our Trainer, recipes `paper` and `fit`) next to the same work written as
 a plain PyTorch loop the obvious way (DeepAL+ / ALFA-Mix: DataLoader(shuffle=True), model.train(), zero_grad /
-backward / step), per optimiser step, with torch's default intra-op threads ("auto": ours applies its per-model
-thread rule, training/threads.py, as the loop does; the plain loop runs on the default count) and with 1 thread for
-both, quiet and with one core held.
+backward / step), per optimiser step of one model, with torch's default intra-op threads ("auto": ours applies its
+per-model thread rule, training/threads.py, as the loop does; the plain loop runs on the default count) and with 1
+thread for both, quiet and with one core held.
 
-    python -m bench training                 # ~3-5 min on 2 cores; bench/results/training/
+A round of `--seeds` seeds (default 5, as `--repeats 5`): each seed its own labeled set of |L| items and its own
+model. Ours trains them as the loop does (Trainer.fit_many: one stacked model where the backbone allows,
+training/lockstep.py), the plain loop one after another; "ours, one by one" is our trainer with lockstep off (what the
+thread rule alone gives). Every figure is per model-step: the round's time over the optimiser steps of all its models.
+
+    python -m bench training                 # ~5-8 min on 2 cores; bench/results/training/
     python -m bench training --quick         # tiny step counts, no ResNet-18: checks the pipeline
-    python -m bench training --cases openml6-mlp,digits-mlp --threads 1
+    python -m bench training --cases openml6-mlp,digits-mlp --threads 1 --seeds 1
 
 Cases: the paper's OpenML-6 MLP (16 -> 256 -> 26 on a synthetic 18,000-item pool of that shape, |L| = 500), the
 digits MLP (|L| = 200), the 1-D CNN on MNIST-1D (|L| = 500) and a CIFAR-shaped ResNet-18 (32x32, |L| = 64, a few
@@ -96,8 +101,8 @@ def pool_for(case: TrainingCase) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def step_flops(case: TrainingCase) -> float:
-    """FLOPs of one training step (forward + backward of one batch), counted by torch's flop counter."""
-    model = build_model(case.model, case.shape, case.classes)
+    """FLOPs of one model's training step (forward + backward of one batch), counted by torch's flop counter."""
+    model = build_model(case.model, case.shape, case.classes, dropout=0.0)
     model.train()
     x, y = torch.randn(case.batch_size, *case.shape), torch.randint(case.classes, (case.batch_size,))
     with FlopCounterMode(display=False) as counter:
@@ -105,37 +110,44 @@ def step_flops(case: TrainingCase) -> float:
     return float(counter.get_total_flops())
 
 
-def ours(case: TrainingCase, recipe: str, x_pool, lab, y_lab, steps_out: list, threads_out: list) -> callable:
+def ours(case: TrainingCase, recipe: str, x_pool, labs, y_labs, steps_out: list, threads_out: list,
+         lockstep: bool = True) -> callable:
+    """Our trainer on the round's seeds (labs[i], y_labs[i]) as the loop trains them (dropout 0, as every strategy's
+    task model). steps_out receives each model's optimiser steps, threads_out the thread count."""
     cfg = (TrainConfig(recipe="paper", epochs=case.epochs, lr=case.lr, batch_size=case.batch_size) if recipe == "paper"
            else TrainConfig(recipe="fit", epochs=None, steps=case.steps, lr=case.lr, batch_size=case.batch_size))
-    trainer = Trainer(lambda: build_model(case.model, case.shape, case.classes), cfg)
+    trainer = Trainer(lambda: build_model(case.model, case.shape, case.classes, dropout=0.0), cfg, lockstep=lockstep)
 
     def run():
-        trained = trainer.fit(x_pool, lab, y_lab, seed=0)
-        steps_out.append(trained.total_steps)
+        trained = trainer.fit_many(x_pool, labs, y_labs, list(range(len(labs))))
+        steps_out.append([t.total_steps for t in trained])
         threads_out.append(trainer.threads)
 
     return run
 
 
-def plain(case: TrainingCase, x_pool, lab, y_lab, steps: int) -> callable:
-    """The obvious PyTorch loop (DeepAL+'s Net.train, ALFA-Mix's train): DataLoader over the labeled set, shuffled,
-    Adam, `steps` optimiser steps."""
-    def run():
-        model = build_model(case.model, case.shape, case.classes)
+def plain(case: TrainingCase, x_pool, labs, y_labs, steps: list[int]) -> callable:
+    """The obvious PyTorch loop (DeepAL+'s Net.train, ALFA-Mix's train), once per seed: DataLoader over its labeled
+    set, shuffled, Adam, as many optimiser steps as our model of that seed took."""
+    def one(lab, y_lab, n):
+        model = build_model(case.model, case.shape, case.classes, dropout=0.0)
         opt = torch.optim.Adam(model.parameters(), lr=case.lr)
         loader = DataLoader(TensorDataset(x_pool[lab], y_lab), batch_size=case.batch_size, shuffle=True)
         model.train()
         done = 0
-        while done < steps:
+        while done < n:
             for xb, yb in loader:
                 opt.zero_grad()
                 loss = F.cross_entropy(model(xb), yb)
                 loss.backward()
                 opt.step()
                 done += 1
-                if done == steps:
+                if done == n:
                     break
+
+    def run():
+        for lab, y_lab, n in zip(labs, y_labs, steps):
+            one(lab, y_lab, n)
 
     return run
 
@@ -149,33 +161,39 @@ def gemm_gflops(threads: int) -> float:
     return 2 * 1024 * 512 * 1024 / t["best_s"] / 1e9
 
 
-def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: dict[int, float]) -> dict:
+def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: dict[int, float], seeds: int) -> dict:
     """threads: "auto" (torch's default count; ours applies its per-model rule, training/threads.py, as the loop
-    does, the plain loop runs on the default count) or a count both run on (set as the user's choice)."""
+    does, the plain loop runs on the default count) or a count both run on (set as the user's choice). seeds: models
+    in the round, each on its own labeled set."""
     from mpts_fast.training.threads import adopt_threads
 
     default = max(rates)  # rates is keyed by thread count: torch's default is the largest measured
     adopt_threads(default if threads == "auto" else int(threads), chosen=threads != "auto")
     x_pool, y_pool = pool_for(case)
     g = torch.Generator().manual_seed(1)
-    lab = torch.randperm(x_pool.shape[0], generator=g)[: case.n_labeled]
-    y_lab = y_pool[lab]
+    labs = [torch.randperm(x_pool.shape[0], generator=g)[: case.n_labeled] for _ in range(seeds)]
+    y_labs = [y_pool[lab] for lab in labs]
     rows = {}
     for recipe in ("paper", "fit"):
-        steps: list[int] = []
+        steps: list[list[int]] = []
         ran_on: list[int] = []
-        mine = ours(case, recipe, x_pool, lab, y_lab, steps, ran_on)
-        mine()  # warm-up, and the step count the plain loop repeats
-        n = steps[-1]
-        on = {"ours": ran_on[-1], "plain": torch.get_num_threads()}
-        timed = harness.time_interleaved({"ours": mine, "plain": plain(case, x_pool, lab, y_lab, n)},
+        mine = ours(case, recipe, x_pool, labs, y_labs, steps, ran_on)
+        mine()  # warm-up, and the step counts the plain loop repeats
+        one_by_one = ours(case, recipe, x_pool, labs, y_labs, [], [], lockstep=False)
+        one_by_one()
+        n = sum(steps[-1])  # model-steps of the round
+        on = {"ours": ran_on[-1], "ours_one_by_one": ran_on[-1], "plain": torch.get_num_threads()}
+        timed = harness.time_interleaved({"ours": mine, "ours_one_by_one": one_by_one,
+                                          "plain": plain(case, x_pool, labs, y_labs, steps[-1])},
                                          warmup=0, reps=reps)
         per_step = {k: v["median_s"] / n for k, v in timed.items()}
         floor = {k: flops / (rates.get(on[k], default) * 1e9) for k in on}
         rows[recipe] = {
-            "steps": n, "threads_used": on, "ms_per_step": {k: 1e3 * v for k, v in per_step.items()},
+            "seeds": seeds, "steps": n, "steps_per_model": steps[-1], "threads_used": on,
+            "ms_per_step": {k: 1e3 * v for k, v in per_step.items()},
             "steps_per_s": {k: 1 / v for k, v in per_step.items()},
             "ratio_plain_over_ours": per_step["plain"] / per_step["ours"],
+            "ratio_plain_over_ours_one_by_one": per_step["plain"] / per_step["ours_one_by_one"],
             "fraction_of_floor": {k: floor[k] / v for k, v in per_step.items()},
             "other_cpu_share": {k: v.get("other_cpu_share_all_reps") for k, v in timed.items()},
             "times_s": {k: v["times_s"] for k, v in timed.items()},
@@ -193,6 +211,7 @@ def main() -> None:
                          "(default: auto,1)")
     ap.add_argument("--loads", default="quiet,one_core_held", help="comma-separated: quiet, one_core_held")
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each implementation per figure (median)")
+    ap.add_argument("--seeds", type=int, default=5, help="models in the round, each on its own labeled set (default 5)")
     ap.add_argument("--tag", default="", help="suffix of the result file's name")
     args = ap.parse_args()
     default_threads = torch.get_num_threads()
@@ -212,23 +231,27 @@ def main() -> None:
               "torch_default_threads": default_threads, "gemm_gflops": rates, "quick": args.quick,
               "note": "ratios, not absolute times: the machine may be shared (load_average per row)", "rows": []}
     print(f"GEMM rate (torch.mm 1024x512x1024): " + ", ".join(f"{t} thread(s) {r:.1f} GFLOP/s" for t, r in rates.items()))
-    print(f"{'case':<15} {'load':<14} {'thr':>4} {'recipe':<6} {'steps':>5} {'ours ms':>8} {'plain ms':>8} "
-          f"{'plain/ours':>10} {'ours floor':>10} {'plain floor':>11}")
+    print(f"{args.seeds} seed(s) per round; ms per model-step; 'one by one': ours with lockstep off")
+    print(f"{'case':<15} {'load':<14} {'thr':>4} {'recipe':<6} {'steps':>5} {'ours ms':>8} {'1-by-1 ms':>9} "
+          f"{'plain ms':>8} {'plain/ours':>10} {'plain/1-by-1':>12} {'ours floor':>10} {'plain floor':>11}")
     path = harness.out_dir(args, "training") / f"{result['date']}-training-{result['machine']}{args.tag}.json"
     for case in chosen:
         flops = step_flops(case)
         for load in loads:
             with BusyCores(LOADS[load]):
                 for t in threads:
-                    rows = measure(case, t, reps, flops, rates)
+                    # ResNet-18 trains one by one (BatchNorm, training/lockstep.py): one seed says as much as five
+                    rows = measure(case, t, reps, flops, rates, 1 if case.model == "resnet18" else args.seeds)
                     for recipe, r in rows.items():
                         result["rows"].append({"case": case.name, "what": case.what, "load": load, "threads": t,
                                                "recipe": recipe, "step_flops": flops, "load_average": load_average(),
                                                **r})
+                        ms = r["ms_per_step"]
                         print(f"{case.name:<15} {load:<14} {t:>4} {recipe:<6} {r['steps']:>5} "
-                              f"{r['ms_per_step']['ours']:>8.2f} {r['ms_per_step']['plain']:>8.2f} "
-                              f"{r['ratio_plain_over_ours']:>10.2f} {r['fraction_of_floor']['ours']:>10.3f} "
-                              f"{r['fraction_of_floor']['plain']:>11.3f}", flush=True)
+                              f"{ms['ours']:>8.3f} {ms['ours_one_by_one']:>9.3f} {ms['plain']:>8.3f} "
+                              f"{r['ratio_plain_over_ours']:>10.2f} {r['ratio_plain_over_ours_one_by_one']:>12.2f} "
+                              f"{r['fraction_of_floor']['ours']:>10.3f} {r['fraction_of_floor']['plain']:>11.3f}",
+                              flush=True)
         path.write_text(json.dumps(result, indent=1))  # after every case: a long run interrupted keeps what it has
     from mpts_fast.training.threads import adopt_threads
 

@@ -16,11 +16,11 @@ from mpts_fast.training.schedule import plan_trajectory
 from al_fixtures import blobs
 
 
-def _fit(cfg, n_labeled, seed=0, factory=None):
+def _fit(cfg, n_labeled, seed=0, factory=None, lockstep=True):
     data = blobs(n=90)
     factory = factory or (lambda: build_model("mlp", data.input_shape, data.num_classes, hidden=16))
     lab = torch.arange(n_labeled)
-    return Trainer(factory, cfg).fit(data.x_train, lab, data.y_train[lab], seed=seed)
+    return Trainer(factory, cfg, lockstep=lockstep).fit(data.x_train, lab, data.y_train[lab], seed=seed)
 
 
 def _expected_lrs(epochs, steps_per_epoch, lr, c, hi, lo, shape="linear"):
@@ -55,11 +55,17 @@ def test_lr_at_every_step_is_the_step_counted_cycle(n_labeled, batch_size, shape
     assert t.trajectory.cycles == (3 * spe) // 3
 
 
-def test_snapshots_are_the_weights_at_cycle_ends(monkeypatch):
+@pytest.mark.parametrize("lockstep", [False, True], ids=["sequential", "stacked"])
+def test_snapshots_are_the_weights_at_cycle_ends(monkeypatch, lockstep):
+    import mpts_fast.training.lockstep as lockstep_module
     import mpts_fast.training.trainer as trainer_module
+    from mpts_fast.training.stacked import StackedAdam
 
+    # the optimiser and the snapshot function of the trainer that runs: torch's Adam alone, StackedAdam stacked
+    trainer_module = lockstep_module if lockstep else trainer_module
+    optimiser = StackedAdam if lockstep else torch.optim.Adam
     steps_done, taken_after = [0], []
-    real_step, real_state = torch.optim.Adam.step, trainer_module._cpu_state
+    real_step, real_state = optimiser.step, trainer_module.cpu_state
 
     def counting_step(self, *a, **k):
         steps_done[0] += 1
@@ -69,10 +75,13 @@ def test_snapshots_are_the_weights_at_cycle_ends(monkeypatch):
         taken_after.append(steps_done[0] - 1)  # 0-based step the weights come out of
         return real_state(model)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
-    monkeypatch.setattr(trainer_module, "_cpu_state", recording_state)
+    monkeypatch.setattr(optimiser, "step", counting_step)
+    monkeypatch.setattr(trainer_module, "cpu_state", recording_state)
     cfg = TrainConfig(epochs=10, lr=1e-2, batch_size=8, mmd_weight=1.0, snapshots=4, cycle_steps=3)
-    t = _fit(cfg, 24)  # 3 steps per epoch, 15 in the second half: 5 cycles, 4 kept
+    data = blobs(n=90)
+    factory = lambda: build_model("mlp", data.input_shape, data.num_classes, hidden=16, dropout=0.0)  # noqa: E731
+    t = _fit(cfg, 24, factory=factory, lockstep=lockstep)  # 3 steps per epoch, 15 in the second half: 5 cycles, 4 kept
+    assert (t.lockstep is not None) == lockstep
     plan = t.trajectory
     assert plan.cycles == 5 and len(t.snapshots) == 4 and not plan.short
     assert tuple(taken_after) == plan.snapshot_steps

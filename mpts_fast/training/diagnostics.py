@@ -58,14 +58,20 @@ class GradientProbe:
     def after_backward(self) -> None:
         if not self._pending:
             return
-        g_mmd = torch.cat([g.reshape(-1).double() for _, g in self._pending])
-        total = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double()
-                           for p, _ in self._pending])
+        self.measure([g for _, g in self._pending],
+                     [p.grad if p.grad is not None else torch.zeros_like(p) for p, _ in self._pending])
+        self._pending = []
+
+    @torch.no_grad()
+    def measure(self, mmd_grads: list[torch.Tensor], total_grads: list[torch.Tensor]) -> None:
+        """One sample from λ·∇MMD² and the whole step's gradient, tensor by tensor over the parameters the MMD term
+        reaches (lockstep training passes each model's slices of the stacked gradients)."""
+        g_mmd = torch.cat([g.reshape(-1).double() for g in mmd_grads])
+        total = torch.cat([g.reshape(-1).double() for g in total_grads])
         g_ce = total - g_mmd
         n_mmd, n_ce = g_mmd.norm(), g_ce.norm()
         self._ratios.append(n_mmd / n_ce)
         self._cosines.append(torch.dot(g_ce, g_mmd) / (n_ce * n_mmd))
-        self._pending = []
 
     def record(self) -> dict:
         """{"grad_ratio": mean λ·‖∇MMD²‖/‖∇CE‖, "grad_cosine": mean cosine, "grad_samples", "grad_every"}; the means

@@ -6,8 +6,10 @@ A small model's step is dozens of sub-microsecond ops, so its time is per-op ove
 sequential training has: its initial weights (torch seeded with its own seed before it is built), its own data
 order (its own generator), its own learning rate schedule and stopping point (the fitting recipe's target and
 settling are per model: a model that has stopped is left as it is while the others go on), its own optimiser state.
-What is not stacked trains sequentially (`lockstep_obstacle` says why): the MMD term and
-trajectory snapshots (MPTS's selection model), dropout (BALD's), BatchNorm (ResNet-18), torchrun.
+MPTS's selection model stacks too: each model its own MMD batch (its generator's draws, as alone),
+its own MMD² term, trajectory snapshots, SWA average and λ probe. What is not stacked trains sequentially
+(`lockstep_obstacle` says why): dropout (BALD's selection model), BatchNorm (ResNet-18), backbones without a
+stacked forward (training/stacked.py), torchrun.
 
 A model's slice of the stack computes the same floats whatever else is stacked with it (batched GEMMs are per
 matrix), so where stacking applies even a single training goes through it: a model comes out the same whether it
@@ -19,14 +21,20 @@ from __future__ import annotations
 
 import math
 import time
-from types import SimpleNamespace
+import warnings
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from mpts_fast.training.config import TrainConfig
+from mpts_fast.training.diagnostics import GradientProbe
+from mpts_fast.training.mmd import mmd_penalty
+from mpts_fast.training.posterior import cpu_state
 from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
+from mpts_fast.training.schedule import TrajectoryPlan, TrajectoryScheduler, plan_cycles_after, plan_trajectory
 from mpts_fast.training.stacked import StackedAdam, StackedModels, stacking_obstacle
 
 
@@ -34,19 +42,51 @@ def lockstep_obstacle(config: TrainConfig, model: nn.Module, distributed: bool) 
     """Why trainings of `model`'s kind under `config` cannot run stacked (None: they can)."""
     if distributed:
         return "DistributedDataParallel training under torchrun"
-    if config.mmd_weight > 0:
-        return "the MMD term (MPTS's selection model)"
-    if config.snapshots != 0:
-        return "trajectory snapshots"
     return stacking_obstacle(model)
+
+
+@dataclass
+class _Course:
+    """One model's own course through a stacked training: what Trainer._fit_one keeps in its locals."""
+
+    driver: torch.optim.Optimizer  # a stand-in whose param_groups the model's schedulers drive: its LR per step
+    schedule: object
+    plan: TrajectoryPlan | None
+    end: int
+    keep: set[int]
+    probe: GradientProbe | None
+    fitting: bool
+    training: bool = True
+    steps_done: int = 0
+    reached: tuple[int, float] | None = None
+    fit: dict | None = None
+    snapshots: list = field(default_factory=list)
+    swa: AveragedModel | None = None
+    lr_trace: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def _course(cfg: TrainConfig, steps: int) -> _Course:
+    driver = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    driver._opt_called = True  # never stepped: the LR scheduler's "step() before optimizer.step()" warning is moot
+    probed = cfg.mmd_weight > 0
+    if cfg.recipe == "fit":  # the fitting phase first; its cyclic phase (if any) is planned once it has stopped
+        schedule = FitScheduler(driver, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction))
+        probe = GradientProbe(0) if probed and cfg.snapshots == 0 else None
+        return _Course(driver, schedule, None, cfg.steps, set(), probe, fitting=True)
+    plan = plan_trajectory(cfg, steps)
+    probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps) if probed else None
+    return _Course(driver, TrajectoryScheduler(driver, plan), plan, plan.total_steps, set(plan.snapshot_steps), probe,
+                   fitting=False)
 
 
 def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_pool: torch.Tensor,
                  labeled: list[torch.Tensor], y_labeled: list[torch.Tensor], seeds: list[int]) -> list[dict]:
-    """Trains len(seeds) models together; returns per model the dict Trainer._fit_one returns.
+    """Trains len(seeds) models together; returns per model the dict Trainer._fit_one returns (plus "lockstep": how
+    many were stacked, "seconds": its share of the time).
 
     labeled[i]: (n_L,) int64 pool indices, the same n_L for all; y_labeled[i]: (n_L,) int64; seeds[i]: the seed the
-    sequential training of model i would take (its weights, its data order).
+    training of model i takes (its weights, its data order, its MMD batches).
     """
     cfg = config
     start = time.perf_counter()
@@ -57,103 +97,134 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
     for m in models:
         m.train()
     stack = StackedModels(models)
-    opt = StackedAdam(list(stack.params.values()), weight_decay=cfg.weight_decay)
+    params = list(stack.params.values())
+    opt = StackedAdam(params, weight_decay=cfg.weight_decay)
     gens = [torch.Generator().manual_seed(seed) for seed in seeds]
-    n_models, n_l = len(seeds), labeled[0].numel()
+    n_models, n_l, n_pool = len(seeds), labeled[0].numel(), x_pool.shape[0]
     labs = torch.stack([lab.to(x_pool.device) for lab in labeled])
     ys = torch.stack([y.to(device) for y in y_labeled])
     steps = -(-n_l // min(cfg.batch_size, n_l))
-    fitting = cfg.recipe == "fit"
-    # each model's learning rate comes from its own scheduler driving a stand-in for its optimiser's param_groups
-    groups = [SimpleNamespace(param_groups=[{"lr": cfg.lr}]) for _ in seeds]
-    schedules = ([FitScheduler(g, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction)) for g in groups]
-                 if fitting else None)
-    ends = [cfg.steps if fitting else cfg.epochs * steps] * n_models
-    training = [True] * n_models
-    reached: list[tuple[int, float] | None] = [None] * n_models
-    fits: list[dict | None] = [None] * n_models
-    lr_traces: list[list[float]] = [[] for _ in seeds]
-    epoch_seconds: list[list[float]] = [[] for _ in seeds]
-    last_step = [0] * n_models
+    courses = [_course(cfg, steps) for _ in seeds]
+    mmd = cfg.mmd_weight > 0
     step, epoch = 0, 0
-    while any(training):
-        t0 = time.perf_counter()
-        perms = torch.stack([torch.randperm(n_l, generator=g) for g in gens])
-        correct = torch.zeros(n_models, dtype=torch.int64, device=device)
-        seen = [0] * n_models
-        for part in torch.tensor_split(perms, steps, dim=1):
-            active = [on and step < end for on, end in zip(training, ends)]
-            if not any(active):  # every model's step budget ended within this epoch
-                break
-            lrs = []
-            for s, on in enumerate(active):
-                if on and schedules is not None:
-                    schedules[s].before(step)
-                lrs.append(groups[s].param_groups[0]["lr"])
-            part = part.to(labs.device)
-            rows = torch.gather(labs, 1, part)
-            xb, yb = x_pool[rows].to(device), torch.gather(ys, 1, part.to(device))
-            logits, _ = stack(xb)
-            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(n_models, -1).mean(1)
-            if fitting:
-                hits = (logits.detach().argmax(2) == yb).sum(1)
-                mask = torch.tensor(active, device=device)
-                correct += torch.where(mask, hits, torch.zeros_like(hits))
-                for s, on in enumerate(active):
-                    seen[s] += part.shape[1] if on else 0
-            opt.zero_grad()
-            losses.sum().backward()  # each model's loss reaches only its own slice of the stack
-            opt.step(lrs, active)
-            for s, on in enumerate(active):
-                if on:
-                    lr_traces[s].append(float(lrs[s]))
-                    last_step[s] = step + 1
-            step += 1
-        epoch += 1
-        spent = time.perf_counter() - t0
-        stepped = [s for s in range(n_models) if training[s]]
-        for s in stepped:  # the epoch's time shared among the models that trained in it
-            epoch_seconds[s].append(spent / len(stepped))
-        last_losses = losses.detach().tolist()  # one host read per epoch, as the sequential trainer does
-        accuracies = (correct.tolist() if fitting else None)
-        for s in stepped:
-            if not math.isfinite(last_losses[s]):
-                where = f"in epoch {epoch} of {cfg.epochs}" if not fitting else f"at optimiser step {last_step[s]}"
-                raise FloatingPointError(f"training diverged: the loss is {last_losses[s]} {where} (try a lower "
-                                         f"learning rate or mmd_weight)")
-            if not fitting:
-                if last_step[s] >= ends[s]:
-                    training[s] = False
-                continue
-            accuracy = accuracies[s] / seen[s] if seen[s] else 0.0
-            done = last_step[s]
-            if reached[s] is None and cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
-                reached[s] = (done, accuracy)
-                tail = int(round(cfg.settle * done))
-                if tail > 0 and done < cfg.steps:
-                    schedules[s].settle(done, min(tail, cfg.steps - done))
-                ends[s] = min(cfg.steps, done + tail)
-            stop = (STOP_TARGET if reached[s] is not None and done >= ends[s] else
-                    STOP_BUDGET if done >= cfg.steps else
-                    STOP_EPOCHS if cfg.epochs is not None and epoch >= cfg.epochs else None)
-            if stop is not None:
-                training[s] = False
-                ends[s] = done
-                fits[s] = {"steps": done, "stop": stop, "running_accuracy": accuracy,
-                           "target_step": None if reached[s] is None else reached[s][0]}
-    for m in stack.unstack():
-        m.eval()
+    with warnings.catch_warnings():
+        # SWALR restarts on a stand-in optimiser: torch's note about its lr_scheduler call order does not apply
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.*", category=UserWarning)
+        while any(c.training for c in courses):
+            t0 = time.perf_counter()
+            perms = torch.stack([torch.randperm(n_l, generator=g) for g in gens])
+            counted = [c.training and c.fitting for c in courses]  # the fitting phase's running accuracy
+            correct = torch.zeros(n_models, dtype=torch.int64, device=device)
+            seen = [0] * n_models
+            for part in torch.tensor_split(perms, steps, dim=1):
+                active = [c.training and step < c.end for c in courses]
+                if not any(active):  # every model's steps ended within this epoch
+                    break
+                for c, on in zip(courses, active):
+                    if on:
+                        c.schedule.before(step)
+                lrs = [c.driver.param_groups[0]["lr"] for c in courses]
+                part = part.to(labs.device)
+                rows, b = torch.gather(labs, 1, part), part.shape[1]
+                xb, yb = x_pool[rows].to(device), torch.gather(ys, 1, part.to(device))
+                if mmd:
+                    # each model's MMD batch from its own generator, drawn only while it trains (as alone)
+                    draws = torch.stack([torch.randint(n_pool, (b,), generator=g) if on else
+                                         torch.zeros(b, dtype=torch.int64) for g, on in zip(gens, active)])
+                    z = stack.embed(torch.cat([xb, x_pool[draws.to(x_pool.device)].to(device)], 1))
+                    logits = stack.head(z[:, :b])
+                    zero = torch.zeros((), device=device)
+                    weighted = torch.stack([cfg.mmd_weight * mmd_penalty(z[s, :b], z[s, b:]) if on else zero
+                                            for s, on in enumerate(active)])
+                else:
+                    logits = stack.head(stack.embed(xb))
+                losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(n_models, -1)
+                losses = losses.mean(1) + weighted if mmd else losses.mean(1)
+                if any(counted):
+                    hits = (logits.detach().argmax(2) == yb).sum(1)
+                    mask = torch.tensor([on and k for on, k in zip(active, counted)], device=device)
+                    correct += torch.where(mask, hits, torch.zeros_like(hits))
+                    for s, on in enumerate(active):
+                        seen[s] += b if on and counted[s] else 0
+                opt.zero_grad()
+                probed = [s for s, (c, on) in enumerate(zip(courses, active)) if on and c.probe and c.probe.wants(step)]
+                if probed:  # one backward pass of the probed models' λ·MMD² alone, the graph kept
+                    mmd_grads = torch.autograd.grad(weighted[probed].sum(), params, retain_graph=True,
+                                                    allow_unused=True)
+                losses.sum().backward()  # each model's loss reaches only its own slice of the stack
+                if probed:
+                    reached = [(g, p) for g, p in zip(mmd_grads, params) if g is not None]
+                    for s in probed:
+                        courses[s].probe.measure([g[s] for g, _ in reached], [p.grad[s] for _, p in reached])
+                opt.step(lrs, active)
+                for s, (c, on) in enumerate(zip(courses, active)):
+                    if not on:
+                        continue
+                    c.lr_trace.append(float(lrs[s]))
+                    c.schedule.after(step)
+                    c.steps_done = step + 1
+                    if step in c.keep:
+                        model = stack.load_into(s)
+                        c.snapshots.append(cpu_state(model))
+                        if c.swa is None:
+                            c.swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
+                        c.swa.update_parameters(model)
+                step += 1
+            epoch += 1
+            spent = time.perf_counter() - t0
+            stepped = [s for s, c in enumerate(courses) if c.training]
+            last_losses = losses.detach().tolist()  # one host read per epoch, as alone
+            for s in stepped:
+                c = courses[s]
+                c.epoch_seconds.append(spent / len(stepped))  # the epoch's time shared among its models
+                if not math.isfinite(last_losses[s]):
+                    where = (f"at optimiser step {c.steps_done}" if cfg.recipe == "fit" else
+                             f"in epoch {epoch} of {cfg.epochs}")
+                    raise FloatingPointError(f"training diverged: the loss is {last_losses[s]} {where} (try a lower "
+                                             f"learning rate or mmd_weight)")
+                if c.fitting:
+                    _end_of_fitting_epoch(cfg, c, correct[s].item(), seen[s], epoch, steps)
+                elif c.steps_done >= c.end:
+                    c.training = False
     out = []
-    for s, model in enumerate(models):
-        fit = fits[s] or {"steps": last_step[s], "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
-        out.append({"model": model, "snapshots": [], "epoch_seconds": epoch_seconds[s], "swa_model": None,
-                    "plan": None if fitting else _paper_plan(cfg, steps), "lr_trace": lr_traces[s], "probe": None,
-                    "fit": fit, "total_steps": last_step[s], "lockstep": n_models,
+    for s, (model, c) in enumerate(zip(stack.unstack(), courses)):
+        model.eval()
+        if c.swa is not None:
+            # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
+            update_bn([x_pool[labeled[s][p]].to(device) for p in torch.arange(n_l).tensor_split(steps)], c.swa)
+            c.swa.eval()
+        fit = c.fit or {"steps": c.steps_done, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
+        out.append({"model": model, "snapshots": c.snapshots, "epoch_seconds": c.epoch_seconds, "swa_model": c.swa,
+                    "plan": c.plan, "lr_trace": c.lr_trace, "probe": None if c.probe is None else c.probe.record(),
+                    "fit": fit, "total_steps": c.steps_done, "lockstep": n_models,
                     "seconds": (time.perf_counter() - start) / n_models})
     return out
 
 
-def _paper_plan(cfg: TrainConfig, steps: int):
-    from mpts_fast.training.schedule import plan_trajectory
-
-    return plan_trajectory(cfg, steps)
+def _end_of_fitting_epoch(cfg: TrainConfig, c: _Course, correct: int, seen: int, epoch: int, steps: int) -> None:
+    """The fitting recipe's end-of-epoch rule for one model (as Trainer._fit_one): reach the target, settle, stop;
+    then its cyclic phase, when snapshots are wanted."""
+    accuracy = correct / seen if seen else 0.0
+    done = c.steps_done
+    if c.reached is None and cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
+        c.reached = (done, accuracy)  # the target met: settle for settle·step more steps, then stop
+        tail = int(round(cfg.settle * done))
+        if tail > 0 and done < cfg.steps:
+            c.schedule.settle(done, min(tail, cfg.steps - done))
+        c.end = min(cfg.steps, done + tail)
+    stop = (STOP_TARGET if c.reached is not None and done >= c.end else
+            STOP_BUDGET if done >= cfg.steps else
+            STOP_EPOCHS if cfg.epochs is not None and epoch >= cfg.epochs else None)
+    if stop is None:
+        return
+    c.fitting = False
+    c.fit = {"steps": done, "stop": stop, "running_accuracy": accuracy,
+             "target_step": None if c.reached is None else c.reached[0]}
+    if cfg.snapshots != 0:  # the cyclic phase starts from the fitted weights
+        c.plan = plan_cycles_after(cfg, done, steps)
+        c.schedule, c.end, c.keep = TrajectoryScheduler(c.driver, c.plan), c.plan.total_steps, set(c.plan.snapshot_steps)
+        if cfg.mmd_weight > 0:
+            c.probe = GradientProbe(done)
+    else:
+        c.end = done
+        c.training = False

@@ -17,6 +17,11 @@ from mpts_fast.training.schedule import TrajectoryPlan
 PosteriorSource = Literal["snapshots", "mc_dropout", "ensemble"]
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A snapshot: the model's state dict copied to host memory."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 @dataclass
 class TrainedModel:
     """model: the final weights (eval mode); snapshots: trajectory state dicts on CPU (the last is the final weights);

@@ -21,7 +21,7 @@ from torch.func import stack_module_state
 
 from mpts_fast.models.mlp import MLP
 
-StackedForward = Callable[[dict[str, torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+StackedLayer = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 def stacking_obstacle(model: nn.Module) -> str | None:
@@ -40,20 +40,26 @@ def stacking_obstacle(model: nn.Module) -> str | None:
     return None
 
 
-def _mlp_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # MLP: Flatten → Linear → ReLU (the embedding), dropout p = 0 (identity), Linear (the head); addmm's stacked twin
-    x = x.flatten(2)
-    z = torch.baddbmm(params["encoder.1.bias"].unsqueeze(1), x, params["encoder.1.weight"].transpose(1, 2)).relu()
-    return torch.baddbmm(params["classifier.bias"].unsqueeze(1), z, params["classifier.weight"].transpose(1, 2)), z
+def _mlp_embed(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    # MLP.embed: Flatten → Linear → ReLU; baddbmm is nn.Linear's addmm, batched
+    return torch.baddbmm(params["encoder.1.bias"].unsqueeze(1), x.flatten(2),
+                         params["encoder.1.weight"].transpose(1, 2)).relu()
+
+
+def _mlp_head(params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    # MLP.head: dropout (p = 0 here: the identity), Linear
+    return torch.baddbmm(params["classifier.bias"].unsqueeze(1), z, params["classifier.weight"].transpose(1, 2))
 
 
 _WRITTEN_KEYS = {MLP: {"encoder.1.weight", "encoder.1.bias", "classifier.weight", "classifier.bias"}}
+_WRITTEN: dict[type, tuple[StackedLayer, StackedLayer]] = {MLP: (_mlp_embed, _mlp_head)}
 
 
 class StackedModels:
     """S models of one architecture (built by the same factory) as stacked leaf tensors `params[name]`: (S, *shape).
 
-    forward(x): x (S, B, *input_shape) → (logits (S, B, C), embeddings (S, B, D)).
+    embed(x): x (S, B, *input_shape) → (S, B, D) embeddings; head(z): (S, B, D) → (S, B, C) logits; each model its
+    own rows, as the backbone's embed and head.
     """
 
     def __init__(self, models: list[nn.Module]) -> None:
@@ -66,18 +72,26 @@ class StackedModels:
         self.written = type(first) in _WRITTEN_KEYS and set(self.params) == _WRITTEN_KEYS[type(first)]
         if not self.written:
             raise ValueError(f"models: no stacked forward for {type(first).__name__} (stacking_obstacle says so)")
-        self._forward: StackedForward = _mlp_forward
+        self._embed, self._head = _WRITTEN[type(first)]
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._forward(self.params, x)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self._embed(self.params, x)
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self._head(self.params, z)
+
+    @torch.no_grad()
+    def load_into(self, s: int) -> nn.Module:
+        """Model s with its slice of the stacked parameters copied in."""
+        model = self.models[s]
+        for name, p in model.named_parameters():
+            p.copy_(self.params[name][s])
+        return model
 
     @torch.no_grad()
     def unstack(self) -> list[nn.Module]:
         """Each model with its slice of the stacked parameters copied in (the models passed in, updated)."""
-        for s, model in enumerate(self.models):
-            for name, p in model.named_parameters():
-                p.copy_(self.params[name][s])
-        return self.models
+        return [self.load_into(s) for s in range(len(self.models))]
 
 
 class StackedAdam:

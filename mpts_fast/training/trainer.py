@@ -19,7 +19,7 @@ from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.diagnostics import GradientProbe
 from mpts_fast.training.lockstep import fit_lockstep, lockstep_obstacle
 from mpts_fast.training.mmd import mmd_penalty
-from mpts_fast.training.posterior import TrainedModel
+from mpts_fast.training.posterior import TrainedModel, cpu_state
 from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
 from mpts_fast.training.schedule import TrajectoryScheduler, plan_cycles_after, plan_trajectory
 from mpts_fast.training.threads import step_flops, training_threads
@@ -30,10 +30,6 @@ def derive_seed(*keys: int | str) -> int:
     history of the process — a resumed run draws exactly what an uninterrupted one did."""
     digest = hashlib.sha256("/".join(map(str, keys)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class Trainer:
@@ -223,7 +219,7 @@ class Trainer:
                 if step in keep:
                     if world > 1:
                         _ddp.broadcast_buffers(model)  # rank 0's BatchNorm statistics: the same snapshot on every rank
-                    snapshots.append(_cpu_state(model))
+                    snapshots.append(cpu_state(model))
                     if swa is None:
                         swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
                     swa.update_parameters(model)
