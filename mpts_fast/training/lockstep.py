@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -66,9 +65,23 @@ class _Course:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
+class _LRDriver(torch.optim.Optimizer):
+    """A model's learning rate as an optimiser's param_groups, which its schedulers (FitScheduler, and SWALR inside
+    TrajectoryScheduler, which needs an Optimizer) set and the stacked step reads. Holds no parameters and never
+    steps; Optimizer.__init__ is skipped because its add_param_group imports torch._dynamo (~1 s, once a process)."""
+
+    def __init__(self, lr: float) -> None:  # noqa: super().__init__ deliberately not called
+        self.param_groups = [{"lr": lr}]
+        self.defaults = {"lr": lr}
+        self.state = {}
+        self._opt_called = True  # the LR scheduler's "step() before optimizer.step()" warning is moot
+
+    def step(self, closure=None) -> None:
+        return None
+
+
 def _course(cfg: TrainConfig, steps: int) -> _Course:
-    driver = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
-    driver._opt_called = True  # never stepped: the LR scheduler's "step() before optimizer.step()" warning is moot
+    driver = _LRDriver(cfg.lr)
     probed = cfg.mmd_weight > 0
     if cfg.recipe == "fit":  # the fitting phase first; its cyclic phase (if any) is planned once it has stopped
         schedule = FitScheduler(driver, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction))
@@ -107,85 +120,82 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
     courses = [_course(cfg, steps) for _ in seeds]
     mmd = cfg.mmd_weight > 0
     step, epoch = 0, 0
-    with warnings.catch_warnings():
-        # SWALR restarts on a stand-in optimiser: torch's note about its lr_scheduler call order does not apply
-        warnings.filterwarnings("ignore", message=".*lr_scheduler.*", category=UserWarning)
-        while any(c.training for c in courses):
-            t0 = time.perf_counter()
-            perms = torch.stack([torch.randperm(n_l, generator=g) for g in gens])
-            counted = [c.training and c.fitting for c in courses]  # the fitting phase's running accuracy
-            correct = torch.zeros(n_models, dtype=torch.int64, device=device)
-            seen = [0] * n_models
-            for part in torch.tensor_split(perms, steps, dim=1):
-                active = [c.training and step < c.end for c in courses]
-                if not any(active):  # every model's steps ended within this epoch
-                    break
-                for c, on in zip(courses, active):
-                    if on:
-                        c.schedule.before(step)
-                lrs = [c.driver.param_groups[0]["lr"] for c in courses]
-                part = part.to(labs.device)
-                rows, b = torch.gather(labs, 1, part), part.shape[1]
-                xb, yb = x_pool[rows].to(device), torch.gather(ys, 1, part.to(device))
-                if mmd:
-                    # each model's MMD batch from its own generator, drawn only while it trains (as alone)
-                    draws = torch.stack([torch.randint(n_pool, (b,), generator=g) if on else
-                                         torch.zeros(b, dtype=torch.int64) for g, on in zip(gens, active)])
-                    z = stack.embed(torch.cat([xb, x_pool[draws.to(x_pool.device)].to(device)], 1))
-                    logits = stack.head(z[:, :b])
-                    zero = torch.zeros((), device=device)
-                    weighted = torch.stack([cfg.mmd_weight * mmd_penalty(z[s, :b], z[s, b:]) if on else zero
-                                            for s, on in enumerate(active)])
-                else:
-                    logits = stack.head(stack.embed(xb))
-                losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(n_models, -1)
-                losses = losses.mean(1) + weighted if mmd else losses.mean(1)
-                if any(counted):
-                    hits = (logits.detach().argmax(2) == yb).sum(1)
-                    mask = torch.tensor([on and k for on, k in zip(active, counted)], device=device)
-                    correct += torch.where(mask, hits, torch.zeros_like(hits))
-                    for s, on in enumerate(active):
-                        seen[s] += b if on and counted[s] else 0
-                opt.zero_grad()
-                probed = [s for s, (c, on) in enumerate(zip(courses, active)) if on and c.probe and c.probe.wants(step)]
-                if probed:  # one backward pass of the probed models' λ·MMD² alone, the graph kept
-                    mmd_grads = torch.autograd.grad(weighted[probed].sum(), params, retain_graph=True,
-                                                    allow_unused=True)
-                losses.sum().backward()  # each model's loss reaches only its own slice of the stack
-                if probed:
-                    reached = [(g, p) for g, p in zip(mmd_grads, params) if g is not None]
-                    for s in probed:
-                        courses[s].probe.measure([g[s] for g, _ in reached], [p.grad[s] for _, p in reached])
-                opt.step(lrs, active)
-                for s, (c, on) in enumerate(zip(courses, active)):
-                    if not on:
-                        continue
-                    c.lr_trace.append(float(lrs[s]))
-                    c.schedule.after(step)
-                    c.steps_done = step + 1
-                    if step in c.keep:
-                        model = stack.load_into(s)
-                        c.snapshots.append(cpu_state(model))
-                        if c.swa is None:
-                            c.swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
-                        c.swa.update_parameters(model)
-                step += 1
-            epoch += 1
-            spent = time.perf_counter() - t0
-            stepped = [s for s, c in enumerate(courses) if c.training]
-            last_losses = losses.detach().tolist()  # one host read per epoch, as alone
-            for s in stepped:
-                c = courses[s]
-                c.epoch_seconds.append(spent / len(stepped))  # the epoch's time shared among its models
-                if not math.isfinite(last_losses[s]):
-                    where = (f"at optimiser step {c.steps_done}" if cfg.recipe == "fit" else
-                             f"in epoch {epoch} of {cfg.epochs}")
-                    raise FloatingPointError(f"training diverged: the loss is {last_losses[s]} {where} (try a lower "
-                                             f"learning rate or mmd_weight)")
-                if c.fitting:
-                    _end_of_fitting_epoch(cfg, c, correct[s].item(), seen[s], epoch, steps)
-                elif c.steps_done >= c.end:
-                    c.training = False
+    while any(c.training for c in courses):
+        t0 = time.perf_counter()
+        perms = torch.stack([torch.randperm(n_l, generator=g) for g in gens])
+        counted = [c.training and c.fitting for c in courses]  # the fitting phase's running accuracy
+        correct = torch.zeros(n_models, dtype=torch.int64, device=device)
+        seen = [0] * n_models
+        for part in torch.tensor_split(perms, steps, dim=1):
+            active = [c.training and step < c.end for c in courses]
+            if not any(active):  # every model's steps ended within this epoch
+                break
+            for c, on in zip(courses, active):
+                if on:
+                    c.schedule.before(step)
+            lrs = [c.driver.param_groups[0]["lr"] for c in courses]
+            part = part.to(labs.device)
+            rows, b = torch.gather(labs, 1, part), part.shape[1]
+            xb, yb = x_pool[rows].to(device), torch.gather(ys, 1, part.to(device))
+            if mmd:
+                # each model's MMD batch from its own generator, drawn only while it trains (as alone)
+                draws = torch.stack([torch.randint(n_pool, (b,), generator=g) if on else
+                                     torch.zeros(b, dtype=torch.int64) for g, on in zip(gens, active)])
+                z = stack.embed(torch.cat([xb, x_pool[draws.to(x_pool.device)].to(device)], 1))
+                logits = stack.head(z[:, :b])
+                zero = torch.zeros((), device=device)
+                weighted = torch.stack([cfg.mmd_weight * mmd_penalty(z[s, :b], z[s, b:]) if on else zero
+                                        for s, on in enumerate(active)])
+            else:
+                logits = stack.head(stack.embed(xb))
+            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(n_models, -1)
+            losses = losses.mean(1) + weighted if mmd else losses.mean(1)
+            if any(counted):
+                hits = (logits.detach().argmax(2) == yb).sum(1)
+                mask = torch.tensor([on and k for on, k in zip(active, counted)], device=device)
+                correct += torch.where(mask, hits, torch.zeros_like(hits))
+                for s, on in enumerate(active):
+                    seen[s] += b if on and counted[s] else 0
+            opt.zero_grad()
+            probed = [s for s, (c, on) in enumerate(zip(courses, active)) if on and c.probe and c.probe.wants(step)]
+            if probed:  # one backward pass of the probed models' λ·MMD² alone, the graph kept
+                mmd_grads = torch.autograd.grad(weighted[probed].sum(), params, retain_graph=True,
+                                                allow_unused=True)
+            losses.sum().backward()  # each model's loss reaches only its own slice of the stack
+            if probed:
+                reached = [(g, p) for g, p in zip(mmd_grads, params) if g is not None]
+                for s in probed:
+                    courses[s].probe.measure([g[s] for g, _ in reached], [p.grad[s] for _, p in reached])
+            opt.step(lrs, active)
+            for s, (c, on) in enumerate(zip(courses, active)):
+                if not on:
+                    continue
+                c.lr_trace.append(float(lrs[s]))
+                c.schedule.after(step)
+                c.steps_done = step + 1
+                if step in c.keep:
+                    model = stack.load_into(s)
+                    c.snapshots.append(cpu_state(model))
+                    if c.swa is None:
+                        c.swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
+                    c.swa.update_parameters(model)
+            step += 1
+        epoch += 1
+        spent = time.perf_counter() - t0
+        stepped = [s for s, c in enumerate(courses) if c.training]
+        last_losses = losses.detach().tolist()  # one host read per epoch, as alone
+        for s in stepped:
+            c = courses[s]
+            c.epoch_seconds.append(spent / len(stepped))  # the epoch's time shared among its models
+            if not math.isfinite(last_losses[s]):
+                where = (f"at optimiser step {c.steps_done}" if cfg.recipe == "fit" else
+                         f"in epoch {epoch} of {cfg.epochs}")
+                raise FloatingPointError(f"training diverged: the loss is {last_losses[s]} {where} (try a lower "
+                                         f"learning rate or mmd_weight)")
+            if c.fitting:
+                _end_of_fitting_epoch(cfg, c, correct[s].item(), seen[s], epoch, steps)
+            elif c.steps_done >= c.end:
+                c.training = False
     out = []
     for s, (model, c) in enumerate(zip(stack.unstack(), courses)):
         model.eval()

@@ -7,7 +7,7 @@ another process holds stalls every op). Measured on a 2-core machine
 1 thread against 3.0-5.3 ms with torch's default 2, and a 5-round digits run 21 s against 100 s under load. So a
 training whose step is below SMALL_STEP_FLOPS runs on one thread; larger ones keep torch's setting.
 
-The rule is a function of the model and the batch only (FLOPs counted on the meta device: no arithmetic, no RNG),
+The rule is a function of the model and the batch only (FLOPs counted from its layers' shapes, torch's RNG untouched),
 never of the machine's load, so a run's thread count, and hence its float reduction order, is the same every time.
 On digits, picks and accuracies were identical with 1 and 2 threads (tests/test_training_threads.py checks the
 weights of a short training).
@@ -19,12 +19,12 @@ importing mpts_fast that equals torch's default cannot be told apart from the de
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 # One thread below this many FLOPs per optimiser step (forward + backward of one batch, torch's flop counter). The
 # paper's MLPs are 2-50 MFLOP, the MNIST-1D CNN 19. Measured at load 5-7 on 2 cores (1 thread / 2 threads, time per
@@ -55,22 +55,36 @@ def adopt_threads(threads: int, chosen: bool) -> None:
 
 def step_flops(model_factory: Callable[[], nn.Module], input_shape: tuple[int, ...], batch: int,
                num_classes: int | None = None) -> float | None:
-    """FLOPs of one training step (forward + backward of cross-entropy on a (batch, *input_shape) batch), counted on
-    the meta device; None when the model cannot be built or run there (the caller keeps torch's threads)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one training step (forward + backward of cross-entropy on a (batch, *input_shape) batch), counted
+    from the shapes of the model's Linear and convolution layers in a forward pass of one row, times the batch: each
+    layer's forward product, its weight gradient, and its input gradient except for the first layer (its input is the
+    data). This is torch.utils.flop_counter's count for such models without its cost: any TorchDispatchMode (and
+    the meta device) imports torch._dynamo, ~1 s at the first call in a process, a tenth of a small `compare`. The
+    model is built and run on the CPU with torch's random state saved and restored. None when the model cannot be
+    built or run on one zero row (the caller keeps torch's threads)."""
+    counted: list[int] = []
+
+    def count(module: nn.Module, inputs, output) -> None:
+        if isinstance(module, nn.Linear):
+            counted.append(2 * module.in_features * output.numel())
+        else:  # a convolution: every output element is a (C_in / groups)·kernel dot product
+            kernel = math.prod(module.kernel_size) * (module.in_channels // module.groups)
+            counted.append(2 * kernel * output.numel())
 
     try:
-        with torch.device("meta"):
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
             model = model_factory()
-            x = torch.empty(batch, *input_shape)
-        model.train()
-        with FlopCounterMode(display=False) as counter:
-            logits = model(x)
-            target = torch.zeros(batch, dtype=torch.int64, device="meta")
-            F.cross_entropy(logits, target).backward()
-        return float(counter.get_total_flops())
-    except Exception:  # an exotic model (a library's, custom ops) that meta tensors cannot run: no choice made
+            model.eval()  # shapes as in training; BatchNorm takes one row
+            hooks = [m.register_forward_hook(count) for m in model.modules()
+                     if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+            model(torch.zeros(1, *input_shape))
+            for h in hooks:
+                h.remove()
+    except Exception:  # an exotic model (a library's, custom ops) that cannot run on a zero row: no choice made
         return None
+    if not counted:
+        return 0.0
+    return float(batch * (3 * sum(counted) - counted[0]))
 
 
 def threads_for(flops: float | None) -> int | None:
