@@ -35,8 +35,12 @@ COMMANDS: dict[str, Command] = {
     "al-overhead": Command("al_overhead.py", "timings",
                            "MPTS training (CE + MMD², snapshots) against plain CE per epoch; results/al-overhead/"),
     "training": Command("training_speed.py", "timings",
-                        "one AL round's training (our Trainer, recipes paper and fit) against the plain PyTorch loop "
-                        "per step, 1 and default threads, quiet and one core held; results/training/"),
+                        "one AL round's training of 5 seeds (our Trainer stacked and one by one, recipes paper and fit) "
+                        "against the plain PyTorch loop per model-step, 1 and default threads, quiet and one core held; "
+                        "results/training/"),
+    "training-compile": Command("training_compile.py", "timings",
+                                "the small MLP's training step eager against torch.compile, alone and stacked, and "
+                                "what compiling costs; results/training-compile/"),
     "selection-time": Command("selection_time.py", "timings",
                               "one select(ctx, 100) per strategy of the MPTS line-up on one pool; "
                               "results/selection-time/"),
