@@ -198,7 +198,39 @@ def test_the_loop_picks_as_the_sequential_trainer_does(tmp_path, strategy, recip
             assert abs(x["test_accuracy"] - y["test_accuracy"]) <= 1 / 90 + 1e-12  # one test item of 90, at most
 
 
+def test_the_same_stacked_run_twice_gives_the_same_rounds(tmp_path):
+    kw = dict(strategy="mpts", repeats=2, recipe="fit", steps=120)
+    assert _rounds(_run(tmp_path, "one", **kw)) == _rounds(_run(tmp_path, "two", **kw))
+
+
 def test_a_seed_in_a_stack_runs_as_that_seed_alone(tmp_path):
     together = _run(tmp_path, "together", strategy="margin", repeats=3)
     alone = _run(tmp_path, "alone", strategy="margin", repeats=1, seed=2)
     assert _rounds(together)[2] == _rounds(alone)[0]
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+def test_no_lockstep_is_kept_by_the_printed_resume_command(tmp_path, monkeypatch):
+    import json
+    import shlex
+
+    from click.testing import CliRunner
+
+    from al_fixtures import interrupt_after_rounds
+    from mpts_fast.cli.main import main
+
+    out = tmp_path / "r"
+    fast = ["--rounds", "2", "--initial", "20", "--budget", "10", "--epochs", "1", "--device", "cpu", "--quiet",
+            "--repeats", "2"]
+    with monkeypatch.context() as m:
+        interrupt_after_rounds(m, 2)  # both seeds' first round, then Ctrl-C
+        res = CliRunner().invoke(main, ["run", *fast, "-s", "entropy", "--no-lockstep", "--out", str(out)])
+    assert res.exit_code == 130, res.output
+    line = next(line for line in res.output.splitlines() if line.strip().startswith("mpts-fast "))
+    command = shlex.split(line)[1:]
+    assert "--no-lockstep" in command  # the rounds left train with the arithmetic of the rounds already run
+    assert CliRunner().invoke(main, command).exit_code == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [len(r["rounds"]) for r in runs] == [2, 2]
+    assert not any(rd["train_stacked"] for r in runs for rd in r["rounds"])

@@ -132,11 +132,13 @@ def test_bald_selects_with_its_dropout_model_and_the_curve_is_plain(tmp_path, mo
     real = loop.build_model
     def counting(*a, **k):
         model = real(*a, **k)
-        if next(model.parameters()).device.type != "meta":  # not the trainer's FLOP count (training/threads.py)
+        if next(model.parameters()).device.type != "meta":  # not the trainer's look at the model's kind
             built.append(k["dropout"])
         return model
 
     monkeypatch.setattr(loop, "build_model", counting)
+    # the thread rule builds a model to count a step's FLOPs (training/threads.py): not a training
+    monkeypatch.setattr("mpts_fast.training.trainer.step_flops", lambda *a, **k: 1.0)
     res = _run(tmp_path, "bald", rounds=2, epochs=2).run()
     assert built == [0.0, 0.3, 0.0, 0.3]  # per round: the task model, then BALD's MC-dropout model
     assert "diversity" in res["runs"][0]["rounds"][0] and "selection_test_accuracy" in res["runs"][0]["rounds"][0]

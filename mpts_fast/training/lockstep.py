@@ -15,7 +15,7 @@ A model's slice of the stack computes the same floats whatever else is stacked w
 matrix), so where stacking applies even a single training goes through it: a model comes out the same whether it
 trained alone (a resumed run's last seed, `mpts-fast select`) or with others. The sequential trainer (`lockstep`
 off) computes with torch's unbatched ops and agrees to float rounding, which grows along training like any
-change of reduction order (docs/benchmarks.md, "Lockstep training", gives the measured spread).
+change of reduction order (docs/benchmarks.md, "Training", gives the measured spread).
 """
 from __future__ import annotations
 
