@@ -364,15 +364,26 @@ class ActiveLearningRun:
         self._run_many(results, [run], x_pool)
 
     def _run_many(self, results: dict, runs: list[dict], x_pool: torch.Tensor) -> None:
-        """Finishes `runs` round by round: the runs behind the others first, and all runs at the same round train
-        that round's models together (Trainer.fit_many: one stacked model where the backbone allows). Every run's
-        rounds are what it would get alone: each model has its own seed stream, and its floats do not depend on
-        what else is stacked with it."""
-        cfg = self.cfg
+        """Finishes `runs`. Where the round's models stack (Trainer.fit_many), round by round: the runs behind the
+        others first, and all runs at the same round train that round's models together. Every run's rounds are
+        what it would get alone: each model has its own seed stream, and its floats do not depend on what else is
+        stacked with it. Where nothing stacks, run after run, as before: the models (and snapshots) of one run at a
+        time are held in memory, not those of every seed."""
         if not runs:
             return
-        labeled = {id(run): list(run["initial"]) + [i for rd in run["rounds"] for i in rd["selected"]] for run in runs}
         trainer, own_trainer = self._trainers()
+        if trainer.stacking_obstacle() is not None and (own_trainer is None or
+                                                        own_trainer.stacking_obstacle() is not None):
+            for run in runs:
+                self._rounds(results, [run], x_pool, trainer, own_trainer)
+            return
+        self._rounds(results, runs, x_pool, trainer, own_trainer)
+
+    def _rounds(self, results: dict, runs: list[dict], x_pool: torch.Tensor, trainer: Trainer,
+                own_trainer: Trainer | None) -> None:
+        """The rounds left of `runs`, round-major (see _run_many)."""
+        cfg = self.cfg
+        labeled = {id(run): list(run["initial"]) + [i for rd in run["rounds"] for i in rd["selected"]] for run in runs}
         left = sum(cfg.rounds - len(run["rounds"]) for run in runs)
         seeds = [run["seed"] for run in runs]
         label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"

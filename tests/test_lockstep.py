@@ -198,6 +198,17 @@ def test_the_loop_picks_as_the_sequential_trainer_does(tmp_path, strategy, recip
             assert abs(x["test_accuracy"] - y["test_accuracy"]) <= 1 / 90 + 1e-12  # one test item of 90, at most
 
 
+@pytest.mark.parametrize("lockstep, order", [(True, [(0, 0), (1, 0), (0, 1), (1, 1)]),
+                                             (False, [(0, 0), (0, 1), (1, 0), (1, 1)])])
+def test_stacked_runs_go_round_by_round_and_the_others_seed_by_seed(tmp_path, lockstep, order):
+    # round-major only where models stack: otherwise one seed's models (and snapshots) at a time are held in memory
+    seen = []
+    cfg = RunConfig(dataset="digits", strategy="entropy", repeats=2, rounds=2)
+    ActiveLearningRun(cfg, tmp_path / "o", data=tiny_digits(), progress=False, device="cpu", lockstep=lockstep,
+                      on_round=lambda seed, rd: seen.append((seed, rd["round"]))).run()
+    assert seen == order
+
+
 def test_the_same_stacked_run_twice_gives_the_same_rounds(tmp_path):
     kw = dict(strategy="mpts", repeats=2, recipe="fit", steps=120)
     assert _rounds(_run(tmp_path, "one", **kw)) == _rounds(_run(tmp_path, "two", **kw))
@@ -234,3 +245,12 @@ def test_no_lockstep_is_kept_by_the_printed_resume_command(tmp_path, monkeypatch
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [len(r["rounds"]) for r in runs] == [2, 2]
     assert not any(rd["train_stacked"] for r in runs for rd in r["rounds"])
+
+
+def test_fit_many_of_nothing_trains_nothing_and_refuses_mismatched_lists():
+    x, y = _pool()
+    assert Trainer(_factory(), PAPER).fit_many(x, [], [], []) == []
+    with pytest.raises(ValueError, match="one per training"):
+        Trainer(_factory(), PAPER).fit_many(x, [torch.arange(4)], [], [1])
+    with pytest.raises(ValueError, match="y_labeled: expected shape"):
+        Trainer(_factory(), PAPER).fit_many(x, [torch.arange(4)], [y[:3]], [1])

@@ -70,7 +70,7 @@ class _LRDriver(torch.optim.Optimizer):
     TrajectoryScheduler, which needs an Optimizer) set and the stacked step reads. Holds no parameters and never
     steps; Optimizer.__init__ is skipped because its add_param_group imports torch._dynamo (~1 s, once a process)."""
 
-    def __init__(self, lr: float) -> None:  # noqa: super().__init__ deliberately not called
+    def __init__(self, lr: float) -> None:  # Optimizer.__init__ not called, on purpose (above)
         self.param_groups = [{"lr": lr}]
         self.defaults = {"lr": lr}
         self.state = {}
@@ -201,7 +201,8 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
         model.eval()
         if c.swa is not None:
             # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
-            update_bn([x_pool[labeled[s][p]].to(device) for p in torch.arange(n_l).tensor_split(steps)], c.swa)
+            update_bn([x_pool[labs[s][p.to(labs.device)]].to(device) for p in torch.arange(n_l).tensor_split(steps)],
+                      c.swa)
             c.swa.eval()
         fit = c.fit or {"steps": c.steps_done, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
         out.append({"model": model, "snapshots": c.snapshots, "epoch_seconds": c.epoch_seconds, "swa_model": c.swa,

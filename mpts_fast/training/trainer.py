@@ -74,8 +74,8 @@ class Trainer:
     def fit_many(self, x_pool: torch.Tensor, labeled: list[torch.Tensor], y_labeled: list[torch.Tensor],
                  seeds: list[int]) -> list[TrainedModel]:
         """fit() of several independent trainings (the seeds of one round): labeled[i], y_labeled[i], seeds[i] as
-        fit() takes them. Where they can (training/lockstep.py: equally many labels, a backbone that stacks, no MMD
-        term, snapshots, dropout or torchrun) and `lockstep` is on, every model (each ensemble member of each
+        fit() takes them. Where they can (training/lockstep.py: a backbone with a stacked forward and no dropout or
+        BatchNorm, not under torchrun's DDP) and `lockstep` is on, every model (each ensemble member of each
         training) trains in one stacked run per labeled-set size; each model comes out as it would trained alone
         through the stack. `lockstep_obstacle` is then None, else why they trained one by one (the sequential trainer;
         equal to the stacked one to float rounding)."""
@@ -87,11 +87,12 @@ class Trainer:
                 raise ValueError("labeled: training needs at least one labeled item")
             if lab.shape != y.shape:
                 raise ValueError(f"y_labeled: expected shape {tuple(lab.shape)}, got {tuple(y.shape)}")
+        if not seeds:
+            return []
         start = time.perf_counter()
         members = self.config.ensemble_size
         jobs = [(i, derive_seed(seed, "member", m)) for i, seed in enumerate(seeds) for m in range(members)]
-        self.lockstep_obstacle = (lockstep_obstacle(self.config, self._template(), self.ddp and _world_size() > 1)
-                                  if self.lockstep else "switched off")
+        self.lockstep_obstacle = self.stacking_obstacle()
         stacked = self.lockstep_obstacle is None
         by_size: dict[int, list[int]] = {}  # a stack trains on equally many labels
         for j, (i, _) in enumerate(jobs):
@@ -102,7 +103,7 @@ class Trainer:
         flops = (self.step_flops(tuple(x_pool.shape[1:]), max(by_size), stack) if self.device.type == "cpu" else None)
         runs: list[dict] = [{} for _ in jobs]
         with training_threads(flops, self.device) as self.threads:
-            for n_l, group in by_size.items():
+            for group in by_size.values():
                 if stacked:
                     done = fit_lockstep(self.model_factory, self.config, self.device, x_pool,
                                         [labeled[jobs[j][0]].to(x_pool.device) for j in group],
@@ -132,6 +133,12 @@ class Trainer:
         if len(seeds) == 1 and not stacked:  # one training: its wall time, model building included
             out[0].train_seconds = time.perf_counter() - start
         return out
+
+    def stacking_obstacle(self) -> str | None:
+        """Why fit_many() would train this trainer's models one by one (None: it stacks them)."""
+        if not self.lockstep:
+            return "switched off"
+        return lockstep_obstacle(self.config, self._template(), self.ddp and _world_size() > 1)
 
     def _template(self) -> nn.Module:
         """A model as the factory builds it, on the meta device (its kind and modules; no weights drawn)."""
