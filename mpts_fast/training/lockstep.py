@@ -9,7 +9,7 @@ settling are per model: a model that has stopped is left as it is while the othe
 MPTS's selection model stacks too: each model its own MMD batch (its generator's draws, as alone),
 its own MMD² term, trajectory snapshots, SWA average and λ probe. What is not stacked trains sequentially
 (`lockstep_obstacle` says why): dropout (BALD's selection model), BatchNorm (ResNet-18), backbones without a
-stacked forward (training/stacked.py), torchrun.
+stacked forward (training/stacked.py), DistributedDataParallel under torchrun (--ddp).
 
 A model's slice of the stack computes the same floats whatever else is stacked with it (batched GEMMs are per
 matrix), so where stacking applies even a single training goes through it: a model comes out the same whether it
