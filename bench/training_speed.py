@@ -12,6 +12,7 @@ thread rule alone gives). Every figure is per model-step: the round's time over 
     python -m bench training                 # ~5-8 min on 2 cores; bench/results/training/
     python -m bench training --quick         # tiny step counts, no ResNet-18: checks the pipeline
     python -m bench training --cases openml6-mlp,digits-mlp --threads 1 --seeds 1
+    python -m bench training --device cuda --quick   # on a GPU: the same three ways, launch-bound there
 
 Cases: the paper's OpenML-6 MLP (16 -> 256 -> 26 on a synthetic 18,000-item pool of that shape, |L| = 500), the
 digits MLP (|L| = 200), the 1-D CNN on MNIST-1D (|L| = 500) and a CIFAR-shaped ResNet-18 (32x32, |L| = 64, a few
@@ -111,12 +112,13 @@ def step_flops(case: TrainingCase) -> float:
 
 
 def ours(case: TrainingCase, recipe: str, x_pool, labs, y_labs, steps_out: list, threads_out: list,
-         lockstep: bool = True) -> callable:
+         lockstep: bool = True, device: str = "cpu") -> callable:
     """Our trainer on the round's seeds (labs[i], y_labs[i]) as the loop trains them (dropout 0, as every strategy's
     task model). steps_out receives each model's optimiser steps, threads_out the thread count."""
     cfg = (TrainConfig(recipe="paper", epochs=case.epochs, lr=case.lr, batch_size=case.batch_size) if recipe == "paper"
            else TrainConfig(recipe="fit", epochs=None, steps=case.steps, lr=case.lr, batch_size=case.batch_size))
-    trainer = Trainer(lambda: build_model(case.model, case.shape, case.classes, dropout=0.0), cfg, lockstep=lockstep)
+    trainer = Trainer(lambda: build_model(case.model, case.shape, case.classes, dropout=0.0), cfg, device=device,
+                      lockstep=lockstep)
 
     def run():
         trained = trainer.fit_many(x_pool, labs, y_labs, list(range(len(labs))))
@@ -126,17 +128,19 @@ def ours(case: TrainingCase, recipe: str, x_pool, labs, y_labs, steps_out: list,
     return run
 
 
-def plain(case: TrainingCase, x_pool, labs, y_labs, steps: list[int]) -> callable:
+def plain(case: TrainingCase, x_pool, labs, y_labs, steps: list[int], device: str = "cpu") -> callable:
     """The obvious PyTorch loop (DeepAL+'s Net.train, ALFA-Mix's train), once per seed: DataLoader over its labeled
-    set, shuffled, Adam, as many optimiser steps as our model of that seed took."""
+    set (in host memory, each batch moved to the device), shuffled, Adam, as many optimiser steps as our model of
+    that seed took."""
     def one(lab, y_lab, n):
-        model = build_model(case.model, case.shape, case.classes, dropout=0.0)
+        model = build_model(case.model, case.shape, case.classes, dropout=0.0).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=case.lr)
-        loader = DataLoader(TensorDataset(x_pool[lab], y_lab), batch_size=case.batch_size, shuffle=True)
+        loader = DataLoader(TensorDataset(x_pool[lab].cpu(), y_lab.cpu()), batch_size=case.batch_size, shuffle=True)
         model.train()
         done = 0
         while done < n:
             for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
                 opt.zero_grad()
                 loss = F.cross_entropy(model(xb), yb)
                 loss.backward()
@@ -152,16 +156,18 @@ def plain(case: TrainingCase, x_pool, labs, y_labs, steps: list[int]) -> callabl
     return run
 
 
-def gemm_gflops(threads: int) -> float:
-    """torch.mm (1024x512)@(512x1024) float32 at `threads` intra-op threads, best of 7."""
+def gemm_gflops(threads: int, device: str = "cpu") -> float:
+    """torch.mm (1024x512)@(512x1024) float32 at `threads` intra-op threads (on a GPU: 4096x4096x4096), best of 7."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(1024, 512), torch.randn(512, 1024)
-    c = torch.empty(1024, 1024)
-    t = harness.time_calls(lambda: torch.mm(a, b, out=c), warmup=2, reps=7)
-    return 2 * 1024 * 512 * 1024 / t["best_s"] / 1e9
+    n, k = (1024, 512) if device == "cpu" else (4096, 4096)
+    a, b = torch.randn(n, k, device=device), torch.randn(k, n, device=device)
+    c = torch.empty(n, n, device=device)
+    t = harness.time_calls(lambda: torch.mm(a, b, out=c), device=device, warmup=2, reps=7)
+    return 2 * n * k * n / t["best_s"] / 1e9
 
 
-def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: dict[int, float], seeds: int) -> dict:
+def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: dict[int, float], seeds: int,
+            device: str = "cpu") -> dict:
     """threads: "auto" (torch's default count; ours applies its per-model rule, training/threads.py, as the loop
     does, the plain loop runs on the default count) or a count both run on (set as the user's choice). seeds: models
     in the round, each on its own labeled set."""
@@ -170,6 +176,7 @@ def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: di
     default = max(rates)  # rates is keyed by thread count: torch's default is the largest measured
     adopt_threads(default if threads == "auto" else int(threads), chosen=threads != "auto")
     x_pool, y_pool = pool_for(case)
+    x_pool = x_pool.to(device)  # as the loop keeps it
     g = torch.Generator().manual_seed(1)
     labs = [torch.randperm(x_pool.shape[0], generator=g)[: case.n_labeled] for _ in range(seeds)]
     y_labs = [y_pool[lab] for lab in labs]
@@ -177,15 +184,15 @@ def measure(case: TrainingCase, threads: str, reps: int, flops: float, rates: di
     for recipe in ("paper", "fit"):
         steps: list[list[int]] = []
         ran_on: list[int] = []
-        mine = ours(case, recipe, x_pool, labs, y_labs, steps, ran_on)
+        mine = ours(case, recipe, x_pool, labs, y_labs, steps, ran_on, device=device)
         mine()  # warm-up, and the step counts the plain loop repeats
-        one_by_one = ours(case, recipe, x_pool, labs, y_labs, [], [], lockstep=False)
+        one_by_one = ours(case, recipe, x_pool, labs, y_labs, [], [], lockstep=False, device=device)
         one_by_one()
         n = sum(steps[-1])  # model-steps of the round
         on = {"ours": ran_on[-1], "ours_one_by_one": ran_on[-1], "plain": torch.get_num_threads()}
         timed = harness.time_interleaved({"ours": mine, "ours_one_by_one": one_by_one,
-                                          "plain": plain(case, x_pool, labs, y_labs, steps[-1])},
-                                         warmup=0, reps=reps)
+                                          "plain": plain(case, x_pool, labs, y_labs, steps[-1], device)},
+                                         device=device, warmup=0, reps=reps)
         per_step = {k: v["median_s"] / n for k, v in timed.items()}
         floor = {k: flops / (rates.get(on[k], default) * 1e9) for k in on}
         rows[recipe] = {
@@ -212,8 +219,13 @@ def main() -> None:
     ap.add_argument("--loads", default="quiet,one_core_held", help="comma-separated: quiet, one_core_held")
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each implementation per figure (median)")
     ap.add_argument("--seeds", type=int, default=5, help="models in the round, each on its own labeled set (default 5)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu or cuda (on a GPU: threads 'auto' and the quiet load only; the floor at the GPU's "
+                         "torch.mm rate)")
     ap.add_argument("--tag", default="", help="suffix of the result file's name")
     args = ap.parse_args()
+    if args.device != "cpu":  # thread counts and held CPU cores say nothing about a GPU's step
+        args.threads, args.loads = "auto", "quiet"
     default_threads = torch.get_num_threads()
     threads = [t.strip() for t in args.threads.split(",") if t.strip()]
     counts = sorted({default_threads, 1} | {int(t) for t in threads if t != "auto"}, reverse=True)
@@ -226,8 +238,9 @@ def main() -> None:
         chosen = [c for c in chosen if c.name in wanted]
     loads = args.loads.split(",")
     reps = 1 if args.quick else args.reps
-    rates = {t: gemm_gflops(t) for t in counts}
-    result = {"date": dt.date.today().isoformat(), "versions": harness.versions(), "machine": harness.machine_name("cpu"),
+    rates = {t: gemm_gflops(t, args.device) for t in counts}
+    result = {"date": dt.date.today().isoformat(), "versions": harness.versions(),
+              "machine": harness.machine_name("cuda" if args.device.startswith("cuda") else "cpu"), "device": args.device,
               "torch_default_threads": default_threads, "gemm_gflops": rates, "quick": args.quick,
               "note": "ratios, not absolute times: the machine may be shared (load_average per row)", "rows": []}
     print(f"GEMM rate (torch.mm 1024x512x1024): " + ", ".join(f"{t} thread(s) {r:.1f} GFLOP/s" for t, r in rates.items()))
@@ -241,7 +254,8 @@ def main() -> None:
             with BusyCores(LOADS[load]):
                 for t in threads:
                     # ResNet-18 trains one by one (BatchNorm, training/lockstep.py): one seed says as much as five
-                    rows = measure(case, t, reps, flops, rates, 1 if case.model == "resnet18" else args.seeds)
+                    rows = measure(case, t, reps, flops, rates, 1 if case.model == "resnet18" else args.seeds,
+                                   args.device)
                     for recipe, r in rows.items():
                         result["rows"].append({"case": case.name, "what": case.what, "load": load, "threads": t,
                                                "recipe": recipe, "step_flops": flops, "load_average": load_average(),
