@@ -64,7 +64,7 @@ def _digits(n=60):
 
 
 def test_the_trainer_probes_the_second_half_and_the_probe_leaves_training_as_it_was(monkeypatch):
-    import mpts_fast.training.trainer as trainer_module
+    from mpts_fast.training.diagnostics import GradientProbe
 
     x, y = _digits()
     lab = torch.arange(30)
@@ -78,7 +78,7 @@ def test_the_trainer_probes_the_second_half_and_the_probe_leaves_training_as_it_
     # 30 labels, batch 64: one step per epoch; the second half is steps 15..29, sampled every 13th
     assert probed.gradient_probe["grad_samples"] == len(range(15, 30, 13)) == 2
     assert math.isfinite(probed.gradient_probe["grad_ratio"]) and -1 <= probed.gradient_probe["grad_cosine"] <= 1
-    monkeypatch.setattr(trainer_module.GradientProbe, "wants", lambda self, step: False)
+    monkeypatch.setattr(GradientProbe, "wants", lambda self, step: False)
     plain = fit()
     assert plain.gradient_probe["grad_samples"] == 0 and plain.gradient_probe["grad_ratio"] is None
     for a, b in zip(probed.model.state_dict().values(), plain.model.state_dict().values()):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,11 +28,9 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from mpts_fast.training.config import TrainConfig
-from mpts_fast.training.diagnostics import GradientProbe
+from mpts_fast.training.course import LRDriver, end_fitting_epoch, start_course
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import cpu_state
-from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
-from mpts_fast.training.schedule import TrajectoryPlan, TrajectoryScheduler, plan_cycles_after, plan_trajectory
 from mpts_fast.training.stacked import StackedAdam, StackedModels, stacking_obstacle
 
 
@@ -42,55 +39,6 @@ def lockstep_obstacle(config: TrainConfig, model: nn.Module, distributed: bool) 
     if distributed:
         return "DistributedDataParallel training under torchrun"
     return stacking_obstacle(model)
-
-
-@dataclass
-class _Course:
-    """One model's own course through a stacked training: what Trainer._fit_one keeps in its locals."""
-
-    driver: torch.optim.Optimizer  # a stand-in whose param_groups the model's schedulers drive: its LR per step
-    schedule: object
-    plan: TrajectoryPlan | None
-    end: int
-    keep: set[int]
-    probe: GradientProbe | None
-    fitting: bool
-    training: bool = True
-    steps_done: int = 0
-    reached: tuple[int, float] | None = None
-    fit: dict | None = None
-    snapshots: list = field(default_factory=list)
-    swa: AveragedModel | None = None
-    lr_trace: list[float] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
-
-
-class _LRDriver(torch.optim.Optimizer):
-    """A model's learning rate as an optimiser's param_groups, which its schedulers (FitScheduler, and SWALR inside
-    TrajectoryScheduler, which needs an Optimizer) set and the stacked step reads. Holds no parameters and never
-    steps; Optimizer.__init__ is skipped because its add_param_group imports torch._dynamo (~1 s, once a process)."""
-
-    def __init__(self, lr: float) -> None:  # Optimizer.__init__ not called, on purpose (above)
-        self.param_groups = [{"lr": lr}]
-        self.defaults = {"lr": lr}
-        self.state = {}
-        self._opt_called = True  # the LR scheduler's "step() before optimizer.step()" warning is moot
-
-    def step(self, closure=None) -> None:
-        return None
-
-
-def _course(cfg: TrainConfig, steps: int) -> _Course:
-    driver = _LRDriver(cfg.lr)
-    probed = cfg.mmd_weight > 0
-    if cfg.recipe == "fit":  # the fitting phase first; its cyclic phase (if any) is planned once it has stopped
-        schedule = FitScheduler(driver, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction))
-        probe = GradientProbe(0) if probed and cfg.snapshots == 0 else None
-        return _Course(driver, schedule, None, cfg.steps, set(), probe, fitting=True)
-    plan = plan_trajectory(cfg, steps)
-    probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps) if probed else None
-    return _Course(driver, TrajectoryScheduler(driver, plan), plan, plan.total_steps, set(plan.snapshot_steps), probe,
-                   fitting=False)
 
 
 def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_pool: torch.Tensor,
@@ -117,7 +65,7 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
     labs = torch.stack([lab.to(x_pool.device) for lab in labeled])
     ys = torch.stack([y.to(device) for y in y_labeled])
     steps = -(-n_l // min(cfg.batch_size, n_l))
-    courses = [_course(cfg, steps) for _ in seeds]
+    courses = [start_course(cfg, steps, LRDriver(cfg.lr), probed=cfg.mmd_weight > 0) for _ in seeds]
     mmd = cfg.mmd_weight > 0
     step, epoch = 0, 0
     while any(c.training for c in courses):
@@ -193,7 +141,8 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
                 raise FloatingPointError(f"training diverged: the loss is {last_losses[s]} {where} (try a lower "
                                          f"learning rate or mmd_weight)")
             if c.fitting:
-                _end_of_fitting_epoch(cfg, c, correct[s].item(), seen[s], epoch, steps)
+                accuracy = correct[s].item() / seen[s] if seen[s] else 0.0
+                end_fitting_epoch(cfg, c, accuracy, c.steps_done, epoch, steps)
             elif c.steps_done >= c.end:
                 c.training = False
     out = []
@@ -204,38 +153,8 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
             update_bn([x_pool[labs[s][p.to(labs.device)]].to(device) for p in torch.arange(n_l).tensor_split(steps)],
                       c.swa)
             c.swa.eval()
-        fit = c.fit or {"steps": c.steps_done, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
         out.append({"model": model, "snapshots": c.snapshots, "epoch_seconds": c.epoch_seconds, "swa_model": c.swa,
                     "plan": c.plan, "lr_trace": c.lr_trace, "probe": None if c.probe is None else c.probe.record(),
-                    "fit": fit, "total_steps": c.steps_done, "lockstep": n_models,
+                    "fit": c.fit_record(c.steps_done), "total_steps": c.steps_done, "lockstep": n_models,
                     "seconds": (time.perf_counter() - start) / n_models})
     return out
-
-
-def _end_of_fitting_epoch(cfg: TrainConfig, c: _Course, correct: int, seen: int, epoch: int, steps: int) -> None:
-    """The fitting recipe's end-of-epoch rule for one model (as Trainer._fit_one): reach the target, settle, stop;
-    then its cyclic phase, when snapshots are wanted."""
-    accuracy = correct / seen if seen else 0.0
-    done = c.steps_done
-    if c.reached is None and cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
-        c.reached = (done, accuracy)  # the target met: settle for settle·step more steps, then stop
-        tail = int(round(cfg.settle * done))
-        if tail > 0 and done < cfg.steps:
-            c.schedule.settle(done, min(tail, cfg.steps - done))
-        c.end = min(cfg.steps, done + tail)
-    stop = (STOP_TARGET if c.reached is not None and done >= c.end else
-            STOP_BUDGET if done >= cfg.steps else
-            STOP_EPOCHS if cfg.epochs is not None and epoch >= cfg.epochs else None)
-    if stop is None:
-        return
-    c.fitting = False
-    c.fit = {"steps": done, "stop": stop, "running_accuracy": accuracy,
-             "target_step": None if c.reached is None else c.reached[0]}
-    if cfg.snapshots != 0:  # the cyclic phase starts from the fitted weights
-        c.plan = plan_cycles_after(cfg, done, steps)
-        c.schedule, c.end, c.keep = TrajectoryScheduler(c.driver, c.plan), c.plan.total_steps, set(c.plan.snapshot_steps)
-        if cfg.mmd_weight > 0:
-            c.probe = GradientProbe(done)
-    else:
-        c.end = done
-        c.training = False

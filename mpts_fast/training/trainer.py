@@ -16,12 +16,10 @@ from tqdm.auto import tqdm
 from mpts_fast.distributed import ddp as _ddp
 from mpts_fast.distributed.group import rank as _rank, world_size as _world_size
 from mpts_fast.training.config import TrainConfig
-from mpts_fast.training.diagnostics import GradientProbe
+from mpts_fast.training.course import end_fitting_epoch, start_course
 from mpts_fast.training.lockstep import fit_lockstep, lockstep_obstacle
 from mpts_fast.training.mmd import mmd_penalty
 from mpts_fast.training.posterior import TrainedModel, cpu_state
-from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
-from mpts_fast.training.schedule import TrajectoryScheduler, plan_cycles_after, plan_trajectory
 from mpts_fast.training.threads import step_flops, training_threads
 
 
@@ -163,41 +161,27 @@ class Trainer:
             net = _ddp.wrap(net, self.device)  # rank 0's initial weights everywhere
             torch.manual_seed(derive_seed(seed, "dropout", rank))  # each rank's own dropout masks
             gen = torch.Generator().manual_seed(derive_seed(seed, "mmd", rank))  # each rank's own MMD draws
-        fitting = cfg.recipe == "fit"
-        if fitting:  # the fitting phase first; its cyclic phase (if any) is planned once it has stopped
-            schedule = FitScheduler(opt, cfg.lr, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_fraction))
-            plan, end = None, cfg.steps
-        else:
-            plan = plan_trajectory(cfg, steps)
-            schedule, end = TrajectoryScheduler(opt, plan), plan.total_steps
-        keep = set(plan.snapshot_steps) if plan is not None else set()
-        # λ measured on the second half, the cyclic phase (one process: under DDP .grad holds the ranks' average, the
-        # probe's own backward pass one rank's); under `fit` from its cyclic phase on, or from the start without one
-        probed_run = cfg.mmd_weight > 0 and world == 1
-        probe = None
-        if probed_run and plan is not None:
-            probe = GradientProbe(plan.total_steps - (cfg.epochs // 2) * steps)
-        elif probed_run and cfg.snapshots == 0:
-            probe = GradientProbe(0)
+        # λ measured in one process only: under DDP .grad holds the ranks' average, the probe's own backward pass one
+        # rank's
+        course = start_course(cfg, steps, opt, probed=cfg.mmd_weight > 0 and world == 1)
         trainable = [p for p in model.parameters() if p.requires_grad]
         snapshots, epoch_seconds, lr_trace, swa = [], [], [], None
         model.train()
         # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
         bar = tqdm(total=cfg.epochs, desc="epochs", leave=False, disable=None if self.progress else True,
                    dynamic_ncols=True)
-        step, epoch, reached = 0, 0, None
-        fit = {"steps": None, "stop": None, "running_accuracy": None, "target_step": None}
-        while step < end:
+        step, epoch = 0, 0
+        while step < course.end:
             t0 = time.perf_counter()
             # nearly equal batches: no size-1 batch for BatchNorm, every labeled item once per epoch
             parts = (_ddp.epoch_parts(n_l, steps, epoch, seed, rank, world) if world > 1 else
                      torch.tensor_split(torch.randperm(n_l, generator=gen), steps))
-            correct = torch.zeros((), dtype=torch.int64, device=self.device) if fitting else None
+            correct = torch.zeros((), dtype=torch.int64, device=self.device) if course.fitting else None
             seen = 0
             for part in parts:
-                if step >= end:  # the fitting phase's step budget ends within an epoch
+                if step >= course.end:  # the fitting phase's step budget ends within an epoch
                     break
-                schedule.before(step)
+                course.schedule.before(step)
                 part = part.to(labeled.device)
                 # the pool may stay in host memory while the model trains on the GPU: move batches, not the pool
                 xb, yb = x_pool[labeled[part]].to(self.device), y_labeled[part].to(self.device)
@@ -214,16 +198,16 @@ class Trainer:
                     correct += (logits.detach().argmax(1) == yb).sum()
                     seen += part.numel()
                 opt.zero_grad(set_to_none=True)
-                probed = probe is not None and probe.wants(step)
+                probed = course.probe is not None and course.probe.wants(step)
                 if probed:
-                    probe.before_backward(trainable, weighted_mmd)
+                    course.probe.before_backward(trainable, weighted_mmd)
                 loss.backward()
                 if probed:
-                    probe.after_backward()
+                    course.probe.after_backward()
                 opt.step()
                 lr_trace.append(float(opt.param_groups[0]["lr"]))
-                schedule.after(step)
-                if step in keep:
+                course.schedule.after(step)
+                if step in course.keep:
                     if world > 1:
                         _ddp.broadcast_buffers(model)  # rank 0's BatchNorm statistics: the same snapshot on every rank
                     snapshots.append(cpu_state(model))
@@ -237,37 +221,15 @@ class Trainer:
             # otherwise train on NaN silently until the end of the round
             last_loss = float(loss.detach())
             if not math.isfinite(last_loss):
-                where = f"in epoch {epoch} of {cfg.epochs}" if not fitting else f"at optimiser step {step}"
+                where = f"in epoch {epoch} of {cfg.epochs}" if not course.fitting else f"at optimiser step {step}"
                 raise FloatingPointError(
                     f"training diverged: the loss is {last_loss} {where} (try a lower learning rate or mmd_weight)")
             if not bar.disable:
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
             bar.update(1)
-            if fitting:
-                accuracy = _running_accuracy(correct, seen, world)
-                if reached is None and cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
-                    reached = (step, accuracy)  # the target met: settle for settle·step more steps, then stop
-                    tail = int(round(cfg.settle * step))
-                    if tail > 0 and step < cfg.steps:
-                        schedule.settle(step, min(tail, cfg.steps - step))
-                    end = min(cfg.steps, step + tail)
-                stop = (STOP_TARGET if reached is not None and step >= end else
-                        STOP_BUDGET if step >= cfg.steps else
-                        STOP_EPOCHS if cfg.epochs is not None and epoch >= cfg.epochs else None)
-                if stop is not None:
-                    fitting = False
-                    fit = {"steps": step, "stop": stop, "running_accuracy": accuracy,
-                           "target_step": None if reached is None else reached[0]}
-                    if cfg.snapshots != 0:  # the cyclic phase starts from the fitted weights
-                        plan = plan_cycles_after(cfg, step, steps)
-                        schedule, end, keep = TrajectoryScheduler(opt, plan), plan.total_steps, set(plan.snapshot_steps)
-                        if probed_run:
-                            probe = GradientProbe(step)
-                    else:
-                        end = step
+            if course.fitting:
+                end_fitting_epoch(cfg, course, _running_accuracy(correct, seen, world), step, epoch, steps)
         bar.close()
-        if fit["steps"] is None:  # the paper recipe: its fixed epochs
-            fit = {"steps": step, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
         if world > 1:
             _ddp.broadcast_buffers(model)
         model.eval()
@@ -276,8 +238,9 @@ class Trainer:
             update_bn([x_pool[labeled[p].to(labeled.device)].to(self.device)
                        for p in torch.arange(n_l).tensor_split(steps)], swa)
             swa.eval()
-        return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa, "plan": plan,
-                "lr_trace": lr_trace, "probe": None if probe is None else probe.record(), "fit": fit,
+        return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa,
+                "plan": course.plan, "lr_trace": lr_trace,
+                "probe": None if course.probe is None else course.probe.record(), "fit": course.fit_record(step),
                 "total_steps": step}
 
 
