@@ -29,6 +29,13 @@ def _prepare(x: torch.Tensor, op: str) -> tuple[torch.Tensor, torch.dtype, bool]
     return (x.contiguous() if native else x), x.dtype, native
 
 
+def _labeled_mask(labeled, k: int, n: int, device: torch.device) -> torch.Tensor | None:
+    """The (n,) labeled mask (None without labels), after checking that k picks fit among the unlabeled rows."""
+    mask = validate.labeled_mask(labeled, n, device)
+    validate.enough_rows(k, n, mask)
+    return mask
+
+
 def _initial_state(x: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype, native: bool) -> torch.Tensor:
     if mask is None:
         return torch.full((x.shape[0],), float("inf"), dtype=dtype, device=x.device)
@@ -39,8 +46,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, labeled=None) -> torch.Tensor
     features = validate.features(features)
     k = validate.count(k)
     N = features.shape[0]
-    mask = validate.labeled_mask(labeled, N, features.device)
-    validate.enough_rows(k, N, mask)
+    mask = _labeled_mask(labeled, k, N, features.device)
     with torch.no_grad():
         x, dtype, native = _prepare(features.detach(), "kcenter_greedy")
         mind = _initial_state(x, mask, dtype, native)
@@ -63,8 +69,7 @@ def kmeanspp(
     _checks.choice(first, "first", ("norm", "random"))
     generator = validate.generator(generator)
     N = features.shape[0]
-    mask = validate.labeled_mask(labeled, N, features.device)
-    validate.enough_rows(k, N, mask)
+    mask = _labeled_mask(labeled, k, N, features.device)
     with torch.no_grad():
         x, dtype, native = _prepare(features.detach(), "kmeanspp")
         u = seeding.uniforms(k, generator, x.device)
@@ -101,8 +106,7 @@ def badge_select(
     k = validate.count(k)
     generator = validate.generator(generator)
     N = probs.shape[0]
-    mask = validate.labeled_mask(labeled, N, probs.device)
-    validate.enough_rows(k, N, mask)
+    mask = _labeled_mask(labeled, k, N, probs.device)
     with torch.no_grad():
         h, dtype, native = _prepare(embeddings.detach(), "badge_select")
         q = badge_factors(probs.detach(), h, dtype)
