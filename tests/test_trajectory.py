@@ -57,15 +57,13 @@ def test_lr_at_every_step_is_the_step_counted_cycle(n_labeled, batch_size, shape
 
 @pytest.mark.parametrize("lockstep", [False, True], ids=["sequential", "stacked"])
 def test_snapshots_are_the_weights_at_cycle_ends(monkeypatch, lockstep):
-    import mpts_fast.training.lockstep as lockstep_module
-    import mpts_fast.training.trainer as trainer_module
+    import mpts_fast.training.course as course_module
     from mpts_fast.training.stacked import StackedAdam
 
-    # the optimiser and the snapshot function of the trainer that runs: torch's Adam alone, StackedAdam stacked
-    trainer_module = lockstep_module if lockstep else trainer_module
+    # the optimiser of the trainer that runs (torch's Adam alone, StackedAdam stacked); both snapshot through course.py
     optimiser = StackedAdam if lockstep else torch.optim.Adam
     steps_done, taken_after = [0], []
-    real_step, real_state = optimiser.step, trainer_module.cpu_state
+    real_step, real_state = optimiser.step, course_module.cpu_state
 
     def counting_step(self, *a, **k):
         steps_done[0] += 1
@@ -76,7 +74,7 @@ def test_snapshots_are_the_weights_at_cycle_ends(monkeypatch, lockstep):
         return real_state(model)
 
     monkeypatch.setattr(optimiser, "step", counting_step)
-    monkeypatch.setattr(trainer_module, "cpu_state", recording_state)
+    monkeypatch.setattr(course_module, "cpu_state", recording_state)
     cfg = TrainConfig(epochs=10, lr=1e-2, batch_size=8, mmd_weight=1.0, snapshots=4, cycle_steps=3)
     data = blobs(n=90)
     factory = lambda: build_model("mlp", data.input_shape, data.num_classes, hidden=16, dropout=0.0)  # noqa: E731

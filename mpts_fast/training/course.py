@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch.optim.swa_utils import AveragedModel
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.diagnostics import GradientProbe
+from mpts_fast.training.posterior import cpu_state
 from mpts_fast.training.recipe import STOP_BUDGET, STOP_EPOCHS, STOP_TARGET, FitScheduler, warmup_steps
 from mpts_fast.training.schedule import TrajectoryPlan, TrajectoryScheduler, plan_cycles_after, plan_trajectory
 
@@ -52,9 +54,28 @@ class Course:
     lr_trace: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
 
-    def fit_record(self, steps_done: int) -> dict:
-        """How the fitting phase ended (under the paper recipe: its fixed epochs, after `steps_done` steps)."""
-        return self.fit or {"steps": steps_done, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
+    def take_snapshot(self, model: nn.Module) -> None:
+        """The model's weights now: a snapshot, and into the snapshots' equal-weight (SWA) average."""
+        self.snapshots.append(cpu_state(model))
+        if self.swa is None:
+            self.swa = AveragedModel(model)
+        self.swa.update_parameters(model)
+
+    def result(self, model: nn.Module, x_pool: torch.Tensor, labeled: torch.Tensor, steps_per_epoch: int,
+               steps_done: int) -> dict:
+        """What a finished training returns (Trainer._fit_one's dict): the model in eval mode, the snapshots and their
+        average (BatchNorm statistics recomputed on the labeled set: SWA's last step), the schedule, the LR of every
+        step, the probe's record, how the fitting phase ended (under the paper recipe: its fixed epochs)."""
+        model.eval()
+        if self.swa is not None:
+            device = next(model.parameters()).device
+            update_bn([x_pool[labeled[p.to(labeled.device)]].to(device)
+                       for p in torch.arange(labeled.numel()).tensor_split(steps_per_epoch)], self.swa)
+            self.swa.eval()
+        fit = self.fit or {"steps": steps_done, "stop": STOP_EPOCHS, "running_accuracy": None, "target_step": None}
+        return {"model": model, "snapshots": self.snapshots, "epoch_seconds": self.epoch_seconds,
+                "swa_model": self.swa, "plan": self.plan, "lr_trace": self.lr_trace,
+                "probe": None if self.probe is None else self.probe.record(), "fit": fit, "total_steps": steps_done}
 
 
 def start_course(cfg: TrainConfig, steps_per_epoch: int, driver: torch.optim.Optimizer, probed: bool) -> Course:

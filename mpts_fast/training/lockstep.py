@@ -25,12 +25,10 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.optim.swa_utils import AveragedModel, update_bn
 
 from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.course import LRDriver, end_fitting_epoch, start_course
 from mpts_fast.training.mmd import mmd_penalty
-from mpts_fast.training.posterior import cpu_state
 from mpts_fast.training.stacked import StackedAdam, StackedModels, stacking_obstacle
 
 
@@ -122,11 +120,7 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
                 c.schedule.after(step)
                 c.steps_done = step + 1
                 if step in c.keep:
-                    model = stack.load_into(s)
-                    c.snapshots.append(cpu_state(model))
-                    if c.swa is None:
-                        c.swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
-                    c.swa.update_parameters(model)
+                    c.take_snapshot(stack.load_into(s))
             step += 1
         epoch += 1
         spent = time.perf_counter() - t0
@@ -145,16 +139,6 @@ def fit_lockstep(model_factory, config: TrainConfig, device: torch.device, x_poo
                 end_fitting_epoch(cfg, c, accuracy, c.steps_done, epoch, steps)
             elif c.steps_done >= c.end:
                 c.training = False
-    out = []
-    for s, (model, c) in enumerate(zip(stack.unstack(), courses)):
-        model.eval()
-        if c.swa is not None:
-            # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
-            update_bn([x_pool[labs[s][p.to(labs.device)]].to(device) for p in torch.arange(n_l).tensor_split(steps)],
-                      c.swa)
-            c.swa.eval()
-        out.append({"model": model, "snapshots": c.snapshots, "epoch_seconds": c.epoch_seconds, "swa_model": c.swa,
-                    "plan": c.plan, "lr_trace": c.lr_trace, "probe": None if c.probe is None else c.probe.record(),
-                    "fit": c.fit_record(c.steps_done), "total_steps": c.steps_done, "lockstep": n_models,
-                    "seconds": (time.perf_counter() - start) / n_models})
-    return out
+    share = (time.perf_counter() - start) / n_models
+    return [{**c.result(model, x_pool, labs[s], steps, c.steps_done), "lockstep": n_models, "seconds": share}
+            for s, (model, c) in enumerate(zip(stack.unstack(), courses))]

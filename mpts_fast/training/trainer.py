@@ -10,7 +10,6 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
 from mpts_fast.distributed import ddp as _ddp
@@ -19,7 +18,7 @@ from mpts_fast.training.config import TrainConfig
 from mpts_fast.training.course import end_fitting_epoch, start_course
 from mpts_fast.training.lockstep import fit_lockstep, lockstep_obstacle
 from mpts_fast.training.mmd import mmd_penalty
-from mpts_fast.training.posterior import TrainedModel, cpu_state
+from mpts_fast.training.posterior import TrainedModel
 from mpts_fast.training.threads import step_flops, training_threads
 
 
@@ -165,7 +164,6 @@ class Trainer:
         # rank's
         course = start_course(cfg, steps, opt, probed=cfg.mmd_weight > 0 and world == 1)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        snapshots, epoch_seconds, lr_trace, swa = [], [], [], None
         model.train()
         # disable=None: tqdm switches itself off when stderr is not a terminal (logs, CI)
         bar = tqdm(total=cfg.epochs, desc="epochs", leave=False, disable=None if self.progress else True,
@@ -205,18 +203,15 @@ class Trainer:
                 if probed:
                     course.probe.after_backward()
                 opt.step()
-                lr_trace.append(float(opt.param_groups[0]["lr"]))
+                course.lr_trace.append(float(opt.param_groups[0]["lr"]))
                 course.schedule.after(step)
                 if step in course.keep:
                     if world > 1:
                         _ddp.broadcast_buffers(model)  # rank 0's BatchNorm statistics: the same snapshot on every rank
-                    snapshots.append(cpu_state(model))
-                    if swa is None:
-                        swa = AveragedModel(model)  # equal-weight average of the snapshots' weights
-                    swa.update_parameters(model)
+                    course.take_snapshot(model)
                 step += 1
             epoch += 1
-            epoch_seconds.append(time.perf_counter() - t0)
+            course.epoch_seconds.append(time.perf_counter() - t0)
             # one host read per epoch (not per step): the MMD op no longer syncs on a GPU, so a diverged model would
             # otherwise train on NaN silently until the end of the round
             last_loss = float(loss.detach())
@@ -232,16 +227,7 @@ class Trainer:
         bar.close()
         if world > 1:
             _ddp.broadcast_buffers(model)
-        model.eval()
-        if swa is not None:
-            # SWA's last step: BatchNorm statistics of the averaged weights, recomputed on the labeled set
-            update_bn([x_pool[labeled[p].to(labeled.device)].to(self.device)
-                       for p in torch.arange(n_l).tensor_split(steps)], swa)
-            swa.eval()
-        return {"model": model, "snapshots": snapshots, "epoch_seconds": epoch_seconds, "swa_model": swa,
-                "plan": course.plan, "lr_trace": lr_trace,
-                "probe": None if course.probe is None else course.probe.record(), "fit": course.fit_record(step),
-                "total_steps": step}
+        return course.result(model, x_pool, labeled, steps, step)
 
 
 def _running_accuracy(correct: torch.Tensor, seen: int, world: int) -> float:
