@@ -35,7 +35,7 @@ def stacking_obstacle(model: nn.Module) -> str | None:
             return f"BatchNorm ({name}) keeps running statistics per model"
     if any(True for _ in model.buffers()):
         return "the model has buffers (state besides its parameters)"
-    if type(model) not in _WRITTEN_KEYS or {k for k, _ in model.named_parameters()} != _WRITTEN_KEYS[type(model)]:
+    if _written(model) is None:
         return f"no stacked forward is written for {type(model).__name__} (training/stacked.py)"
     return None
 
@@ -51,8 +51,18 @@ def _mlp_head(params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(params["classifier.bias"].unsqueeze(1), z, params["classifier.weight"].transpose(1, 2))
 
 
-_WRITTEN_KEYS = {MLP: {"encoder.1.weight", "encoder.1.bias", "classifier.weight", "classifier.bias"}}
-_WRITTEN: dict[type, tuple[StackedLayer, StackedLayer]] = {MLP: (_mlp_embed, _mlp_head)}
+# backbone class -> (its parameters' names, stacked embed, stacked head)
+_WRITTEN: dict[type, tuple[set[str], StackedLayer, StackedLayer]] = {
+    MLP: ({"encoder.1.weight", "encoder.1.bias", "classifier.weight", "classifier.bias"}, _mlp_embed, _mlp_head)}
+
+
+def _written(model: nn.Module) -> tuple[StackedLayer, StackedLayer] | None:
+    """(embed, head) written for stacked weights of `model`'s kind, None where there are none (another class, or
+    one whose parameters are not the ones they were written for)."""
+    entry = _WRITTEN.get(type(model))
+    if entry is None or {name for name, _ in model.named_parameters()} != entry[0]:
+        return None
+    return entry[1], entry[2]
 
 
 class StackedModels:
@@ -68,11 +78,10 @@ class StackedModels:
         self.models = models
         params, _ = stack_module_state(models)
         self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        first = models[0]
-        self.written = type(first) in _WRITTEN_KEYS and set(self.params) == _WRITTEN_KEYS[type(first)]
-        if not self.written:
-            raise ValueError(f"models: no stacked forward for {type(first).__name__} (stacking_obstacle says so)")
-        self._embed, self._head = _WRITTEN[type(first)]
+        written = _written(models[0])
+        if written is None:
+            raise ValueError(f"models: no stacked forward for {type(models[0]).__name__} (stacking_obstacle says so)")
+        self._embed, self._head = written
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self._embed(self.params, x)

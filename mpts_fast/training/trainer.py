@@ -86,7 +86,6 @@ class Trainer:
                 raise ValueError(f"y_labeled: expected shape {tuple(lab.shape)}, got {tuple(y.shape)}")
         if not seeds:
             return []
-        start = time.perf_counter()
         members = self.config.ensemble_size
         jobs = [(i, derive_seed(seed, "member", m)) for i, seed in enumerate(seeds) for m in range(members)]
         self.lockstep_obstacle = self.stacking_obstacle()
@@ -127,8 +126,6 @@ class Trainer:
                                     fit_steps=first["fit"]["steps"], fit_stop=first["fit"]["stop"],
                                     fit_running_accuracy=first["fit"]["running_accuracy"],
                                     total_steps=first["total_steps"], lockstep=first.get("lockstep")))
-        if len(seeds) == 1 and not stacked:  # one training: its wall time, model building included
-            out[0].train_seconds = time.perf_counter() - start
         return out
 
     def stacking_obstacle(self) -> str | None:
